@@ -1,0 +1,143 @@
+"""``surrogate lab``: the paper-calibrated virtual lab (facts check, emulated measurements, parameters)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, print_json
+from surrogate.design import BUFFERS, DEFAULT_C_RATE, DEFAULT_CYCLES, DEFAULT_PROTOCOL, PROTOCOLS, TARGET_UNITS
+
+_NOT_MEASURED = "virtual lab: an emulation calibrated to Tan et al. 2021, not a measurement"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``lab`` command group (``facts``, ``measure``, ``params``)."""
+    group = subparsers.add_parser(
+        "lab",
+        help="the paper-calibrated virtual lab: facts check, emulated measurements, parameters",
+        description="The virtual lab: a physics emulator of the paper's films and cells, calibrated to its numbers.",
+    )
+    group.set_defaults(func=lambda args: _usage(group))
+    commands = group.add_subparsers(dest="lab_command", metavar="SUBCOMMAND")
+
+    facts = commands.add_parser(
+        "facts",
+        help="check every number of the paper against the noise-free lab",
+        description=(
+            "One line per quantitative statement of the paper: its value, the noise-free lab's value, whether it "
+            "holds, and a note where the paper contradicts itself. Exit 0 when every fact that can hold does; "
+            "contradictions are reported, not failed."
+        ),
+    )
+    add_json_flag(facts)
+    facts.set_defaults(func=_facts)
+
+    measure = commands.add_parser(
+        "measure",
+        help="emulate one measurement of a design (conductivity, rate retention, capacity retention)",
+        description=(
+            "Emulate measuring one design: a fresh film for the conductivity, a fresh cell for the retentions, "
+            "with the lab's seeded noise (or none with --no-noise). " + _NOT_MEASURED + "."
+        ),
+    )
+    measure.add_argument("--buffer", required=True, help=f"buffer layer: {', '.join(BUFFERS)} (aliases accepted)")
+    measure.add_argument(
+        "--anneal-temp-c", type=float, required=True, help="anneal temperature, °C (25 = as-deposited)"
+    )
+    measure.add_argument("--test-temp-c", type=float, required=True, help="measurement / operating temperature, °C")
+    measure.add_argument("--c-rate", type=float, default=DEFAULT_C_RATE, help="C-rate for rate_retention (default 30)")
+    measure.add_argument(
+        "--cycles", type=int, default=DEFAULT_CYCLES, help="cycle count for capacity_retention (default 100)"
+    )
+    measure.add_argument(
+        "--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="cycling protocol (default standard)"
+    )
+    measure.add_argument("--seed", type=int, default=None, help="noise seed (default: fresh noise each call)")
+    measure.add_argument("--no-noise", action="store_true", help="return the noise-free physics")
+    add_json_flag(measure)
+    measure.set_defaults(func=_measure)
+
+    params = commands.add_parser(
+        "params",
+        help="list every parameter of the lab with its source (paper or assumption) and reason",
+        description="Every number the lab's physics uses, whether the paper gives it or it is an assumption, and why.",
+    )
+    add_json_flag(params)
+    params.set_defaults(func=_params)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _short(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _facts(args: argparse.Namespace) -> int:
+    from surrogate.facts import all_hold, check_facts
+
+    results = check_facts()
+    entries = [r.to_dict("lab") for r in results]
+    passed = all_hold(results)
+    if args.json:
+        print_json({"source": "noise-free virtual lab", "all_hold": passed, "facts": entries})
+    else:
+        marks = {"ok": "ok", "fail": "FAIL", "contradiction": "CONTRA", "recorded": "rec", "skipped": "skip"}
+        for e in entries:
+            print(f"{marks[e['status']]:6s} {e['id']:32s} paper={_short(e['paper']):>24.24s}  lab={_short(e['lab'])}")
+        notes = [e for e in entries if e["status"] == "contradiction"]
+        if notes:
+            print("\nWhere the paper contradicts itself:")
+            for e in notes:
+                print(f"- {e['id']}: {e['note']}")
+        counts = {s: sum(e["status"] == s for e in entries) for s in marks}
+        print(
+            f"\n{counts['ok']} hold, {counts['fail']} fail, {counts['contradiction']} contradictions reported, "
+            f"{counts['recorded']} recorded (not modelled)."
+        )
+    return EXIT_OK if passed else 1
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from surrogate.lab import VirtualLab
+
+    lab = VirtualLab(seed=args.seed, noise=not args.no_noise)
+    design = {
+        "buffer": args.buffer,
+        "anneal_temp_c": args.anneal_temp_c,
+        "test_temp_c": args.test_temp_c,
+        "c_rate": args.c_rate,
+        "cycles": args.cycles,
+        "protocol": args.protocol,
+    }
+    values = lab.measure(**design) if lab.noise else lab.truth(**design)
+    if args.json:
+        print_json(values)
+    else:
+        for name, value in values.items():
+            print(f"{name:20s} {value:.4g} {TARGET_UNITS[name]}")
+        print(f"({_NOT_MEASURED}{'' if lab.noise else '; noise-free'})")
+    return EXIT_OK
+
+
+def _params(args: argparse.Namespace) -> int:
+    from surrogate.physics import PARAMETERS
+
+    rows = PARAMETERS.table()
+    if args.json:
+        print_json({"parameters": rows})
+    else:
+        for row in rows:
+            print(f"{row['name']:32s} {row['value']:<10g} {row['unit']:8s} {row['source']:10s} {row['reason']}")
+    return EXIT_OK

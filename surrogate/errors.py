@@ -1,0 +1,39 @@
+"""Errors the library raises for bad input, shared by the CLI (exit 2) and HTTP (4xx)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class InputError(ValueError):
+    """Input that is wrong for a reason the user can fix; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a data file: 1-based data row (None for the whole file), column, reason."""
+
+    row: int | None
+    column: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where) or 'file'}: {self.reason}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"row": self.row, "column": self.column, "reason": self.reason}
+
+
+class DataValidationError(InputError):
+    """A data set with problems; ``problems`` lists every one of them, not just the first."""
+
+    def __init__(self, problems: list[Problem], source: str = "data") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
