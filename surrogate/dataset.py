@@ -30,6 +30,8 @@ from surrogate.design import (
     TEST_TEMP_C,
 )
 from surrogate.lab import VirtualLab
+from surrogate.schema import EXPERIMENT, SAMPLE_ID
+from surrogate.schema import SOURCE as SOURCE_COLUMN
 
 DEFAULT_SEED = 20210412
 """Seed of the embedded data set (the paper's publication date)."""
@@ -50,8 +52,8 @@ STANDARD_CYCLES = 100
 LONG_CYCLES = 1000
 
 COLUMNS = (
-    "experiment",
-    "sample_id",
+    EXPERIMENT,
+    SAMPLE_ID,
     BUFFER,
     ANNEAL_TEMP_C,
     TEST_TEMP_C,
@@ -61,7 +63,7 @@ COLUMNS = (
     CONDUCTIVITY,
     RATE_RETENTION,
     CAPACITY_RETENTION,
-    "source",
+    SOURCE_COLUMN,
 )
 
 
@@ -81,7 +83,7 @@ def paper_design() -> pd.DataFrame:
             rows.append(("cycling", f"cycle-{buffer}", buffer, CELL_ANNEAL_C, CELL_TEST_TEMP_C, 0.1, cycle, "standard"))
     for cycle in range(1, LONG_CYCLES + 1):
         rows.append(("cycling", "long-sio2", "sio2", CELL_ANNEAL_C, CELL_TEST_TEMP_C, np.nan, cycle, "long"))
-    columns = ["experiment", "sample_id", BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES, PROTOCOL]
+    columns = [EXPERIMENT, SAMPLE_ID, BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES, PROTOCOL]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -89,9 +91,9 @@ def build_default_dataset(seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """Run :func:`paper_design` through the noisy virtual lab; keep each row's own target only."""
     design = paper_design()
     lab_input = design.assign(**{C_RATE: design[C_RATE].fillna(0.1), CYCLES: design[CYCLES].fillna(1)})
-    measured = VirtualLab(seed=seed, noise=True).measure_frame(lab_input, sample_ids=design["sample_id"])
+    measured = VirtualLab(seed=seed, noise=True).measure_frame(lab_input, sample_ids=design[SAMPLE_ID])
     frame = design.copy()
-    kind = frame["experiment"]
+    kind = frame[EXPERIMENT]
     frame[CONDUCTIVITY] = measured[CONDUCTIVITY].where(kind == "conductivity")
     frame[RATE_RETENTION] = measured[RATE_RETENTION].where(kind == "rate")
     frame[CAPACITY_RETENTION] = measured[CAPACITY_RETENTION].where(kind == "cycling")
@@ -101,7 +103,7 @@ def build_default_dataset(seed: int = DEFAULT_SEED) -> pd.DataFrame:
     frame.loc[kind == "rate", CYCLES] = np.nan
     frame.loc[kind == "conductivity", CYCLES] = np.nan
     frame[CYCLES] = frame[CYCLES].astype("Int64")
-    frame["source"] = SOURCE
+    frame[SOURCE_COLUMN] = SOURCE
     return frame[list(COLUMNS)]
 
 
