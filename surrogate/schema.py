@@ -263,6 +263,12 @@ _RANGE_CHECKS = {
 }
 
 
+def value_problem(column: str, value: float) -> str | None:
+    """Why ``value`` is not plausible for ``column`` (None when it is): the range checks every input path shares."""
+    check = _RANGE_CHECKS.get(column)
+    return check(value) if check is not None else None
+
+
 def _rows_text(rows: list[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:10])
     return f"{shown}, ... ({len(rows)} rows)" if len(rows) > 10 else shown

@@ -78,9 +78,14 @@ def _span(values: list[float] | None) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    report = validation_report(args.file)
+    return print_validation(args.file, args.json)
+
+
+def print_validation(path: str | Path, as_json: bool = False) -> int:
+    """Check ``path`` and print the report (a summary, or every problem on stderr); returns the exit code."""
+    report = validation_report(path)
     code = EXIT_OK if report["ok"] else EXIT_BAD_INPUT
-    if args.json:
+    if as_json:
         print_json(report)
         return code
     source = report["source"]

@@ -84,6 +84,30 @@ def _short(value: object) -> str:
     return str(value)
 
 
+def print_facts(entries: list[dict], value_key: str, source: str) -> None:
+    """Print checked facts as a table, the paper's contradictions in words, and the counts.
+
+    ``value_key`` is the entry key holding the checked value (``lab`` or ``model``); ``source`` names it.
+    """
+    marks = {"ok": "ok", "fail": "FAIL", "contradiction": "CONTRA", "recorded": "rec", "skipped": "skip"}
+    for e in entries:
+        print(
+            f"{marks[e['status']]:6s} {e['id']:32s} paper={_short(e['paper']):>24.24s}  "
+            f"{value_key}={_short(e[value_key])}"
+        )
+    notes = [e for e in entries if e["status"] == "contradiction"]
+    if notes:
+        print("\nWhere the paper contradicts itself:")
+        for e in notes:
+            print(f"- {e['id']}: {e['note']}")
+    counts = {s: sum(e["status"] == s for e in entries) for s in marks}
+    skipped = f", {counts['skipped']} skipped (lab physics only)" if counts["skipped"] else ""
+    print(
+        f"\n{counts['ok']} hold, {counts['fail']} fail, {counts['contradiction']} contradictions reported, "
+        f"{counts['recorded']} recorded (not modelled){skipped}. Checked against: {source}."
+    )
+
+
 def _facts(args: argparse.Namespace) -> int:
     from surrogate.facts import all_hold, check_facts
 
@@ -93,19 +117,7 @@ def _facts(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"source": "noise-free virtual lab", "all_hold": passed, "facts": entries})
     else:
-        marks = {"ok": "ok", "fail": "FAIL", "contradiction": "CONTRA", "recorded": "rec", "skipped": "skip"}
-        for e in entries:
-            print(f"{marks[e['status']]:6s} {e['id']:32s} paper={_short(e['paper']):>24.24s}  lab={_short(e['lab'])}")
-        notes = [e for e in entries if e["status"] == "contradiction"]
-        if notes:
-            print("\nWhere the paper contradicts itself:")
-            for e in notes:
-                print(f"- {e['id']}: {e['note']}")
-        counts = {s: sum(e["status"] == s for e in entries) for s in marks}
-        print(
-            f"\n{counts['ok']} hold, {counts['fail']} fail, {counts['contradiction']} contradictions reported, "
-            f"{counts['recorded']} recorded (not modelled)."
-        )
+        print_facts(entries, "lab", "the noise-free virtual lab")
     return EXIT_OK if passed else 1
 
 

@@ -53,6 +53,20 @@ FEATURES: dict[str, tuple[str, ...]] = {
 
 _RETENTION_EPS = 1e-3
 
+REFERENCE_C_RATE = 0.1
+"""``rate_retention`` is capacity at C over capacity at this rate: exactly 1 at and below it."""
+REFERENCE_CYCLE = 1
+"""``capacity_retention`` is relative to this cycle: exactly 1 there."""
+
+
+def reference_mask(target: str, designs: pd.DataFrame) -> np.ndarray:
+    """Rows where ``target`` is 1 by definition (the reference it is relative to), not a prediction."""
+    if target == RATE_RETENTION:
+        return designs[C_RATE].to_numpy(float) <= REFERENCE_C_RATE
+    if target == CAPACITY_RETENTION:
+        return designs[CYCLES].to_numpy(float) <= REFERENCE_CYCLE
+    return np.zeros(len(designs), dtype=bool)
+
 
 @dataclass(frozen=True)
 class TargetSpace:
@@ -92,81 +106,121 @@ class TargetModel(Protocol):
 def design_frame(designs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
     """Canonical design frame: every contract field present, defaults filled, buffer/protocol canonical.
 
-    Raises :class:`InputError` naming the row and field for anything that is not a valid design.
+    Raises :class:`InputError` naming the design (1-based), the field and the reason for anything that
+    is not a valid design: unknown buffer or protocol, a missing or non-numeric value, NaN or infinity,
+    a temperature outside the physical range, c_rate <= 0, cycles not a whole number >= 1.
     """
-    frame = pd.DataFrame(designs).copy() if not isinstance(designs, pd.DataFrame) else designs.copy()
+    from surrogate.schema import value_problem
+
+    frame = pd.DataFrame(designs) if not isinstance(designs, pd.DataFrame) else designs
     if frame.empty:
         raise InputError("designs: at least one design is required")
-    problems = []
-    for column in (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C):
-        if column not in frame.columns:
-            problems.append(f"{column}: missing (required)")
-    if problems:
-        raise InputError("; ".join(problems))
-    defaults = {C_RATE: DEFAULT_C_RATE, CYCLES: DEFAULT_CYCLES, PROTOCOL: DEFAULT_PROTOCOL}
-    for column, default in defaults.items():
-        frame[column] = frame[column].fillna(default) if column in frame.columns else default
-    rows = []
-    for i, row in enumerate(frame.itertuples(index=False), start=1):
-        record = row._asdict()
-        try:
-            record[BUFFER] = canonical_buffer(record[BUFFER])
-        except InputError as exc:
-            problems.append(f"design {i}: {BUFFER}: {exc}")
-        try:
-            record[PROTOCOL] = canonical_protocol(record[PROTOCOL])
-        except InputError as exc:
-            problems.append(f"design {i}: {PROTOCOL}: {exc}")
-        for column in (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES):
+    missing = [c for c in (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C) if c not in frame.columns]
+    if missing:
+        raise InputError("; ".join(f"{c}: missing (required)" for c in missing))
+    n = len(frame)
+    problems: list[tuple[int, str]] = []
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    for column, canonical in ((BUFFER, canonical_buffer), (PROTOCOL, canonical_protocol)):
+        raw = frame[column] if column in frame.columns else pd.Series([DEFAULT_PROTOCOL] * n)
+        raw = raw.where(raw.notna(), DEFAULT_PROTOCOL) if column == PROTOCOL else raw
+        values = raw.to_numpy(dtype=object)
+        mapping = {}
+        for value in pd.unique(values):
             try:
-                value = float(record[column])
-            except (TypeError, ValueError):
-                problems.append(f"design {i}: {column}: {record[column]!r} is not a number")
-                continue
-            if not np.isfinite(value):
-                problems.append(f"design {i}: {column}: must be finite")
-            record[column] = value
-        rows.append(record)
+                mapping[value] = canonical(value)
+            except InputError as exc:
+                mapping[value] = None
+                problems += [(i, f"{column}: {exc}") for i in np.flatnonzero(values == value)]
+        out[column] = [mapping[v] for v in values]
+    defaults = {C_RATE: DEFAULT_C_RATE, CYCLES: float(DEFAULT_CYCLES)}
+    for column in (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES):
+        raw = frame[column] if column in frame.columns else pd.Series([defaults[column]] * n)
+        if column in defaults:
+            raw = raw.where(raw.notna(), defaults[column])
+        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        for i in np.flatnonzero(np.isnan(numbers)):
+            shown = raw.iloc[i]
+            what = (
+                "missing (required)"
+                if shown is None or (isinstance(shown, float) and np.isnan(shown))
+                else (f"{shown!r} is not a number")
+            )
+            problems.append((i, f"{column}: {what}"))
+        for i in np.flatnonzero(np.isinf(numbers)):
+            problems.append((i, f"{column}: must be finite, got {numbers[i]}"))
+        finite = np.isfinite(numbers)
+        for value in np.unique(numbers[finite]):
+            why = value_problem(column, float(value))
+            if why:
+                problems += [(i, f"{column}: {why}") for i in np.flatnonzero(numbers == value)]
+        out[column] = numbers
     if problems:
-        raise InputError("; ".join(problems[:20]) + (f" (+{len(problems) - 20} more)" if len(problems) > 20 else ""))
-    out = pd.DataFrame(rows, columns=list(frame.columns))
-    out[CYCLES] = out[CYCLES].astype(float)
-    return out[[BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES, PROTOCOL]].reset_index(drop=True)
+        problems.sort(key=lambda p: p[0])
+        shown = [f"design {i + 1}: {why}" for i, why in problems[:20]]
+        more = f" (+{len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise InputError("; ".join(shown) + more)
+    return out[[BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES, PROTOCOL]]
+
+
+def _region_keys(X: pd.DataFrame, categorical: tuple[str, ...]) -> np.ndarray:
+    """One string per row joining its categorical values with '|' ('' when there are none)."""
+    if not categorical:
+        return np.full(len(X), "", dtype=object)
+    keys = X[categorical[0]].astype(str)
+    for column in categorical[1:]:
+        keys = keys + "|" + X[column].astype(str)
+    return keys.to_numpy(dtype=object)
 
 
 @dataclass
 class TrainingDomain:
-    """The region of design space a target model saw in training: numeric ranges and categories per buffer."""
+    """The region of design space a target model saw in training.
 
-    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
-    categories: dict[str, list[str]] = field(default_factory=dict)
+    Numeric ranges are kept per combination of the categorical features seen
+    together (for example ``cycles`` per buffer and protocol), so a long-protocol
+    question about a buffer only ever cycled under the standard protocol, or a
+    rate question at a temperature one buffer was never tested at, counts as
+    extrapolation even when another buffer covered that range.
+    """
+
+    categorical: tuple[str, ...] = ()
+    regions: dict[tuple[str, ...], dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     @classmethod
     def from_frame(cls, X: pd.DataFrame) -> TrainingDomain:
-        numeric, categories = {}, {}
-        for column in X.columns:
-            if column in (BUFFER, PROTOCOL):
-                categories[column] = sorted(X[column].astype(str).unique().tolist())
-            else:
-                values = X[column].astype(float)
-                numeric[column] = (float(values.min()), float(values.max()))
-        return cls(numeric, categories)
+        categorical = tuple(c for c in X.columns if c in (BUFFER, PROTOCOL))
+        numeric = [c for c in X.columns if c not in categorical]
+        keys = _region_keys(X, categorical)
+        regions = {}
+        for key, part in X.groupby(keys, sort=True):
+            ranges = {c: (float(part[c].astype(float).min()), float(part[c].astype(float).max())) for c in numeric}
+            regions[tuple(key.split("|")) if categorical else ()] = ranges
+        return cls(categorical, regions)
 
     def reasons(self, X: pd.DataFrame) -> list[list[str]]:
-        """For each row, why it lies outside this domain (empty when inside)."""
+        """For each row, why it lies outside this domain (empty when inside). Vectorised per region."""
         out: list[list[str]] = [[] for _ in range(len(X))]
-        for column, (low, high) in self.numeric.items():
-            values = X[column].to_numpy(float)
-            for i in np.flatnonzero((values < low - 1e-9) | (values > high + 1e-9)):
-                out[i].append(f"{column}={values[i]:g} outside trained range [{low:g}, {high:g}]")
-        for column, seen in self.categories.items():
-            values = X[column].astype(str).to_numpy()
-            for i in np.flatnonzero(~np.isin(values, seen)):
-                out[i].append(f"{column}={values[i]} not in training data")
+        keys = _region_keys(X, self.categorical)
+        known = np.zeros(len(X), dtype=bool)
+        for key, ranges in self.regions.items():
+            rows = np.flatnonzero(keys == "|".join(key))
+            known[rows] = True
+            where = f" (for {', '.join(key)})" if key else ""
+            for column, (low, high) in ranges.items():
+                values = X[column].to_numpy(float)
+                for i in rows[(values[rows] < low - 1e-9) | (values[rows] > high + 1e-9)]:
+                    out[i].append(f"{column}={values[i]:g} outside trained range [{low:g}, {high:g}]{where}")
+        for i in np.flatnonzero(~known):
+            combo = ", ".join(f"{c}={v}" for c, v in zip(self.categorical, keys[i].split("|"), strict=True))
+            out[i].append(f"{combo}: no training data for this combination")
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"numeric": {k: list(v) for k, v in self.numeric.items()}, "categories": self.categories}
+        return {
+            "categorical": list(self.categorical),
+            "regions": {"|".join(k) or "*": {c: list(r) for c, r in v.items()} for k, v in self.regions.items()},
+        }
 
 
 @dataclass
@@ -194,13 +248,15 @@ class Surrogate:
         mean, std = self.models[target].predict(X, return_std=True)
         z = norm.ppf(0.5 + level / 2.0)
         space = TARGET_SPACES[target]
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 "mean": space.inverse(mean),
                 "lower": space.inverse(mean - z * std),
                 "upper": space.inverse(mean + z * std),
             }
         )
+        out.loc[reference_mask(target, designs), ["mean", "lower", "upper"]] = 1.0
+        return out
 
     def predict(self, designs: pd.DataFrame | list[dict[str, Any]], level: float = DEFAULT_LEVEL) -> pd.DataFrame:
         """Predictions for designs: ``<target>_mean``, ``_lower``, ``_upper`` per target, ``extrapolation``.
@@ -216,8 +272,10 @@ class Surrogate:
             part = self.predict_target(target, frame, level)
             for column in part.columns:
                 out[f"{target}_{column}"] = part[column].to_numpy()
+            by_definition = reference_mask(target, frame)
             for i, why in enumerate(self.domains[target].reasons(frame[list(FEATURES[target])])):
-                reasons[i] += [f"{target}: {w}" for w in why]
+                if not by_definition[i]:
+                    reasons[i] += [f"{target}: {w}" for w in why]
         out["extrapolation"] = [bool(r) for r in reasons]
         out["extrapolation_reasons"] = reasons
         return out
