@@ -41,6 +41,9 @@ from surrogate.design import (
 )
 from surrogate.errors import InputError
 
+SURROGATE_FORMAT = 2
+"""Layout version of :class:`Surrogate` bundles written by this code."""
+
 DEFAULT_LEVEL = 0.90
 """Central interval level of predictions unless asked otherwise."""
 
@@ -235,6 +238,8 @@ class Surrogate:
     models: dict[str, Any]
     domains: dict[str, TrainingDomain]
     info: dict[str, Any] = field(default_factory=dict)
+    format_version: int = SURROGATE_FORMAT
+    """Bumped when the bundle's layout changes; a saved bundle of another version must be retrained."""
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -1,0 +1,392 @@
+"""Latency and throughput of the HTTP service's /predict next to the in-process model call (the floor).
+
+Needs ``wrk`` and ``curl`` (``apt-get update && apt-get install -y wrk curl``): the load generator is a C program so that
+it does not eat the server's CPU the way Python client threads would. The script stops with a clear
+message when it is missing.
+
+For each model (the registry champion, and a near-zero-cost *probe* model that isolates the service's
+own overhead) it measures, in one run:
+
+- the in-process ``Surrogate.predict`` call for one design (p50, p99) and for 10,000 designs: the floor;
+- where one request's time goes in-process: JSON parsing + pydantic validation, the design frame, the
+  model, the response JSON;
+- ``surrogate serve`` (``--workers``, default 2) under ``wrk`` with 1, 8 and 32 concurrent connections
+  posting one design each (p50, p99, requests/s, errors), ``--duration`` seconds per level after a warm-up;
+- one 10,000-design call over HTTP sent by ``curl`` (median of 5).
+
+Writes ``benchmarks/results/service_latency.json`` and ``.md``. Usage::
+
+    MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db python benchmarks/service_latency.py [--duration 15]
+
+Time in milliseconds throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DESIGN = {"buffer": "sio2", "anneal_temp_c": 300.0, "test_temp_c": 25.0, "c_rate": 30.0, "cycles": 100}
+TARGETS_SEQ_P50_MS = 1.5
+TARGET_32_RPS = 1000.0
+TARGET_32_P99_MS = 100.0
+TARGET_10K_MS = 150.0
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, '
+    .. '"mean_us": %%f, "status_errors": %%d, "connect_errors": %%d, "read_errors": %%d, "write_errors": %%d, '
+    .. '"timeouts": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.mean, summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.timeout))
+end
+"""
+
+
+class ProbeModel:
+    """A near-zero-cost target model (a constant in natural space): isolates the HTTP layer's own cost.
+
+    Not a science model: its predictions mean nothing; it exists so the service's overhead can be
+    measured apart from the model's.
+    """
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> ProbeModel:
+        self.mean_ = float(np.mean(y))
+        self.std_ = float(np.std(y)) or 0.1
+        return self
+
+    def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        mean = np.full(len(X), self.mean_)
+        return (mean, np.full(len(X), self.std_)) if return_std else mean
+
+
+def probe_surrogate() -> Any:
+    """A :class:`Surrogate` of :class:`ProbeModel` per target, with the embedded data's training domains."""
+    from service_latency import ProbeModel as Importable  # pickled by module name, importable by the server
+
+    from surrogate.dataset import load_default_dataset
+    from surrogate.design import TARGETS
+    from surrogate.models.base import FEATURES, TARGET_SPACES, Surrogate, TrainingDomain, design_frame
+
+    data = load_default_dataset()
+    models, domains = {}, {}
+    for target in TARGETS:
+        rows = data[data[target].notna()]
+        X = design_frame(rows)[list(FEATURES[target])]
+        models[target] = Importable().fit(X, TARGET_SPACES[target].forward(rows[target].to_numpy(float)))
+        domains[target] = TrainingDomain.from_frame(X)
+    return Surrogate(models, domains, {"family": "probe (constant; HTTP-overhead measurement only)"})
+
+
+# ------------------------------------------------------------------ measurements
+def _percentiles(samples_s: list[float]) -> dict[str, float]:
+    values = np.asarray(samples_s) * 1e3
+    return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
+
+
+def in_process(model: Any, n_single: int) -> dict[str, Any]:
+    """The floor: ``Surrogate.predict`` on one design (many calls) and on 10,000 designs (median of 5)."""
+    gc.collect()
+    gc.freeze()  # as the service does after loading (serving.service.Surrogate.__init__)
+    one = pd.DataFrame([DESIGN])
+    big = pd.DataFrame([DESIGN] * 10_000)
+    for _ in range(20):
+        model.predict(one)
+    samples = []
+    for _ in range(n_single):
+        start = time.perf_counter()
+        model.predict(one)
+        samples.append(time.perf_counter() - start)
+    big_samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        model.predict(big)
+        big_samples.append(time.perf_counter() - start)
+    return {"single": _percentiles(samples), "designs_10000_ms": 1e3 * statistics.median(big_samples)}
+
+
+def stages(model: Any) -> dict[str, dict[str, float]]:
+    """Where one request's time goes in-process (median ms): parse+validate, frame, model, response JSON."""
+    import serving.service as service
+
+    spec = service.Surrogate.apis["predict"].input_spec
+    out = {}
+    for label, n, repeats in (("1 design", 1, 200), ("10000 designs", 10_000, 5)):
+        body = json.dumps({"designs": [DESIGN] * n}).encode()
+        timing: dict[str, list[float]] = {"parse_validate": [], "frame": [], "model": [], "response_json": []}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            parsed = spec.model_validate_json(body)
+            t1 = time.perf_counter()
+            frame = service.designs_frame(parsed.designs)
+            t2 = time.perf_counter()
+            table = model.predict(frame, level=0.9)
+            t3 = time.perf_counter()
+            service._json_bytes({"predictions": service.predictions_json(frame, table)})
+            t4 = time.perf_counter()
+            for key, value in zip(timing, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                timing[key].append(value)
+        out[label] = {key: 1e3 * statistics.median(values) for key, values in timing.items()}
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.status, response.read()
+
+
+class Server:
+    """``surrogate serve`` in a subprocess on a free port, serving ``model_uri``."""
+
+    def __init__(self, model_uri: str, workers: int, env: dict[str, str], log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(self.port)]
+        command += ["--workers", str(workers), "--model", model_uri]
+        self.log = open(log, "w")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"server exited {self.process.returncode}; see {log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit(f"server not ready after 120 s; see {log}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def curl_seconds(url: str, body: Path) -> float:
+    """Wall time of one POST of ``body`` by curl (a C client: no Python on the client side), seconds."""
+    command = [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{time_total}",
+        "-H",
+        "Content-Type: application/json",
+    ]
+    done = subprocess.run([*command, "--data-binary", f"@{body}", url], capture_output=True, text=True, check=True)
+    status, seconds = done.stdout.split()
+    assert status == "200", status
+    return float(seconds)
+
+
+def wrk(url: str, connections: int, duration_s: int, script: Path) -> dict[str, Any]:
+    """One wrk run posting one design per request; latencies in ms."""
+    threads = min(2, connections)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s", "-s", str(script)]
+    done = subprocess.run([*command, f"{url}/predict"], capture_output=True, text=True, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("WRKJSON "))
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    errors = sum(raw[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts"))
+    return {
+        "connections": connections,
+        "duration_s": raw["duration_us"] / 1e6,
+        "requests": raw["requests"],
+        "requests_per_s": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1e3,
+        "p90_ms": raw["p90_us"] / 1e3,
+        "p99_ms": raw["p99_us"] / 1e3,
+        "mean_ms": raw["mean_us"] / 1e3,
+        "errors": errors,
+    }
+
+
+def over_http(model_uri: str, args: argparse.Namespace, env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT % json.dumps({"designs": [DESIGN]}))
+    server = Server(model_uri, args.workers, env, workdir / f"server-{_free_port()}.log")
+    try:
+        wrk(server.url, 8, 3, script)  # warm-up: imports, caches, connection pools
+        levels = [wrk(server.url, c, args.duration, script) for c in (1, 8, 32)]
+        body = workdir / "designs-10000.json"
+        body.write_text(json.dumps({"designs": [DESIGN] * 10_000}))
+        status, _ = _post(f"{server.url}/predict", body.read_bytes())
+        assert status == 200
+        big = [curl_seconds(f"{server.url}/predict", body) for _ in range(5)]
+        return {"levels": levels, "designs_10000_ms": 1e3 * statistics.median(big), "designs_10000_client": "curl"}
+    finally:
+        server.stop()
+
+
+def measure(label: str, model: Any, model_uri: str, args: argparse.Namespace, env: dict, workdir: Path) -> dict:
+    print(f"[{label}] in-process floor ...", file=sys.stderr)
+    floor = in_process(model, args.single_calls)
+    breakdown = stages(model)
+    print(f"[{label}] over HTTP with wrk ...", file=sys.stderr)
+    http = over_http(model_uri, args, env, workdir)
+    sequential = http["levels"][0]
+    at32 = http["levels"][2]
+    return {
+        "model": label,
+        "model_uri": model_uri,
+        "in_process": floor,
+        "stages_ms": breakdown,
+        "http": http,
+        "ratios": {
+            "sequential_p50_over_floor_p50": sequential["p50_ms"] / floor["single"]["p50_ms"],
+            "designs_10000_http_over_floor": http["designs_10000_ms"] / floor["designs_10000_ms"],
+        },
+        "targets": {
+            "sequential_p50_le_1.5ms": sequential["p50_ms"] <= TARGETS_SEQ_P50_MS,
+            "c32_ge_1000rps": at32["requests_per_s"] >= TARGET_32_RPS,
+            "c32_p99_le_100ms": at32["p99_ms"] <= TARGET_32_P99_MS,
+            "c32_no_error": at32["errors"] == 0,
+            "designs_10000_le_150ms": http["designs_10000_ms"] <= TARGET_10K_MS,
+        },
+    }
+
+
+# ------------------------------------------------------------------ report
+def markdown(document: dict[str, Any]) -> str:
+    lines = [
+        "# /predict latency and throughput",
+        "",
+        f"Machine: {document['machine']['cpus']} CPUs, {document['machine']['platform']}, 1-min load average "
+        f"{document['machine']['load_average_1min_before_after']} (before, after: the machine is shared); "
+        f"server `surrogate serve --workers {document['workers']}`; load from `wrk` "
+        f"({document['duration_s']} s per level after a 3 s warm-up), one design per request; times in ms. "
+        "Produced by `benchmarks/service_latency.py`.",
+        "",
+    ]
+    for run in document["runs"]:
+        floor, http = run["in_process"], run["http"]
+        lines += [
+            f"## Model: {run['model']}",
+            "",
+            f"`{run['model_uri']}`",
+            "",
+            "| measurement | p50 | p99 | req/s | errors |",
+            "|---|---|---|---|---|",
+            f"| in-process `Surrogate.predict`, 1 design (floor) | {floor['single']['p50_ms']:.2f} | "
+            f"{floor['single']['p99_ms']:.2f} | {1e3 / floor['single']['p50_ms']:.0f} (1 core) | |",
+        ]
+        for level in http["levels"]:
+            lines.append(
+                f"| HTTP, {level['connections']} concurrent | {level['p50_ms']:.2f} | {level['p99_ms']:.2f} | "
+                f"{level['requests_per_s']:.0f} | {level['errors']} |"
+            )
+        lines += [
+            "",
+            f"10,000 designs in one call: in-process {floor['designs_10000_ms']:.1f} ms, "
+            f"over HTTP (curl) {http['designs_10000_ms']:.1f} ms "
+            f"(ratio {run['ratios']['designs_10000_http_over_floor']:.2f}). "
+            f"Sequential HTTP p50 / floor p50 = {run['ratios']['sequential_p50_over_floor_p50']:.2f}.",
+            "",
+            "Where the time goes in-process (median ms):",
+            "",
+            "| request | JSON parse + pydantic | design frame | model | response JSON |",
+            "|---|---|---|---|---|",
+        ]
+        for label, stage in run["stages_ms"].items():
+            lines.append(
+                f"| {label} | {stage['parse_validate']:.3f} | {stage['frame']:.3f} | {stage['model']:.3f} | "
+                f"{stage['response_json']:.3f} |"
+            )
+        lines += ["", "Targets (2 cores):", ""]
+        lines += [f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in run["targets"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per concurrency level")
+    parser.add_argument("--workers", type=int, default=2, help="service worker processes")
+    parser.add_argument("--single-calls", type=int, default=300, help="in-process single-design calls")
+    parser.add_argument("--model", default=None, help="MLflow model URI (default: the registry champion)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the probe-model run")
+    args = parser.parse_args(argv)
+    missing = [tool for tool in ("wrk", "curl") if shutil.which(tool) is None]
+    if missing:
+        print(f"{' and '.join(missing)} not installed: apt-get update && apt-get install -y wrk curl", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    import mlflow
+
+    from surrogate import tracking
+
+    workdir = Path(tempfile.mkdtemp(prefix="service-latency-"))
+    env = dict(os.environ, BENTOML_HOME=str(workdir / "bentoml"))
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), str(ROOT), env.get("PYTHONPATH", "")])
+    env.pop("SURROGATE_API_TOKEN", None)
+    load_before = os.getloadavg()
+    runs = []
+    champion_uri = args.model or tracking.CHAMPION_URI
+    champion = tracking.load_champion(args.model)  # InputError "run surrogate train" when there is none
+    runs.append(measure("champion", champion, champion_uri, args, env, workdir))
+    if not args.no_probe:  # logged to a throw-away MLflow store in the work folder, never the user's
+        probe_env = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'probe-mlflow.db'}")
+        os.environ["MLFLOW_TRACKING_URI"] = probe_env["MLFLOW_TRACKING_URI"]
+        os.chdir(workdir)
+        tracking.configure_mlflow("service-latency-probe")
+        probe = probe_surrogate()
+        with mlflow.start_run(run_name="probe-model"):
+            probe_uri, _ = tracking.log_surrogate(probe, register=False)
+        label = "probe (constant model: the service's own overhead)"
+        runs.append(measure(label, probe, probe_uri, args, probe_env, workdir))
+    document = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        },
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "design": DESIGN,
+        "runs": runs,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "service_latency.json").write_text(json.dumps(document, indent=2) + "\n")
+    (RESULTS / "service_latency.md").write_text(markdown(document))
+    print(markdown(document))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

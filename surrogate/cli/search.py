@@ -1,0 +1,271 @@
+"""``surrogate search`` (Optuna over the surrogate) and ``surrogate campaign`` (ask/tell for a lab)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, print_json
+from surrogate.design import DEFAULT_C_RATE, DEFAULT_CYCLES, DEFAULT_PROTOCOL, PROTOCOLS
+from surrogate.objectives import OBJECTIVE_KINDS
+
+_NOTE = "predictions of a surrogate trained on a reconstruction of the paper (not measurements)"
+
+
+def _add_objective_args(parser: argparse.ArgumentParser, multiple: bool) -> None:
+    kinds = ", ".join(OBJECTIVE_KINDS)
+    if multiple:
+        parser.add_argument(
+            "--objective",
+            action="append",
+            choices=list(OBJECTIVE_KINDS),
+            help=f"what to maximise ({kinds}); repeat for a Pareto front (default: rate_retention)",
+        )
+        parser.add_argument(
+            "--pareto",
+            action="store_true",
+            help="Pareto front over conductivity, rate retention at 30 C and capacity retention after 100 cycles",
+        )
+    else:
+        parser.add_argument(
+            "--objective", required=True, choices=list(OBJECTIVE_KINDS), help=f"what to maximise ({kinds})"
+        )
+    parser.add_argument("--c-rate", type=float, default=DEFAULT_C_RATE, help="C-rate of rate_retention (default 30)")
+    parser.add_argument("--cycles", type=int, default=DEFAULT_CYCLES, help="cycles of capacity_retention (default 100)")
+    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="cycling protocol")
+    parser.add_argument(
+        "--test-temp-c", type=float, default=None, help="fixed operating temperature, °C (default: free)"
+    )
+    parser.add_argument("--space", default=None, help="YAML design space (default: the paper's space)")
+    parser.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: $SURROGATE_OPTUNA_STORAGE or local SQLite)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``search`` and the ``campaign`` group (create, suggest, observe, status, list)."""
+    search = subparsers.add_parser(
+        "search",
+        help="search the design space on the champion surrogate with Optuna",
+        description="Optuna search over buffer, anneal and operating temperature on the surrogate; " + _NOTE + ".",
+    )
+    _add_objective_args(search, multiple=True)
+    search.add_argument("--model", default=None, help="MLflow model URI (default: the registered champion)")
+    search.add_argument("--risk-aware", action="store_true", help="maximise the interval's lower bound, not the mean")
+    search.add_argument("--trials", type=int, default=200, help="Optuna trials (default 200)")
+    search.add_argument("--study-name", default=None, help="Optuna study name (resumed if it exists)")
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
+    search.add_argument("--top", type=int, default=10, help="designs shown for a single objective")
+    add_json_flag(search)
+    search.set_defaults(func=_search)
+
+    group = subparsers.add_parser(
+        "campaign",
+        help="design-of-experiment campaigns: what to measure next (ask/tell, state in Optuna storage)",
+        description="Ask/tell campaigns for a lab: create, suggest, observe results, status.",
+    )
+    group.set_defaults(func=lambda args: _usage(group))
+    commands = group.add_subparsers(dest="campaign_command", metavar="SUBCOMMAND")
+
+    create = commands.add_parser("create", help="create a campaign", description="Create a campaign.")
+    create.add_argument("name")
+    _add_objective_args(create, multiple=False)
+    create.add_argument(
+        "--warm-start", default=None, help="measurements to start from: a CSV/Parquet file, or 'embedded' (paper data)"
+    )
+    create.add_argument("--seed", type=int, default=0)
+    add_json_flag(create)
+    create.set_defaults(func=_create)
+
+    suggest = commands.add_parser("suggest", help="designs to measure next", description="Suggest the next designs.")
+    suggest.add_argument("name")
+    suggest.add_argument("--n", type=int, default=1, help="how many designs (default 1)")
+    suggest.add_argument("--client-id", default=None, help="retries with the same id get the same pending batch")
+    suggest.add_argument("--storage", default=None)
+    add_json_flag(suggest)
+    suggest.set_defaults(func=_suggest)
+
+    observe = commands.add_parser(
+        "observe",
+        help="record measured results (CSV/Parquet, validated like any data file)",
+        description=(
+            "Record results: design columns, the objective's targets at its conditions, optional 'trial' (the "
+            "suggestion's number), 'status' (ok, failed, infeasible) and 'reason'. All rows or nothing."
+        ),
+    )
+    observe.add_argument("name")
+    observe.add_argument("file")
+    observe.add_argument("--storage", default=None)
+    add_json_flag(observe)
+    observe.set_defaults(func=_observe)
+
+    status = commands.add_parser("status", help="counts, best so far, pending", description="Campaign status.")
+    status.add_argument("name")
+    status.add_argument("--storage", default=None)
+    add_json_flag(status)
+    status.set_defaults(func=_status)
+
+    listing = commands.add_parser("list", help="list campaigns", description="List the campaigns in the storage.")
+    listing.add_argument("--storage", default=None)
+    add_json_flag(listing)
+    listing.set_defaults(func=_list)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _space(args: argparse.Namespace):
+    from surrogate.design import DesignSpace
+    from surrogate.errors import InputError
+
+    if not args.space:
+        return DesignSpace()
+    try:
+        return DesignSpace.from_yaml(args.space)
+    except OSError as exc:
+        raise InputError(f"--space: cannot read {args.space} ({exc.strerror or exc})") from None
+
+
+def _objective(args: argparse.Namespace, kind: str, statistic: str = "mean"):
+    from surrogate.objectives import Objective
+
+    return Objective(
+        kind,
+        c_rate=args.c_rate,
+        cycles=args.cycles,
+        protocol=args.protocol,
+        test_temp_c=args.test_temp_c,
+        statistic=statistic,
+    )
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from surrogate.objectives import pareto_objectives
+    from training.search import search_and_log
+
+    statistic = "lower" if args.risk_aware else "mean"
+    if args.pareto:
+        objectives = pareto_objectives(statistic)
+    else:
+        objectives = [_objective(args, kind, statistic) for kind in (args.objective or ["rate_retention"])]
+    result, run_id = search_and_log(
+        objectives,
+        _space(args),
+        args.model,
+        args.trials,
+        args.storage,
+        args.study_name,
+        args.seed,
+        args.level,
+        show_progress=not args.json,
+    )
+    if args.json:
+        print_json(result.to_dict() | {"mlflow_run_id": run_id, "note": _NOTE})
+        return EXIT_OK
+    names = [o.name for o in objectives]
+    print(f"study {result.study_name} ({result.n_feasible}/{result.n_trials} feasible trials), MLflow run {run_id}")
+    print(
+        f"{'buffer':9s} {'anneal°C':>8s} {'test°C':>7s}  " + "  ".join(f"{n} mean [{result.level:.0%}]" for n in names)
+    )
+    for row in result.designs.to_dict("records"):
+        cells = "  ".join(
+            f"{_fmt(row[n + '_mean'])} [{_fmt(row[n + '_lower'])}, {_fmt(row[n + '_upper'])}]" for n in names
+        )
+        flag = "  EXTRAPOLATION" if row["extrapolation"] else ""
+        print(f"{row['buffer']:9s} {row['anneal_temp_c']:8.1f} {row['test_temp_c']:7.1f}  {cells}{flag}")
+    print(f"({_NOTE})")
+    return EXIT_OK
+
+
+def _create(args: argparse.Namespace) -> int:
+    from surrogate.campaign import Campaign
+
+    warm, source = None, None
+    if args.warm_start:
+        if args.warm_start == "embedded":
+            from surrogate.dataset import DATASET_FILENAME, load_default_dataset
+
+            warm, source = load_default_dataset(), f"embedded: {DATASET_FILENAME} (reconstruction, not measured)"
+        else:
+            from surrogate.schema import load_measurements
+
+            warm, source = load_measurements(args.warm_start), args.warm_start
+    campaign = Campaign.create(
+        args.name, _objective(args, args.objective), _space(args), args.storage, warm, source, args.seed
+    )
+    status = campaign.status()
+    if args.json:
+        print_json(status)
+    else:
+        print(f"campaign {campaign.name} created: maximise {campaign.objective.name} ({campaign.objective.unit})")
+        print(f"warm-start rows: {status['warm_start_rows']}")
+    return EXIT_OK
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from surrogate.campaign import Campaign
+
+    suggestions = Campaign.load(args.name, args.storage).suggest(args.n, args.client_id)
+    if args.json:
+        print_json({"campaign": args.name, "suggestions": [s.to_dict() for s in suggestions]})
+    else:
+        for s in suggestions:
+            d = s.design
+            print(
+                f"trial {s.trial:4d}  {d['buffer']:9s} anneal {d['anneal_temp_c']:6.1f} °C  test {d['test_temp_c']:6.1f} °C"
+                f"  ({s.method})"
+            )
+    return EXIT_OK
+
+
+def _observe(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from surrogate.campaign import Campaign, read_observations
+
+    campaign = Campaign.load(args.name, args.storage)
+    outcome = campaign.observe(read_observations(args.file), Path(args.file).name)
+    if args.json:
+        print_json(outcome)
+    else:
+        print(f"{outcome['observed']} observation(s), {outcome['failed']} failed, trials {outcome['trials']}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from surrogate.campaign import Campaign
+
+    status = Campaign.load(args.name, args.storage).status()
+    if args.json:
+        print_json(status)
+        return EXIT_OK
+    print(f"campaign {status['campaign']}: maximise {status['objective']['name']}")
+    print(f"observed {status['observed']}, failed {status['failed']}, pending {status['pending']}")
+    if status["best"]:
+        b = status["best"]
+        print(
+            f"best so far: trial {b['trial']} {b['buffer']} anneal {b['anneal_temp_c']:.1f} °C test "
+            f"{b['test_temp_c']:.1f} °C -> {b['objective']:.4g}"
+        )
+    for s in status["pending_suggestions"]:
+        print(f"pending trial {s['trial']}: {s['buffer']} {s['anneal_temp_c']:.1f} °C / {s['test_temp_c']:.1f} °C")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from surrogate.campaign import list_campaigns
+
+    campaigns = list_campaigns(args.storage)
+    if args.json:
+        print_json({"campaigns": campaigns})
+    else:
+        for c in campaigns:
+            print(f"{c['name']:30s} {c['objective']:50s} trials {c['trials']}")
+    return EXIT_OK

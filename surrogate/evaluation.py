@@ -1,0 +1,629 @@
+"""Grouped cross-validation of the model families and the choice of a champion per target.
+
+Training data per target (:func:`training_xy`): the rows of a validated
+measurement frame that carry the target, minus the *normalisation rows* —
+``rate_retention`` at c_rate ≤ 0.1 C and ``capacity_retention`` at cycle 1 are
+1 by definition (the reference the retention is relative to): they carry no
+information and sit at the logit clip (logit 0.999 ≈ 6.9) where they would
+dominate natural-space errors.
+
+Splits (:func:`split_plans`) follow how the science generalises; each holds out
+a whole group (scikit-learn ``LeaveOneGroupOut``):
+
+==================  ===============  ============================================================  =========
+target              split            held-out group                                                selects
+==================  ===============  ============================================================  =========
+conductivity        ``anneal_state``  one anneal temperature (a new film recipe)                    yes
+conductivity        ``test_temp``     one test temperature (a new operating point)                  yes
+rate_retention      ``c_rate``        one C-rate, every buffer (interpolating the rate curve)       yes
+rate_retention      ``buffer``        one buffer's whole curve (a buffer never made)                no
+capacity_retention  ``cycle_block``   every curve cut into 10 blocks of consecutive cycles, block    yes
+                                      k held out with k+5 (5 folds): filling gaps in cycle life
+                                      while consecutive cycles of one cell stay together
+capacity_retention  ``curve``         one buffer × protocol curve (e.g. the whole 1000-cycle test)  no
+==================  ===============  ============================================================  =========
+
+"selects" marks splits whose score enters champion selection. Leaving a
+buffer or a whole curve out asks for a buffer/protocol the model has no data
+for; every design the contract allows has data in the embedded set, so those
+splits are reported (they show how a family behaves off its data, and whether
+its intervals admit it) but do not choose the champion. A split with fewer
+than 2 groups is skipped with the reason.
+
+Every model is a :func:`~surrogate.models.registry.make_model`: the family
+wrapped in the shared fresh-sample variance model, fitted with the rows'
+``sample_id`` so that replicate films or cells give the between-sample
+variance (see :class:`~surrogate.models.features.FreshSampleRegressor`).
+
+Champion rule (:func:`choose_champion`, used by :func:`select_champions`,
+the one orchestration path that ``surrogate train`` calls): the family with
+the lowest *score*, the mean over a target's selecting splits of the pooled
+out-of-fold RMSE in natural space (log10 σ decades; logit retention), among
+the families whose intervals are usable: mean CV coverage over the selecting
+splits at least ``level`` − :data:`COVERAGE_SLACK` (0.70 for 90% intervals;
+if no family qualifies, all are eligible). Families whose score is within
+:data:`TIE_TOLERANCE` (1%) of the best are tied — a difference that small is
+not resolvable by CV on this little data — and a tie goes to the simplest
+family in registry order (physics, gp, trees, torch), so the physics baseline
+wins ties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.model_selection import LeaveOneGroupOut
+
+from surrogate.design import (
+    ANNEAL_TEMP_C,
+    BUFFER,
+    C_RATE,
+    CAPACITY_RETENTION,
+    CONDUCTIVITY,
+    CYCLES,
+    PROTOCOL,
+    RATE_RETENTION,
+    TARGETS,
+    TEST_TEMP_C,
+)
+from surrogate.errors import InputError
+from surrogate.models.base import DEFAULT_LEVEL, FEATURES, TARGET_SPACES, Surrogate, TrainingDomain
+from surrogate.models.features import check_target
+from surrogate.models.registry import FAMILIES, family, make_model
+
+SELECTION_METRIC = "rmse_natural"
+"""Metric (pooled over a split's out-of-fold predictions) whose mean over selecting splits ranks families."""
+TIE_TOLERANCE = 0.01
+"""Relative score difference below which two families are tied (the simpler one wins)."""
+COVERAGE_SLACK = 0.2
+"""A family is eligible as champion when its mean CV coverage is at least level − this."""
+REFERENCE_RATE_C = 0.1
+"""Rate retention is 1 at and below this C-rate by definition (dropped from training)."""
+CYCLE_BLOCKS = 10
+CYCLE_FOLDS = 5
+SELECTION_RULE = (
+    "lowest mean over the target's selecting splits of pooled out-of-fold RMSE in natural space "
+    f"(log10 σ; logit retention) among families with mean CV interval coverage ≥ level − {COVERAGE_SLACK:g} "
+    f"(all if none); scores within {TIE_TOLERANCE:.0%} of the best are ties, won by the simplest family in the "
+    "order physics, gp, trees, torch"
+)
+SUMMARY_METRICS = ("rmse_natural", "mae_natural", "r2_natural", "coverage", "rmse_units", "mae_units")
+"""CV metrics summarised per family and target: the mean over the target's selecting splits of each pooled metric."""
+SAMPLE_ID = "sample_id"
+
+
+# ------------------------------------------------------------------ data
+def training_xy(data: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Features, natural-space target and metadata of the rows of ``data`` that carry ``target``.
+
+    ``data`` is a validated measurement frame (:func:`surrogate.schema.validate_frame`). Returns
+    ``X`` (the target's :data:`FEATURES` columns), ``y`` (log10 σ or logit retention) and the rows'
+    full records (``sample_id`` and every other column), all with a fresh 0..n-1 index. Rows
+    without the target, with a missing feature, or at the normalisation point (see the module
+    docstring) are dropped.
+    """
+    check_target(target)
+    columns = list(FEATURES[target])
+    missing = [c for c in columns + [target] if c not in data.columns]
+    if missing:
+        raise InputError(f"data: missing column(s) {missing} needed for {target}")
+    rows = data[data[target].notna()]
+    rows = rows[rows[columns].notna().all(axis=1)]
+    if target == RATE_RETENTION:
+        rows = rows[rows[C_RATE].astype(float) > REFERENCE_RATE_C]
+    elif target == CAPACITY_RETENTION:
+        rows = rows[rows[CYCLES].astype(float) > 1]
+    rows = rows.reset_index(drop=True)
+    X = rows[columns].copy()
+    for column in columns:
+        if column not in (BUFFER, PROTOCOL):
+            X[column] = X[column].astype(float)
+    y = TARGET_SPACES[target].forward(rows[target].to_numpy(dtype=float))
+    return X, y, rows
+
+
+def sample_ids(meta: pd.DataFrame) -> np.ndarray | None:
+    """The film / cell id of each row of ``meta`` (a missing id: the row is its own sample); None without the column."""
+    if SAMPLE_ID not in meta.columns:
+        return None
+    ids = meta[SAMPLE_ID].astype(object)
+    missing = ids.isna().to_numpy()
+    values = ids.astype(str).to_numpy(dtype=object)
+    values[missing] = [f"row-{i}" for i in np.flatnonzero(missing)]
+    return values
+
+
+def fit_model(
+    family_name: str, target: str, X: pd.DataFrame, y: np.ndarray, meta: pd.DataFrame, params: dict[str, Any]
+) -> Any:
+    """A fitted :func:`~surrogate.models.registry.make_model` of ``family_name`` (the rows' sample ids passed on)."""
+    return make_model(family_name, target, **params).fit(X, y, sample_ids=sample_ids(meta))
+
+
+# ------------------------------------------------------------------ splits
+@dataclass
+class SplitPlan:
+    """One grouped CV scheme: ``groups`` labels each row; ``selects`` says whether it enters champion selection."""
+
+    name: str
+    description: str
+    groups: np.ndarray
+    selects: bool
+    skipped: str | None = None
+
+
+def _curve_labels(meta: pd.DataFrame) -> np.ndarray:
+    return (meta[BUFFER].astype(str) + "/" + meta[PROTOCOL].astype(str)).to_numpy()
+
+
+def _cycle_blocks(meta: pd.DataFrame) -> np.ndarray:
+    """Fold 0..4 of each row: each curve (sample, buffer, protocol) cut in 10 cycle blocks, block k → fold k mod 5."""
+    keys = _curve_labels(meta)
+    if "sample_id" in meta.columns:
+        keys = keys + "/" + meta["sample_id"].astype(str).to_numpy()
+    folds = np.zeros(len(meta), dtype=int)
+    cycles = meta[CYCLES].astype(float).to_numpy()
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        order = idx[np.argsort(cycles[idx], kind="stable")]
+        block = np.arange(order.size) * CYCLE_BLOCKS // order.size
+        folds[order] = block % CYCLE_FOLDS
+    return folds
+
+
+def split_plans(X: pd.DataFrame, meta: pd.DataFrame, target: str) -> list[SplitPlan]:
+    """The grouped CV splits of ``target`` (see the module docstring), each with its groups or a skip reason."""
+    check_target(target)
+    if target == CONDUCTIVITY:
+        plans = [
+            SplitPlan("anneal_state", "leave one anneal temperature out", X[ANNEAL_TEMP_C].to_numpy(), True),
+            SplitPlan("test_temp", "leave one test temperature out", X[TEST_TEMP_C].to_numpy(), True),
+        ]
+    elif target == RATE_RETENTION:
+        plans = [
+            SplitPlan("c_rate", "leave one C-rate out (all buffers)", X[C_RATE].to_numpy(), True),
+            SplitPlan("buffer", "leave one buffer's rate curve out", X[BUFFER].astype(str).to_numpy(), False),
+        ]
+    else:
+        plans = [
+            SplitPlan(
+                "cycle_block",
+                f"each curve in {CYCLE_BLOCKS} blocks of consecutive cycles, {CYCLE_FOLDS} folds of 2 blocks",
+                _cycle_blocks(meta),
+                True,
+            ),
+            SplitPlan("curve", "leave one buffer × protocol curve out", _curve_labels(meta), False),
+        ]
+    for plan in plans:
+        n_groups = np.unique(plan.groups).size
+        if n_groups < 2:
+            plan.skipped = f"only {n_groups} group(s) of {plan.name} in the data; a grouped split needs ≥ 2"
+    return plans
+
+
+# ------------------------------------------------------------------ metrics
+def _r2(y: np.ndarray, pred: np.ndarray) -> float | None:
+    if y.size < 2 or np.var(y) == 0:
+        return None
+    return float(1.0 - np.sum((y - pred) ** 2) / np.sum((y - np.mean(y)) ** 2))
+
+
+def score_predictions(
+    target: str, y: np.ndarray, mean: np.ndarray, std: np.ndarray, level: float = DEFAULT_LEVEL
+) -> dict[str, Any]:
+    """RMSE, MAE, R² in natural space (``*_natural``) and, for retentions, in contract units (``*_units``,
+    fraction); ``coverage`` of the central ``level`` interval and its mean width (natural space)."""
+    y, mean, std = (np.asarray(a, dtype=float) for a in (y, mean, std))
+    z = norm.ppf(0.5 + level / 2.0)
+    err = mean - y
+    out: dict[str, Any] = {
+        "n": int(y.size),
+        "rmse_natural": float(np.sqrt(np.mean(err**2))),
+        "mae_natural": float(np.mean(np.abs(err))),
+        "r2_natural": _r2(y, mean),
+        "coverage": float(np.mean(np.abs(err) <= z * std)),
+        "interval_width_natural": float(np.mean(2 * z * std)),
+    }
+    if target in (RATE_RETENTION, CAPACITY_RETENTION):
+        space = TARGET_SPACES[target]
+        yu, mu = space.inverse(y), space.inverse(mean)
+        out["rmse_units"] = float(np.sqrt(np.mean((mu - yu) ** 2)))
+        out["mae_units"] = float(np.mean(np.abs(mu - yu)))
+        out["r2_units"] = _r2(yu, mu)
+        out["interval_width_units"] = float(np.mean(space.inverse(mean + z * std) - space.inverse(mean - z * std)))
+    return out
+
+
+# ------------------------------------------------------------------ cross-validation
+@dataclass
+class CVResult:
+    """Cross-validation of one family on one target.
+
+    ``splits`` maps split name → {description, selects, n_groups, folds (per-fold metrics or skip
+    reason), overall (metrics pooled over out-of-fold predictions), skipped}. ``score`` is the
+    selection score (None when nothing could be scored); ``skipped`` the reason the family was
+    not evaluated at all. ``predictions`` maps split name → out-of-fold predictions (the rows'
+    metadata plus ``fold``, ``y``, ``mean``, ``std`` in natural space) for plots; not in :meth:`to_dict`.
+    """
+
+    family: str
+    target: str
+    level: float
+    n_rows: int
+    params: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    score: float | None = None
+    coverage: float | None = None
+    fit_seconds: float = 0.0
+    skipped: str | None = None
+    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no predictions)."""
+        return {
+            "family": self.family,
+            "target": self.target,
+            "level": self.level,
+            "n_rows": self.n_rows,
+            "params": _plain(self.params),
+            "selection_metric": SELECTION_METRIC,
+            "score": self.score,
+            "coverage": self.coverage,
+            "fit_seconds": round(self.fit_seconds, 3),
+            "skipped": self.skipped,
+            "splits": _plain(self.splits),
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars/arrays → Python, recursively (for JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_level(level: float) -> float:
+    if not 0.0 < float(level) < 1.0:
+        raise InputError(f"level: {level} must be between 0 and 1 (e.g. 0.9 for a 90% interval)")
+    return float(level)
+
+
+def cross_validate(
+    family_name: str,
+    target: str,
+    data: pd.DataFrame,
+    level: float = DEFAULT_LEVEL,
+    params: dict[str, Any] | None = None,
+) -> CVResult:
+    """Grouped CV of ``family_name`` on ``target`` over every split of :func:`split_plans`.
+
+    Returns a :class:`CVResult`; when the target has fewer rows than the family's ``min_rows`` it
+    is returned with ``skipped`` set (no exception). A fold whose training part is too small, or
+    whose fit refuses the data (:class:`InputError`), is recorded with its reason; other
+    exceptions propagate.
+    """
+    spec = family(family_name)
+    level = _check_level(level)
+    params = dict(params or {})
+    X, y, meta = training_xy(data, target)
+    result = CVResult(family_name, target, level, len(y), params)
+    if len(y) < spec.min_rows:
+        result.skipped = f"{len(y)} training rows for {target}; {family_name} needs ≥ {spec.min_rows}"
+        return result
+    start = time.perf_counter()
+    selecting: list[float] = []
+    coverages: list[float] = []
+    for plan in split_plans(X, meta, target):
+        entry: dict[str, Any] = {
+            "description": plan.description,
+            "selects": plan.selects,
+            "n_groups": int(np.unique(plan.groups).size),
+            "folds": [],
+            "overall": None,
+            "skipped": plan.skipped,
+        }
+        result.splits[plan.name] = entry
+        if plan.skipped:
+            continue
+        parts = []
+        for fold, (train, test) in enumerate(LeaveOneGroupOut().split(X, y, plan.groups)):
+            group = _plain(plan.groups[test[0]])
+            record: dict[str, Any] = {
+                "fold": fold,
+                "group": group,
+                "n_train": int(train.size),
+                "n_test": int(test.size),
+            }
+            if train.size < spec.min_rows:
+                record["skipped"] = f"{train.size} training rows; {family_name} needs ≥ {spec.min_rows}"
+                entry["folds"].append(record)
+                continue
+            try:
+                model = fit_model(family_name, target, X.iloc[train], y[train], meta.iloc[train], params)
+                mean, std = model.predict(X.iloc[test], return_std=True)
+            except InputError as exc:
+                record["skipped"] = f"fit refused the fold's data: {exc}"
+                entry["folds"].append(record)
+                continue
+            record.update(score_predictions(target, y[test], mean, std, level))
+            entry["folds"].append(record)
+            parts.append(meta.iloc[test].assign(fold=fold, y=y[test], mean=mean, std=std))
+        if not parts:
+            entry["skipped"] = "no fold could be fitted"
+            continue
+        oof = pd.concat(parts)
+        result.predictions[plan.name] = oof
+        entry["overall"] = score_predictions(target, oof["y"], oof["mean"], oof["std"], level)
+        if plan.selects:
+            selecting.append(entry["overall"][SELECTION_METRIC])
+            coverages.append(entry["overall"]["coverage"])
+    result.fit_seconds = time.perf_counter() - start
+    result.score = float(np.mean(selecting)) if selecting else None
+    result.coverage = float(np.mean(coverages)) if coverages else None
+    if result.score is None and result.skipped is None:
+        result.skipped = "no selecting split could be scored (too few groups or rows)"
+    return result
+
+
+# ------------------------------------------------------------------ champions
+def data_hash(data: pd.DataFrame) -> str:
+    """sha256 of the frame's canonical CSV text (the format the embedded data set is stored in)."""
+    from surrogate.dataset import to_csv_text
+
+    return hashlib.sha256(to_csv_text(data).encode("utf-8")).hexdigest()
+
+
+def cv_summary(cv: CVResult) -> dict[str, float | None]:
+    """Mean over the selecting splits of each pooled CV metric of :data:`SUMMARY_METRICS` (None when missing).
+
+    Keys drop the ``_natural`` suffix (``rmse``, ``mae``, ``r2``, ``coverage``, ``rmse_units``, ``mae_units``);
+    ``score`` is the selection score.
+    """
+    overall = [s["overall"] for s in cv.splits.values() if s["selects"] and s["overall"]]
+    out: dict[str, float | None] = {}
+    for metric in SUMMARY_METRICS:
+        values = [o[metric] for o in overall if o.get(metric) is not None]
+        out[metric.replace("_natural", "")] = float(np.mean(values)) if values else None
+    out["score"] = cv.score
+    return out
+
+
+def _cv_job(name: str, target: str, data: pd.DataFrame, level: float, params: dict[str, Any]) -> CVResult:
+    """CV of one family on one target; an exception becomes a skipped result with the error as reason."""
+    try:
+        return cross_validate(name, target, data, level=level, params=params)
+    except Exception as exc:  # noqa: BLE001 - a failing family is reported and skipped, never fatal
+        cv = CVResult(name, target, level, len(training_xy(data, target)[1]), dict(params))
+        cv.skipped = f"{type(exc).__name__}: {exc}"
+        return cv
+
+
+def cross_validate_families(
+    data: pd.DataFrame,
+    families: list[str] | None = None,
+    level: float = DEFAULT_LEVEL,
+    params: dict[str, dict[str, dict[str, Any]]] | None = None,
+    progress: bool = True,
+    n_jobs: int | None = None,
+) -> dict[str, dict[str, CVResult]]:
+    """:func:`cross_validate` of every family on every target: target → family → :class:`CVResult`.
+
+    ``params`` maps target → family → hyper-parameters (missing: the family's defaults). The family ×
+    target jobs run in ``n_jobs`` worker processes (default: 1 for a single family, else every core, at
+    most 2). A family that raises is kept as a skipped result with the error as its reason.
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    names = check_families(families)
+    level = _check_level(level)
+    params = params or {}
+    if n_jobs is None:  # one family's three jobs do not pay for starting worker processes
+        n_jobs = 1 if len(names) == 1 else min(2, os.cpu_count() or 1)
+    # The slowest jobs first, so two workers finish together.
+    jobs = sorted(
+        ((n, t) for t in TARGETS for n in names), key=lambda j: (j[1] != CAPACITY_RETENTION, j[0] == "physics")
+    )
+    if n_jobs == 1:
+        outcomes = (_cv_job(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs)
+    else:
+        outcomes = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_cv_job)(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs
+        )
+    results: dict[str, dict[str, CVResult]] = {t: {} for t in TARGETS}
+    for cv in tqdm(outcomes, total=len(jobs), desc="cross-validating", unit="model", disable=not progress):
+        results[cv.target][cv.family] = cv
+    return {t: {n: results[t][n] for n in names} for t in TARGETS}
+
+
+def _eligible(coverages: dict[str, float], names: list[str], level: float) -> list[str]:
+    return [n for n in names if coverages.get(n, 1.0) >= level - COVERAGE_SLACK]
+
+
+def choose_champion(
+    scores: dict[str, float], coverages: dict[str, float] | None = None, level: float = DEFAULT_LEVEL
+) -> str:
+    """The champion among ``{family: score}`` by :data:`SELECTION_RULE` (eligible by coverage, lowest score,
+    ties → simplest family). ``coverages`` maps family → mean CV coverage (missing: eligible)."""
+    if not scores:
+        raise InputError("no family could be scored")
+    coverages = coverages or {}
+    eligible = {n: scores[n] for n in _eligible(coverages, list(scores), level)}
+    scores = eligible or scores
+    best = min(scores.values())
+    tied = [name for name, score in scores.items() if score <= best * (1.0 + TIE_TOLERANCE) + 1e-12]
+    order = list(FAMILIES)
+    return min(tied, key=lambda name: order.index(name) if name in order else len(order))
+
+
+def check_families(families: list[str] | None) -> list[str]:
+    """The family names asked for (default every family), de-duplicated; :class:`InputError` for an unknown one."""
+    names = list(FAMILIES) if families is None else list(dict.fromkeys(families))
+    if not names:
+        raise InputError(f"families: give at least one model family ({', '.join(FAMILIES)})")
+    for name in names:
+        family(name)
+    return names
+
+
+def _cv_scheme(by_family: dict[str, CVResult]) -> str:
+    any_cv = next((cv for cv in by_family.values() if cv.splits), None)
+    if any_cv is None:
+        return "-"
+    return "; ".join(
+        f"{name}: {entry['description']}" + ("" if entry["selects"] else " (reported, not used to select)")
+        for name, entry in any_cv.splits.items()
+    )
+
+
+@dataclass
+class Selection:
+    """What :func:`select_champions` produced.
+
+    ``surrogate``: the champions refitted on all rows; ``report``: JSON-ready, per target ``rows``,
+    ``cv_scheme``, ``champion``, ``champion_reason``, ``eligible``, ``summary`` (family → :func:`cv_summary`),
+    ``skipped_families`` (family → reason), ``families`` (family → :meth:`CVResult.to_dict`),
+    ``params`` and ``sample_variance`` of the champion, ``refit_seconds``; ``results``: target →
+    family → :class:`CVResult` with the out-of-fold predictions (for plots); ``champions``: target →
+    family; ``params``: target → the champion's hyper-parameters.
+    """
+
+    surrogate: Surrogate
+    report: dict[str, Any]
+    results: dict[str, dict[str, CVResult]]
+    champions: dict[str, str]
+    params: dict[str, dict[str, Any]]
+
+
+def select_champions(
+    data: pd.DataFrame,
+    families: list[str] | None = None,
+    level: float = DEFAULT_LEVEL,
+    progress: bool = True,
+    params: dict[str, dict[str, dict[str, Any]]] | None = None,
+    n_jobs: int | None = None,
+) -> Selection:
+    """Cross-validate every family on every target, pick a champion per target, refit it on all rows.
+
+    ``params`` maps target → family → hyper-parameters (e.g. Optuna's best; missing: defaults), used
+    in CV and in the refit. The champion follows :data:`SELECTION_RULE` (:func:`choose_champion`).
+    Targets without any usable family are left out of the surrogate, with the reasons in the report;
+    raises :class:`InputError` when no target can be modelled.
+    """
+    names = check_families(families)
+    level = _check_level(level)
+    params = params or {}
+    started = time.perf_counter()
+    results = cross_validate_families(data, names, level, params, progress=progress, n_jobs=n_jobs)
+    report: dict[str, Any] = {
+        "level": level,
+        "selection_metric": SELECTION_METRIC,
+        "selection_rule": SELECTION_RULE,
+        "data_sha256": data_hash(data),
+        "targets": {},
+    }
+    models, domains, champions, chosen_params, summaries, variances, rows = {}, {}, {}, {}, {}, {}, {}
+    for target in TARGETS:
+        X, y, meta = training_xy(data, target)
+        by_family = results[target]
+        rows[target] = int(len(y))
+        scored = {n: cv for n, cv in by_family.items() if cv.score is not None and cv.skipped is None}
+        entry: dict[str, Any] = {
+            "rows": int(len(y)),
+            "cv_scheme": _cv_scheme(by_family),
+            "champion": None,
+            "summary": {n: cv_summary(cv) for n, cv in scored.items()},
+            "skipped_families": {n: cv.skipped for n, cv in by_family.items() if cv.skipped is not None},
+            "families": {n: cv.to_dict() for n, cv in by_family.items()},
+        }
+        report["targets"][target] = entry
+        if not scored:
+            entry["skipped"] = "no family could be cross-validated on this target" if len(y) else "no rows"
+            continue
+        scores = {n: float(cv.score) for n, cv in scored.items()}
+        coverages = {n: cv.coverage for n, cv in scored.items() if cv.coverage is not None}
+        champion = choose_champion(scores, coverages, level)
+        eligible = _eligible(coverages, list(scores), level)
+        entry["eligible"] = eligible or list(scores)
+        entry["champion_reason"] = (
+            f"lowest CV score {scores[champion]:.4g} (tie margin {TIE_TOLERANCE:.0%}, simplest wins) among "
+            + (
+                f"families with CV coverage ≥ {level - COVERAGE_SLACK:.2f}: {', '.join(eligible)}"
+                if eligible
+                else f"all families (none reached CV coverage {level - COVERAGE_SLACK:.2f})"
+            )
+        )
+        champion_params = dict(params.get(target, {}).get(champion, {}))
+        refit_start = time.perf_counter()
+        models[target] = fit_model(champion, target, X, y, meta, champion_params)
+        entry["refit_seconds"] = round(time.perf_counter() - refit_start, 3)
+        entry["champion"] = champion
+        entry["params"] = _plain(champion_params)
+        entry["sample_variance"] = models[target].sample_variance_.to_dict()
+        domains[target] = TrainingDomain.from_frame(X)
+        champions[target] = champion
+        chosen_params[target] = champion_params
+        summaries[target] = entry["summary"][champion]
+        variances[target] = entry["sample_variance"]
+    report["total_seconds"] = round(time.perf_counter() - started, 3)
+    if not models:
+        lines = ["data: no target could be modelled, every model family was skipped:"]
+        for target, entry in report["targets"].items():
+            reasons = "; ".join(f"{f}: {r}" for f, r in entry["skipped_families"].items()) or "no rows"
+            lines.append(f"  {target} ({entry['rows']} training rows): {reasons}")
+        raise InputError("\n".join(lines))
+    info = {
+        "families": champions,
+        "params": _plain(chosen_params),
+        "cv_scores": summaries,
+        "sample_variance": variances,
+        "selection_metric": SELECTION_METRIC,
+        "selection_rule": SELECTION_RULE,
+        "level": level,
+        "data_sha256": report["data_sha256"],
+        "rows": rows,
+    }
+    surrogate = Surrogate(models=models, domains=domains, info=info)
+    return Selection(surrogate, report, results, champions, chosen_params)
+
+
+def fit_surrogate(
+    data: pd.DataFrame, families: dict[str, str], params: dict[str, dict[str, Any]] | None = None
+) -> Surrogate:
+    """Fit the given family per target on all rows, without CV (fast refits, e.g. in campaigns).
+
+    ``families`` maps target → family name; ``params`` optionally maps target → that family's
+    hyper-parameters. Raises :class:`InputError` for an unknown target or family, or a target
+    with fewer rows than the family needs.
+    """
+    params = params or {}
+    if not families:
+        raise InputError("families: give at least one target → family")
+    unknown = [t for t in list(families) + list(params) if t not in TARGETS]
+    if unknown:
+        raise InputError(f"unknown target(s) {sorted(set(unknown))}; allowed are {', '.join(TARGETS)}")
+    models, domains = {}, {}
+    rows = {}
+    for target, name in families.items():
+        spec = family(name)
+        X, y, meta = training_xy(data, target)
+        if len(y) < spec.min_rows:
+            raise InputError(f"{target}: {len(y)} training rows; the {name} family needs ≥ {spec.min_rows}")
+        models[target] = fit_model(name, target, X, y, meta, params.get(target, {}))
+        domains[target] = TrainingDomain.from_frame(X)
+        rows[target] = int(len(y))
+    info = {"families": dict(families), "params": params, "data_sha256": data_hash(data), "rows": rows}
+    return Surrogate(models=models, domains=domains, info=info)

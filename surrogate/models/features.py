@@ -1,0 +1,369 @@
+"""The one feature encoding every ML family shares: design columns → a numeric matrix.
+
+Physics-aware, so that smooth models see the science's own coordinates:
+
+=====================  ==========================================================
+design column          features
+=====================  ==========================================================
+``anneal_temp_c``      ``anneal_temp_100c`` = anneal temperature / 100 °C
+``test_temp_c``        ``inv_temp_1000_per_k`` = 1000 / T, T in K (Arrhenius axis)
+``c_rate``             ``log10_c_rate`` = log10(C-rate / C)
+``cycles``             ``log10_cycles`` and ``cycles_1000`` = cycles / 1000
+                       (log for the early drop, linear for steady fade and knee)
+``buffer``             one-hot over every buffer id of :data:`surrogate.design.BUFFERS`
+``protocol``           ``protocol_long`` = 1 for the ``long`` protocol, else 0
+=====================  ==========================================================
+
+The columns depend only on the target (never on the data), so a model trained
+on a data set without, say, LiPON still accepts a LiPON design (its one-hot
+column was simply never non-zero in training; the training domain flags it).
+
+This module also holds the one variance model every family shares for a
+*fresh sample* (a new film or a new cell): :class:`FreshSampleRegressor`
+wraps a family's estimator and adds to its predictive variance (parameter
+uncertainty + the reading noise it sees in its residuals) the between-sample
+variance, estimated from replicate samples (:func:`estimate_sample_variance`)
+or, without replicates, taken from a stated prior
+(:data:`PRIOR_BETWEEN_SAMPLE_SD`); and the variance of a design column the
+data never varied, when a design changes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.exceptions import NotFittedError
+
+from surrogate.design import (
+    ANNEAL_TEMP_C,
+    BUFFER,
+    BUFFERS,
+    C_RATE,
+    CAPACITY_RETENTION,
+    CONDUCTIVITY,
+    CYCLES,
+    PROTOCOL,
+    RATE_RETENTION,
+    TEST_TEMP_C,
+    canonical_buffer,
+    canonical_protocol,
+)
+from surrogate.errors import InputError
+from surrogate.models.base import FEATURES
+from surrogate.physics import ZERO_C_K
+
+
+def check_target(target: str) -> str:
+    """Return ``target`` if it is a modelled target, else raise :class:`InputError` naming the allowed ones."""
+    if target not in FEATURES:
+        raise InputError(f"target: {target!r} is not a target; allowed are {', '.join(FEATURES)}")
+    return target
+
+
+def feature_names(target: str) -> list[str]:
+    """Names of the encoded feature columns of ``target``, in matrix order."""
+    names: list[str] = []
+    for column in FEATURES[check_target(target)]:
+        if column == ANNEAL_TEMP_C:
+            names.append("anneal_temp_100c")
+        elif column == TEST_TEMP_C:
+            names.append("inv_temp_1000_per_k")
+        elif column == C_RATE:
+            names.append("log10_c_rate")
+        elif column == CYCLES:
+            names += ["log10_cycles", "cycles_1000"]
+        elif column == BUFFER:
+            names += [f"buffer_{b}" for b in BUFFERS]
+        elif column == PROTOCOL:
+            names.append("protocol_long")
+    return names
+
+
+def _canonical(values: pd.Series, canon) -> np.ndarray:
+    """Canonical ids of a categorical column (maps each distinct value once)."""
+    mapping = {}
+    for value in pd.unique(values):
+        mapping[value] = canon(value)
+    return values.map(mapping).to_numpy(dtype=object)
+
+
+def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``X`` restricted to the target's design columns, checked: numbers finite and in range, categories canonical.
+
+    Raises :class:`InputError` naming the column and the reason (missing column, non-finite value,
+    temperature at or below absolute zero, C-rate or cycles not positive, unknown buffer or protocol).
+    """
+    columns = list(FEATURES[check_target(target)])
+    if not isinstance(X, pd.DataFrame):
+        raise InputError(f"X: a pandas DataFrame with columns {columns} is required, got {type(X).__name__}")
+    missing = [c for c in columns if c not in X.columns]
+    if missing:
+        raise InputError(f"X: missing column(s) {missing} (the {target} model needs {columns})")
+    if len(X) == 0:
+        raise InputError("X: at least one row is required")
+    out = pd.DataFrame(index=X.index)
+    for column in columns:
+        if column == BUFFER:
+            out[column] = _canonical(X[column], canonical_buffer)
+        elif column == PROTOCOL:
+            out[column] = _canonical(X[column], canonical_protocol)
+        else:
+            try:
+                values = pd.to_numeric(X[column], errors="raise").to_numpy(dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"{column}: every value must be a number") from None
+            if not np.all(np.isfinite(values)):
+                raise InputError(f"{column}: every value must be finite (found NaN or infinity)")
+            if column in (ANNEAL_TEMP_C, TEST_TEMP_C) and np.any(values <= -ZERO_C_K):
+                raise InputError(f"{column}: temperatures in °C must be above absolute zero (-273.15 °C)")
+            if column in (C_RATE, CYCLES) and np.any(values <= 0):
+                raise InputError(f"{column}: every value must be > 0")
+            out[column] = values
+    return out
+
+
+def encode(X: pd.DataFrame, target: str) -> np.ndarray:
+    """The feature matrix (rows of ``X`` × :func:`feature_names`) of ``target``; ``X`` is checked first."""
+    frame = canonical_features(X, target)
+    blocks: list[np.ndarray] = []
+    for column in FEATURES[target]:
+        if column == ANNEAL_TEMP_C:
+            blocks.append(frame[column].to_numpy(float)[:, None] / 100.0)
+        elif column == TEST_TEMP_C:
+            blocks.append(1000.0 / (frame[column].to_numpy(float)[:, None] + ZERO_C_K))
+        elif column == C_RATE:
+            blocks.append(np.log10(frame[column].to_numpy(float))[:, None])
+        elif column == CYCLES:
+            cycles = frame[column].to_numpy(float)[:, None]
+            blocks += [np.log10(cycles), cycles / 1000.0]
+        elif column == BUFFER:
+            values = frame[column].to_numpy()
+            blocks.append(np.column_stack([(values == b).astype(float) for b in BUFFERS]))
+        elif column == PROTOCOL:
+            blocks.append((frame[column].to_numpy() == "long").astype(float)[:, None])
+    return np.hstack(blocks)
+
+
+def check_y(y: np.ndarray, n_rows: int) -> np.ndarray:
+    """``y`` as a finite float vector with one value per row of X, else :class:`InputError`."""
+    values = np.asarray(y, dtype=float).ravel()
+    if values.shape[0] != n_rows:
+        raise InputError(f"y: {values.shape[0]} values for {n_rows} rows of X")
+    if not np.all(np.isfinite(values)):
+        raise InputError("y: every target value must be finite (natural space: log10 σ or logit retention)")
+    return values
+
+
+MIN_STRATUM_ROWS = 10
+"""A stratum of :func:`stratified_subsample` keeps at least this many rows (or all it has)."""
+
+
+def stratified_subsample(X: pd.DataFrame, max_points: int) -> np.ndarray:
+    """Row positions of a deterministic stratified subsample of ``X`` of about ``max_points`` rows (sorted)."""
+    n = len(X)
+    if n <= max_points:
+        return np.arange(n)
+    categorical = [c for c in X.columns if c in (BUFFER, PROTOCOL)]
+    numeric = [c for c in X.columns if c not in categorical]
+    strata = X[categorical].astype(str).agg("/".join, axis=1).to_numpy() if categorical else np.zeros(n, dtype=str)
+    keep = []
+    for stratum in np.unique(strata):
+        idx = np.flatnonzero(strata == stratum)
+        quota = min(idx.size, max(MIN_STRATUM_ROWS, round(max_points * idx.size / n)))
+        order = idx[np.lexsort([X[c].to_numpy(float)[idx] for c in reversed(numeric)])] if numeric else idx
+        keep.append(order[np.unique(np.linspace(0, idx.size - 1, quota).round().astype(int))])
+    return np.sort(np.concatenate(keep))
+
+
+# ------------------------------------------------------------------ variance of a fresh sample
+PRIOR_BETWEEN_SAMPLE_SD: dict[str, float] = {
+    CONDUCTIVITY: 0.04,
+    RATE_RETENTION: 0.07,
+    CAPACITY_RETENTION: 0.07,
+}
+"""Prior standard deviation (natural space) between nominally identical samples, used when the data has no replicates.
+
+* ``conductivity_s_cm``: 0.04 decades (≈ 10 % in σ) film to film. σ = t/(R·A): the
+  thickness of a sputtered film and the electrode area are each known to a few
+  percent, and film microstructure adds to it; ±10 % between nominally identical
+  thin-film electrolytes is a typical reproducibility.
+* ``rate_retention`` and ``capacity_retention``: 0.07 logit cell to cell. A
+  relative variation v of a cell's characteristic rate (interface resistance) or
+  of its fade loss −ln R moves logit R by v to 1.4·v for retentions between 0.3
+  and 1, so 0.07 logit ≈ 7 % cell to cell. Studies of commercial Li-ion cells
+  find a few percent in resistance and in fade rate between cells of one batch
+  (e.g. Baumhöfer et al., J. Power Sources 247 (2014) 332; Schuster et al.,
+  J. Power Sources 297 (2015) 242); hand-made thin-film cells are less uniform,
+  hence 7 %.
+
+Our judgement, not read from the virtual lab; set ``between_sample_sd`` of
+:class:`FreshSampleRegressor` (a hyper-parameter) to use another value.
+"""
+
+UNTRAINED_FEATURE_RAMP: dict[str, float] = {
+    ANNEAL_TEMP_C: 50.0,
+    TEST_TEMP_C: 10.0,
+    C_RATE: float(np.log10(2.0)),
+    CYCLES: float(np.log10(2.0)),
+}
+"""How far (°C; log10 units for C-rate and cycles) a design must move a column the data never varied
+before that column's unknown effect gets its full variance (linear ramp from 0)."""
+
+
+@dataclass(frozen=True)
+class SampleVariance:
+    """The between-sample variance of one target's training data (natural space) and where it came from.
+
+    ``between_variance`` τ²: variance of a sample's effect (estimated from replicates, or the prior);
+    ``source``: ``"replicates"`` or ``"prior"``; ``replicated_share`` f: share of rows whose condition
+    (the design columns fixed within a sample) has ≥ 2 samples, so the family's residual noise already
+    holds τ² for them; ``mean_inverse_samples``: mean over rows of 1/k, k = samples of the row's
+    condition; ``within_variance``: pooled variance of residuals within samples (None without a
+    sample of ≥ 2 rows); ``n_samples``, ``n_replicated_conditions``.
+    """
+
+    between_variance: float
+    source: str
+    replicated_share: float
+    mean_inverse_samples: float
+    within_variance: float | None
+    n_samples: int
+    n_replicated_conditions: int
+
+    @property
+    def added_variance(self) -> float:
+        """Variance added to a family's predictive variance: τ²·(1 − f + mean 1/k).
+
+        τ² for the new sample itself, less the share f the family's residual noise already holds;
+        plus τ²/k because a condition's fitted curve carries the mean effect of its k training
+        samples, which a fit treating a sample's rows as independent does not count.
+        """
+        return self.between_variance * (1.0 - self.replicated_share + self.mean_inverse_samples)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "added_variance": self.added_variance}
+
+
+def estimate_sample_variance(
+    X: pd.DataFrame, residuals: np.ndarray, sample_ids: np.ndarray | pd.Series | None, prior_sd: float
+) -> SampleVariance:
+    """One-way random-effects (method-of-moments) estimate of the between-sample variance of residuals.
+
+    ``X``: the rows' design columns; ``residuals``: y − fitted mean in natural space; ``sample_ids``:
+    film / cell of each row (None: every row is its own sample). A *condition* is a combination of the
+    design columns constant within every sample (anneal state for films; buffer, anneal and test
+    temperature for rate cells; buffer, test temperature and protocol for cycling cells). With
+    conditions of ≥ 2 samples, τ² = max(0, mean square of sample-mean residuals about their
+    condition's mean − within-sample variance × mean 1/rows per sample); without, τ² = ``prior_sd``².
+    """
+    n = len(X)
+    residuals = np.asarray(residuals, dtype=float)
+    ids = np.arange(n).astype(str) if sample_ids is None else pd.Series(sample_ids).astype(str).to_numpy()
+    frame = X.reset_index(drop=True).assign(_sample=ids, _residual=residuals)
+    by_sample = frame.groupby("_sample", sort=False)
+    columns = [c for c in X.columns if by_sample[c].nunique(dropna=False).max() <= 1]
+    samples = by_sample.agg(
+        mean=("_residual", "mean"), rows=("_residual", "size"), **{c: (c, "first") for c in columns}
+    )
+    multi = frame[frame["_sample"].map(samples["rows"]).to_numpy() > 1]
+    within = None
+    if len(multi):
+        centred = multi["_residual"] - multi.groupby("_sample")["_residual"].transform("mean")
+        dof = len(multi) - multi["_sample"].nunique()
+        within = float(np.sum(centred**2) / dof) if dof > 0 else None
+    condition = samples[columns].astype(str).agg("|".join, axis=1) if columns else pd.Series("", samples.index)
+    k = condition.map(condition.value_counts())
+    replicated = k > 1
+    rows_k = frame["_sample"].map(k).to_numpy(float)
+    if replicated.any():
+        means = samples.loc[replicated, "mean"]
+        deviation = means - means.groupby(condition[replicated]).transform("mean")
+        dof = int((k[replicated] - 1).groupby(condition[replicated]).first().sum())
+        noise = (within or 0.0) * float(np.mean(1.0 / samples.loc[replicated, "rows"]))
+        between, source = max(0.0, float(np.sum(deviation**2)) / dof - noise), "replicates"
+    else:
+        between, source = float(prior_sd) ** 2, "prior"
+    return SampleVariance(
+        between_variance=between,
+        source=source,
+        replicated_share=float(np.mean(rows_k > 1)),
+        mean_inverse_samples=float(np.mean(1.0 / rows_k)),
+        within_variance=within,
+        n_samples=len(samples),
+        n_replicated_conditions=int(condition[replicated].nunique()),
+    )
+
+
+def _untrained_distance(values: np.ndarray, trained: float, column: str) -> np.ndarray:
+    if column in (C_RATE, CYCLES):
+        return np.abs(np.log10(values / trained))
+    return np.abs(values - trained)
+
+
+class FreshSampleRegressor(RegressorMixin, BaseEstimator):
+    """A family's estimator, predicting a *fresh* sample: its variance plus the between-sample variance.
+
+    Predictive variance (natural space) = the wrapped estimator's (parameter uncertainty + the reading
+    noise in its residuals) + :attr:`SampleVariance.added_variance` (τ² from replicates, or
+    ``between_sample_sd``² when the data has none; see :func:`estimate_sample_variance`) + for each
+    numeric design column the data never varied (e.g. every cell tested at 25 °C), the variance of
+    the training targets times min(1, distance / :data:`UNTRAINED_FEATURE_RAMP`) when a design moves
+    it: the data say nothing of that column's effect, so anything the data spans is possible.
+
+    Parameters: ``estimator`` (an unfitted family estimator with a ``target``); ``between_sample_sd``
+    (natural space; None = :data:`PRIOR_BETWEEN_SAMPLE_SD` of the target; used only without replicates).
+    ``fit(X, y, sample_ids=None)``; ``predict(X, return_std=False)``.
+    """
+
+    def __init__(self, estimator: Any = None, between_sample_sd: float | None = None) -> None:
+        self.estimator = estimator
+        self.between_sample_sd = between_sample_sd
+
+    @property
+    def target(self) -> str:
+        """The wrapped estimator's target."""
+        return self.estimator.target
+
+    def fit(
+        self, X: pd.DataFrame, y: np.ndarray, sample_ids: np.ndarray | pd.Series | None = None
+    ) -> FreshSampleRegressor:
+        target = check_target(self.target)
+        prior = PRIOR_BETWEEN_SAMPLE_SD[target] if self.between_sample_sd is None else float(self.between_sample_sd)
+        if not np.isfinite(prior) or prior < 0:
+            raise InputError(f"between_sample_sd: {self.between_sample_sd} must be a number ≥ 0")
+        frame = canonical_features(X, target)
+        values = check_y(y, len(frame))
+        if sample_ids is not None and len(sample_ids) != len(frame):
+            raise InputError(f"sample_ids: {len(sample_ids)} ids for {len(frame)} rows of X")
+        self.estimator_ = clone(self.estimator).fit(X, values)
+        residuals = values - np.asarray(self.estimator_.predict(X), dtype=float)
+        self.sample_variance_ = estimate_sample_variance(frame, residuals, sample_ids, prior)
+        numeric = [c for c in frame.columns if c not in (BUFFER, PROTOCOL)]
+        self.untrained_columns_ = {c: float(frame[c].iloc[0]) for c in numeric if frame[c].nunique() == 1}
+        self.target_variance_ = float(np.var(values))
+        self.n_features_in_ = frame.shape[1]
+        self.feature_names_in_ = np.array(list(FEATURES[target]), dtype=object)
+        return self
+
+    def untrained_variance(self, X: pd.DataFrame) -> np.ndarray:
+        """Per row: variance added for design columns the data never varied (0 when the design keeps them)."""
+        frame = canonical_features(X, self.target)
+        weight = np.zeros(len(frame))
+        for column, trained in self.untrained_columns_.items():
+            distance = _untrained_distance(frame[column].to_numpy(float), trained, column)
+            weight = np.maximum(weight, np.minimum(1.0, distance / UNTRAINED_FEATURE_RAMP[column]))
+        return weight * self.target_variance_
+
+    def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean (the wrapped estimator's) and, with ``return_std``, the fresh-sample std, natural space."""
+        if not hasattr(self, "estimator_"):
+            raise NotFittedError(f"{type(self.estimator).__name__} is not fitted yet: call fit(X, y) first")
+        if not return_std:
+            return self.estimator_.predict(X)
+        mean, std = self.estimator_.predict(X, return_std=True)
+        variance = np.asarray(std, float) ** 2 + self.sample_variance_.added_variance + self.untrained_variance(X)
+        return mean, np.sqrt(variance)

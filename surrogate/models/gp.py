@@ -1,0 +1,118 @@
+"""Gaussian-process family: scikit-learn's GaussianProcessRegressor on the shared physics-aware features.
+
+Features come from :mod:`surrogate.models.features` (1000/T for the Arrhenius
+dependence, log10 C-rate, log10 and linear cycles, one-hot buffer and
+protocol), standardised; columns constant in the training data are dropped
+(they carry nothing, and the training domain flags designs that vary them).
+Kernel: C·RBF with one length scale per feature (ARD), plus (``linear_trend``)
+a linear DotProduct term so Arrhenius-like trends extrapolate as lines, plus a
+WhiteKernel for measurement noise; ``normalize_y=True``. The predictive std
+includes the fitted white noise, so intervals are for fresh measurements.
+
+Large data: the GP is fitted on at most about ``max_points`` rows, a
+deterministic stratified subsample: every buffer × protocol stratum keeps a
+share proportional to its size (at least 10 rows or all it has), spread evenly
+over its rows sorted by the numeric features (so a cycling curve is thinned
+evenly along its cycles; :func:`~surrogate.models.features.stratified_subsample`).
+1,395 cycling rows become 150 by default.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
+
+from surrogate.design import CONDUCTIVITY
+from surrogate.errors import InputError
+from surrogate.models.base import FEATURES
+from surrogate.models.features import canonical_features, check_y, encode, stratified_subsample
+
+
+def capped_lbfgs(
+    obj_func, initial_theta: np.ndarray, bounds: np.ndarray, max_iter: int = 200
+) -> tuple[np.ndarray, float]:
+    """scikit-learn's GP optimiser (L-BFGS-B on the log marginal likelihood) with an iteration cap."""
+    result = minimize(
+        obj_func, initial_theta, method="L-BFGS-B", jac=True, bounds=bounds, options={"maxiter": max_iter}
+    )
+    return result.x, float(result.fun)
+
+
+class GPSurrogate(RegressorMixin, BaseEstimator):
+    """Gaussian process for one target (see the module docstring).
+
+    Parameters: ``target``; ``max_points`` (subsample size, rows); ``n_restarts_optimizer`` (extra
+    kernel-hyper-parameter restarts); ``linear_trend`` (add a DotProduct term); ``random_state``;
+    ``max_iter`` (L-BFGS-B iterations per optimiser start).
+    """
+
+    def __init__(
+        self,
+        target: str = CONDUCTIVITY,
+        max_points: int = 150,
+        n_restarts_optimizer: int = 0,
+        linear_trend: bool = True,
+        random_state: int = 0,
+        max_iter: int = 100,
+    ) -> None:
+        self.target = target
+        self.max_points = max_points
+        self.n_restarts_optimizer = n_restarts_optimizer
+        self.linear_trend = linear_trend
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> GPSurrogate:
+        if int(self.max_points) < 2:
+            raise InputError(f"max_points: {self.max_points} must be at least 2")
+        frame = canonical_features(X, self.target).reset_index(drop=True)
+        values = check_y(y, len(frame))
+        keep = stratified_subsample(frame, int(self.max_points))
+        features = encode(frame.iloc[keep], self.target)
+        self.feature_mean_ = features.mean(axis=0)
+        scale = features.std(axis=0)
+        self.active_ = scale > 1e-12
+        if not self.active_.any():
+            raise InputError(f"{self.target}: every feature is constant in the training data; a GP needs variation")
+        self.feature_scale_ = np.where(self.active_, scale, 1.0)
+        z = self._standardise(features)
+        dims = int(self.active_.sum())
+        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(dims), (1e-2, 1e3))
+        if self.linear_trend:
+            kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * DotProduct(1.0, (1e-3, 1e2))
+        kernel = kernel + WhiteKernel(1e-2, (1e-6, 1.0))
+        self.gp_ = GaussianProcessRegressor(
+            kernel,
+            normalize_y=True,
+            n_restarts_optimizer=int(self.n_restarts_optimizer),
+            random_state=self.random_state,
+            optimizer=partial(capped_lbfgs, max_iter=int(self.max_iter)),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # length scales at a bound: harmless here
+            self.gp_.fit(z, values[keep])
+        self.n_train_ = int(keep.size)
+        self.n_features_in_ = frame.shape[1]
+        self.feature_names_in_ = np.array(list(FEATURES[self.target]), dtype=object)
+        return self
+
+    def _standardise(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.feature_mean_) / self.feature_scale_)[:, self.active_]
+
+    def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean (and predictive std including the white noise) in natural space."""
+        if not hasattr(self, "gp_"):
+            raise NotFittedError("GPSurrogate is not fitted yet: call fit(X, y) first")
+        z = self._standardise(encode(X, self.target))
+        if not return_std:
+            return self.gp_.predict(z)
+        mean, std = self.gp_.predict(z, return_std=True)
+        return mean, std

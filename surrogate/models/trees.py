@@ -1,0 +1,84 @@
+"""Tree family: a random forest on the shared features, with ensemble intervals.
+
+The forest (scikit-learn ``RandomForestRegressor``, bootstrap) is fitted on the
+features of :mod:`surrogate.models.features`. Predictive variance = the spread
+of the individual trees' predictions (model uncertainty) + the out-of-bag mean
+squared residual (noise plus the model error a fresh row meets; conservative,
+as part of the model error is counted twice). Trees are piecewise constant:
+outside the training data they return the nearest leaf's value, so they do not
+extrapolate trends (the training domain flags such designs). ``random_state``
+makes fits deterministic.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.exceptions import NotFittedError
+
+from surrogate.design import CONDUCTIVITY
+from surrogate.errors import InputError
+from surrogate.models.base import FEATURES
+from surrogate.models.features import canonical_features, check_y, encode
+
+
+class ForestSurrogate(RegressorMixin, BaseEstimator):
+    """Random forest for one target; ``predict(X, return_std=True)`` gives tree spread + out-of-bag noise.
+
+    Parameters: ``target``; ``n_estimators``; ``min_samples_leaf``; ``max_features`` (fraction of
+    features per split); ``random_state``.
+    """
+
+    def __init__(
+        self,
+        target: str = CONDUCTIVITY,
+        n_estimators: int = 100,
+        min_samples_leaf: int = 2,
+        max_features: float = 1.0,
+        random_state: int = 0,
+    ) -> None:
+        self.target = target
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> ForestSurrogate:
+        frame = canonical_features(X, self.target)
+        values = check_y(y, len(frame))
+        if len(values) < 3:
+            raise InputError(f"{self.target}: a forest with out-of-bag noise needs ≥ 3 rows, got {len(values)}")
+        features = encode(frame, self.target)
+        self.forest_ = RandomForestRegressor(
+            n_estimators=int(self.n_estimators),
+            min_samples_leaf=int(self.min_samples_leaf),
+            max_features=float(self.max_features),
+            bootstrap=True,
+            oob_score=True,
+            random_state=self.random_state,
+            n_jobs=1,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "some inputs have no OOB score" on tiny data
+            self.forest_.fit(features, values)
+        oob = self.forest_.oob_prediction_
+        seen = np.isfinite(oob)
+        self.noise_variance_ = float(np.mean((oob[seen] - values[seen]) ** 2)) if seen.any() else float(np.var(values))
+        self.n_features_in_ = frame.shape[1]
+        self.feature_names_in_ = np.array(list(FEATURES[self.target]), dtype=object)
+        return self
+
+    def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean over trees (and std: tree spread + out-of-bag noise) in natural space."""
+        if not hasattr(self, "forest_"):
+            raise NotFittedError("ForestSurrogate is not fitted yet: call fit(X, y) first")
+        features = encode(X, self.target)
+        if not return_std:
+            return self.forest_.predict(features)
+        per_tree = np.stack([tree.predict(features) for tree in self.forest_.estimators_])
+        mean = per_tree.mean(axis=0)
+        return mean, np.sqrt(per_tree.var(axis=0) + self.noise_variance_)

@@ -1,0 +1,267 @@
+"""Figures of a trained surrogate and its data, for people: units on every axis, log scales where the science uses them.
+
+Each function returns a matplotlib :class:`~matplotlib.figure.Figure` (Agg
+backend, no display needed); :mod:`training.train` logs them with
+``mlflow.log_figure``. ``note`` is appended to titles, e.g.
+:data:`RECONSTRUCTION_NOTE` when the data is the embedded reconstruction.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from surrogate.design import (  # noqa: E402
+    ANNEAL_TEMP_C,
+    BUFFER,
+    BUFFER_LABELS,
+    BUFFERS,
+    C_RATE,
+    CAPACITY_RETENTION,
+    CONDUCTIVITY,
+    CYCLES,
+    PROTOCOL,
+    RATE_RETENTION,
+    TARGET_UNITS,
+    TEST_TEMP_C,
+)
+from surrogate.evaluation import REFERENCE_RATE_C  # noqa: E402
+from surrogate.models.base import TARGET_SPACES, Surrogate  # noqa: E402
+
+RECONSTRUCTION_NOTE = "data: reconstruction from Tan et al. 2021, not measurements"
+KELVIN = 273.15
+_MAX_CURVES = 8
+
+_AXIS_LABELS = {
+    CONDUCTIVITY: "ionic conductivity σ (S/cm)",
+    RATE_RETENTION: "rate retention (fraction of 0.1 C capacity)",
+    CAPACITY_RETENTION: "capacity retention (fraction of initial capacity)",
+}
+
+
+def _title(text: str, note: str) -> str:
+    return f"{text}\n({note})" if note else text
+
+
+def _new(width: float = 6.4, height: float = 4.8) -> tuple[Figure, plt.Axes]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def parity_figure(
+    target: str,
+    observed: np.ndarray,
+    mean: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    level: float = 0.9,
+    note: str = "",
+    kind: str = "cross-validated",
+) -> Figure:
+    """Predicted vs observed for one target (contract units), with the ``level`` interval as error bars.
+
+    Conductivity is drawn on log-log axes (S/cm); retentions on linear axes (fractions).
+    """
+    observed, mean = np.asarray(observed, float), np.asarray(mean, float)
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    fig, ax = _new()
+    errors = np.vstack([np.clip(mean - lower, 0, None), np.clip(upper - mean, 0, None)])
+    inside = (observed >= lower) & (observed <= upper)
+    ax.errorbar(observed, mean, yerr=errors, fmt="none", ecolor="0.7", elinewidth=0.8, zorder=1)
+    ax.scatter(observed[inside], mean[inside], s=12, color="tab:blue", label="observation inside interval", zorder=2)
+    ax.scatter(observed[~inside], mean[~inside], s=14, color="tab:red", label="observation outside", zorder=3)
+    low = np.nanmin(np.concatenate([observed, lower]))
+    high = np.nanmax(np.concatenate([observed, upper]))
+    ax.plot([low, high], [low, high], color="k", lw=1, ls="--", label="y = x")
+    if target == CONDUCTIVITY:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    unit = TARGET_UNITS[target]
+    ax.set_xlabel(f"observed {target} ({unit})")
+    ax.set_ylabel(f"predicted {target} ({unit})")
+    coverage = float(np.mean(inside)) if len(observed) else float("nan")
+    ax.set_title(_title(f"Parity: {target}, {level:.0%} intervals, coverage {coverage:.0%}\n{kind}", note), fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def residuals_figure(
+    target: str, observed: np.ndarray, mean: np.ndarray, note: str = "", kind: str = "cross-validated"
+) -> Figure:
+    """Residuals in the target's modelling space (log10 σ, or logit of a retention) against the prediction."""
+    space = TARGET_SPACES[target]
+    predicted = space.forward(np.asarray(mean, float))
+    residual = space.forward(np.asarray(observed, float)) - predicted
+    fig, ax = _new()
+    ax.scatter(predicted, residual, s=12, color="tab:blue")
+    ax.axhline(0.0, color="k", lw=1, ls="--")
+    ax.set_xlabel(f"predicted {space.label}")
+    ax.set_ylabel(f"residual, observed − predicted ({space.label})")
+    rmse = float(np.sqrt(np.mean(residual**2))) if len(residual) else float("nan")
+    ax.set_title(_title(f"Residuals: {target}, RMSE {rmse:.3g}\n{kind}", note), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def _design(frame: dict[str, object], n: int) -> pd.DataFrame:
+    columns = {
+        BUFFER: "none",
+        ANNEAL_TEMP_C: 300.0,
+        TEST_TEMP_C: 25.0,
+        C_RATE: 30.0,
+        CYCLES: 100.0,
+        PROTOCOL: "standard",
+    }
+    columns.update(frame)
+    return pd.DataFrame({k: np.broadcast_to(np.asarray(v, dtype=object), n) for k, v in columns.items()})
+
+
+def arrhenius_figure(
+    data: pd.DataFrame,
+    surrogate: Surrogate | None,
+    activation_energies: pd.DataFrame | None = None,
+    level: float = 0.9,
+    note: str = "",
+) -> Figure:
+    """Arrhenius plot: σ (S/cm, log scale) against 1000/T (K⁻¹), data and fitted lines per anneal state.
+
+    Lines and bands are the surrogate's conductivity mean and ``level`` interval over the
+    measured test-temperature range; the legend gives Ea ± SE (eV) from
+    ``activation_energies`` (columns ``anneal_temp_c``, ``ea_ev``, ``ea_se_ev``). The top
+    axis shows the test temperature in °C.
+    """
+    rows = data.dropna(subset=[CONDUCTIVITY])
+    fig, ax = _new(7.0, 5.0)
+    ea = (
+        {}
+        if activation_energies is None
+        else {
+            float(r[ANNEAL_TEMP_C]): (float(r["ea_ev"]), float(r["ea_se_ev"]))
+            for _, r in activation_energies.iterrows()
+        }
+    )
+    states = sorted(rows[ANNEAL_TEMP_C].unique())[:_MAX_CURVES]
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(states), 1)))
+    for color, anneal in zip(colors, states, strict=False):
+        subset = rows[rows[ANNEAL_TEMP_C] == anneal]
+        state = "as-deposited" if anneal <= 25.0 else f"annealed {anneal:g} °C"
+        label = state
+        if anneal in ea:
+            label += f": Ea = {ea[anneal][0]:.3f} ± {ea[anneal][1]:.3f} eV"
+        ax.scatter(1000.0 / (subset[TEST_TEMP_C] + KELVIN), subset[CONDUCTIVITY], s=14, color=color, label=label)
+        if surrogate is not None and CONDUCTIVITY in surrogate.targets:
+            temps = np.linspace(subset[TEST_TEMP_C].min(), subset[TEST_TEMP_C].max(), 60)
+            design = _design({ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temps}, len(temps))
+            predicted = surrogate.predict_target(CONDUCTIVITY, _numeric(design), level)
+            x = 1000.0 / (temps + KELVIN)
+            ax.plot(x, predicted["mean"], color=color, lw=1.5)
+            ax.fill_between(x, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("1000 / T (K⁻¹)")
+    ax.set_ylabel(_AXIS_LABELS[CONDUCTIVITY])
+    top = ax.secondary_xaxis("top", functions=(_inverse_kilo_kelvin_to_c, _c_to_inverse_kilo_kelvin))
+    top.set_xlabel("test temperature (°C)")
+    ax.set_title(
+        _title(f"Arrhenius plot: data, surrogate mean and {level:.0%} band per anneal state", note), fontsize=9
+    )
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def _inverse_kilo_kelvin_to_c(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, float)
+    with np.errstate(divide="ignore"):
+        return np.where(x > 0, 1000.0 / np.where(x > 0, x, 1.0) - KELVIN, np.inf)
+
+
+def _c_to_inverse_kilo_kelvin(t: np.ndarray) -> np.ndarray:
+    t = np.asarray(t, float)
+    with np.errstate(divide="ignore"):
+        return np.where(t > -KELVIN, 1000.0 / np.where(t > -KELVIN, t + KELVIN, 1.0), np.inf)
+
+
+def _numeric(design: pd.DataFrame) -> pd.DataFrame:
+    out = design.copy()
+    for column in (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES):
+        out[column] = out[column].astype(float)
+    return out
+
+
+def _groups(rows: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    groups = sorted(rows.groupby(keys, dropna=False), key=lambda item: -len(item[1]))[:_MAX_CURVES]
+    order = {b: i for i, b in enumerate(BUFFERS)}
+    return sorted(groups, key=lambda item: (order.get(item[0][0], 99), item[0][1:]))
+
+
+def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 0.9, note: str = "") -> Figure:
+    """Rate retention against C-rate (log axis) per buffer, at each cell's anneal and test temperature.
+
+    Points are the data; lines and bands the surrogate's mean and ``level`` interval above the
+    0.1 C reference (where retention is 1 by definition and nothing is modelled).
+    """
+    rows = data.dropna(subset=[RATE_RETENTION])
+    fig, ax = _new(7.0, 5.0)
+    colors = plt.get_cmap("tab10")
+    for i, ((buffer, anneal, temp), subset) in enumerate(_groups(rows, [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C])):
+        color = colors(i % 10)
+        label = f"{BUFFER_LABELS.get(buffer, buffer)}, anneal {anneal:g} °C, {temp:g} °C"
+        ax.scatter(subset[C_RATE], subset[RATE_RETENTION], s=16, color=color, label=label)
+        if surrogate is not None and RATE_RETENTION in surrogate.targets:
+            trained = subset.loc[subset[C_RATE] > REFERENCE_RATE_C, C_RATE]
+            if trained.empty:
+                continue
+            rates = np.geomspace(trained.min(), trained.max(), 60)
+            design = _design({BUFFER: buffer, ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temp, C_RATE: rates}, len(rates))
+            predicted = surrogate.predict_target(RATE_RETENTION, _numeric(design), level)
+            ax.plot(rates, predicted["mean"], color=color, lw=1.5)
+            ax.fill_between(rates, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("discharge rate (C, log scale)")
+    ax.set_ylabel(_AXIS_LABELS[RATE_RETENTION])
+    ax.set_ylim(0.0, 1.05)
+    ax.set_title(_title(f"Rate retention per buffer: data, surrogate mean and {level:.0%} band", note), fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def fade_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 0.9, note: str = "") -> Figure:
+    """Capacity retention against cycle number per buffer and protocol, one panel per protocol.
+
+    Points are the data; lines and bands the surrogate's mean and ``level`` interval from cycle 2
+    (cycle 1 is the reference, retention 1 by definition).
+    """
+    rows = data.dropna(subset=[CAPACITY_RETENTION])
+    protocols = [p for p in ("standard", "long") if (rows[PROTOCOL] == p).any()] or ["standard"]
+    fig = Figure(figsize=(6.0 * len(protocols), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(protocols), squeeze=False)[0]
+    colors = plt.get_cmap("tab10")
+    for ax, protocol in zip(axes, protocols, strict=True):
+        subset_protocol = rows[rows[PROTOCOL] == protocol]
+        for i, ((buffer, temp), subset) in enumerate(_groups(subset_protocol, [BUFFER, TEST_TEMP_C])):
+            color = colors(i % 10)
+            label = f"{BUFFER_LABELS.get(buffer, buffer)}, {temp:g} °C"
+            ax.scatter(
+                subset[CYCLES].astype(float), subset[CAPACITY_RETENTION], s=6, color=color, alpha=0.6, label=label
+            )
+            if surrogate is not None and CAPACITY_RETENTION in surrogate.targets:
+                cycles = np.linspace(2.0, max(2.0, float(subset[CYCLES].max())), 120)
+                design = _design({BUFFER: buffer, TEST_TEMP_C: temp, CYCLES: cycles, PROTOCOL: protocol}, len(cycles))
+                predicted = surrogate.predict_target(CAPACITY_RETENTION, _numeric(design), level)
+                ax.plot(cycles, predicted["mean"], color=color, lw=1.5)
+                ax.fill_between(cycles, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
+        ax.set_xlabel("cycle number")
+        ax.set_ylabel(_AXIS_LABELS[CAPACITY_RETENTION])
+        ax.set_title(f"protocol {protocol}", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(_title(f"Capacity fade: data, surrogate mean and {level:.0%} band", note), fontsize=9)
+    return fig

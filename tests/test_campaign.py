@@ -1,0 +1,264 @@
+"""Campaigns: create/suggest/observe/status round trip in the default SQLite storage, idempotency, all-or-nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from surrogate.campaign import MIN_SEPARATION, Campaign, list_campaigns, read_observations
+from surrogate.cli import main
+from surrogate.design import DesignSpace
+from surrogate.errors import InputError
+from surrogate.lab import VirtualLab
+from surrogate.objectives import Objective
+
+OBJECTIVE = Objective("rate_x_capacity", c_rate=10, cycles=300)
+
+
+def _measure(suggestions, seed=0):
+    lab = VirtualLab(seed=seed)
+    rows = []
+    for s in suggestions:
+        d = s.design
+        m = lab.measure(d["buffer"], d["anneal_temp_c"], d["test_temp_c"], c_rate=10, cycles=300)
+        rows.append(d | {"rate_retention": m["rate_retention"], "capacity_retention": m["capacity_retention"]})
+    return pd.DataFrame(rows)
+
+
+def _trial_states(campaign):
+    return [(t.number, t.state.name, t.value) for t in campaign.study.get_trials()]
+
+
+def test_round_trip_default_sqlite_storage(tmp_stores):
+    campaign = Campaign.create("lab-a", OBJECTIVE)
+    assert (tmp_stores / "optuna.db").exists()
+    first = campaign.suggest(4)
+    assert {s.design["buffer"] for s in first} == set(DesignSpace().buffers)  # space-filling covers every buffer
+    assert all(s.method == "space-filling" for s in first)
+    outcome = campaign.observe(_measure(first))
+    assert outcome["observed"] == 4 and sorted(outcome["trials"]) == [s.trial for s in first]
+    # a second process sees the same state
+    again = Campaign.load("lab-a")
+    batch = again.suggest(3)
+    assert all(s.method == "bayes-ei" for s in batch)
+    for s in batch:
+        assert not DesignSpace().violations(s.design)
+    again.observe(_measure(batch, seed=1).assign(trial=[s.trial for s in batch]))
+    status = Campaign.load("lab-a").status()
+    assert status["observed"] == 7 and status["pending"] == 0
+    best = status["best"]
+    assert best["objective"] == pytest.approx(best["rate_retention"] * best["capacity_retention"])
+    assert [c["name"] for c in list_campaigns()] == ["lab-a"]
+
+
+def test_same_client_id_gets_same_pending_batch(tmp_stores):
+    campaign = Campaign.create("lab-b", OBJECTIVE)
+    a = campaign.suggest(2, client_id="robot-1")
+    b = Campaign.load("lab-b").suggest(2, client_id="robot-1")
+    assert [s.trial for s in a] == [s.trial for s in b]
+    c = campaign.suggest(2, client_id="robot-2")
+    assert {s.trial for s in c}.isdisjoint(s.trial for s in a)
+    assert campaign.status()["pending"] == 4
+
+
+def test_batches_are_diverse(tmp_stores):
+    campaign = Campaign.create("lab-c", OBJECTIVE, seed=3)
+    campaign.observe(_measure(campaign.suggest(4)))
+    batch = campaign.suggest(6)
+    space = DesignSpace()
+    designs = pd.DataFrame([s.design for s in batch])
+    scaled = np.column_stack(
+        [
+            (designs["anneal_temp_c"] - space.anneal_temp_c[0]) / np.ptp(space.anneal_temp_c),
+            (designs["test_temp_c"] - space.test_temp_c[0]) / np.ptp(space.test_temp_c),
+        ]
+    )
+    for i in range(len(batch)):
+        for j in range(i + 1, len(batch)):
+            if designs["buffer"][i] == designs["buffer"][j]:
+                assert np.linalg.norm(scaled[i] - scaled[j]) >= MIN_SEPARATION
+
+
+def test_bad_observations_change_nothing(tmp_stores):
+    campaign = Campaign.create("lab-d", OBJECTIVE)
+    pending = campaign.suggest(2)
+    before = _trial_states(campaign)
+    good = _measure(pending)
+    outside = good.copy()
+    outside.loc[1, "anneal_temp_c"] = 900.0  # outside the space; row 1 is fine
+    with pytest.raises(InputError, match="anneal_temp_c"):
+        campaign.observe(outside)
+    wrong_rate = good.assign(c_rate=20.0)
+    with pytest.raises(InputError, match="c_rate"):
+        campaign.observe(wrong_rate)
+    with pytest.raises(InputError, match="trial"):
+        campaign.observe(good.assign(trial=[99, 98]))
+    assert _trial_states(Campaign.load("lab-d")) == before
+    with pytest.raises(InputError, match="does not exist"):
+        Campaign.load("no-such-campaign")
+    (tmp_stores / "bad.csv").write_text("buffer,anneal_temp_c\nsio2,abc\n", encoding="utf-8")
+    assert main(["campaign", "observe", "lab-d", str(tmp_stores / "bad.csv")]) == 2
+    assert main(["campaign", "observe", "no-such-campaign", str(tmp_stores / "bad.csv")]) == 2
+    assert _trial_states(Campaign.load("lab-d")) == before
+
+
+def test_failed_experiment_is_recorded_and_avoided(tmp_stores):
+    campaign = Campaign.create("lab-e", OBJECTIVE)
+    pending = campaign.suggest(4)
+    rows = _measure(pending[:3])
+    failed = pd.DataFrame([pending[3].design | {"status": "failed", "reason": "cell shorted"}])
+    outcome = campaign.observe(pd.concat([rows, failed], ignore_index=True))
+    assert outcome == {"campaign": "lab-e", "observed": 3, "failed": 1, "trials": [s.trial for s in pending]}
+    trial = campaign.study.get_trials()[pending[3].trial]
+    assert trial.state.name == "FAIL" and trial.user_attrs["failure_reason"] == "cell shorted"
+    assert campaign.status()["failed"] == 1
+
+
+def test_cli_round_trip_with_file_and_warm_start(tmp_stores, capsys):
+    assert (
+        main(
+            [
+                "campaign",
+                "create",
+                "cli",
+                "--objective",
+                "rate_x_capacity",
+                "--c-rate",
+                "10",
+                "--cycles",
+                "300",
+                "--warm-start",
+                "embedded",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    # one rate row per cell (4 buffers, at 10 C) plus 3 points (first, middle, last from 80 cycles) of 4 curves
+    assert '"warm_start_rows": 16' in capsys.readouterr().out
+    assert main(["campaign", "suggest", "cli", "--n", "2", "--json"]) == 0
+    import json
+
+    suggestions = json.loads(capsys.readouterr().out)["suggestions"]
+    lab = VirtualLab(seed=5)
+    rows = []
+    for s in suggestions:
+        m = lab.measure(s["buffer"], s["anneal_temp_c"], s["test_temp_c"], c_rate=10, cycles=300)
+        rows.append(
+            {k: s[k] for k in ("trial", "buffer", "anneal_temp_c", "test_temp_c", "c_rate", "cycles")}
+            | {"rate_retention": m["rate_retention"], "capacity_retention": m["capacity_retention"]}
+        )
+    pd.DataFrame(rows).to_csv(tmp_stores / "results.csv", index=False)
+    assert len(read_observations(tmp_stores / "results.csv")) == 2
+    assert main(["campaign", "observe", "cli", str(tmp_stores / "results.csv"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["observed"] == 2
+    assert main(["campaign", "status", "cli", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["observed"] == 2 and status["warm_start_rows"] == 16
+
+
+def test_duplicate_campaign_name_is_an_input_error(tmp_stores):
+    Campaign.create("dup", OBJECTIVE)
+    with pytest.raises(InputError, match="already exists"):
+        Campaign.create("dup", OBJECTIVE)
+
+
+SAME_CLIENT_WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    from surrogate.campaign import Campaign
+    storage, name, start_at = sys.argv[1] or None, sys.argv[2], float(sys.argv[3])
+    campaign = Campaign.load(name, storage=storage)
+    time.sleep(max(0.0, start_at - time.time()))
+    print(json.dumps([s.trial for s in campaign.suggest(2, client_id="robot-race")]))
+    """
+)
+
+
+def concurrent_same_client_suggest(storage: str | None, name: str, workers: int = 3) -> list[list[int]]:
+    """Trial numbers each of ``workers`` processes got from suggest(2, client_id="robot-race") at the same instant."""
+    start_at = time.time() + 6.0  # after every process has imported and loaded the campaign
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAME_CLIENT_WORKER, storage or "", name, str(start_at)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * workers
+    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+
+
+@pytest.mark.slow
+def test_simultaneous_suggest_with_one_new_client_id_creates_one_batch(tmp_stores):
+    campaign = Campaign.create("race", OBJECTIVE)
+    results = concurrent_same_client_suggest(None, "race")
+    assert all(r == results[0] for r in results) and len(results[0]) == 2
+    assert [s.trial for s in campaign.pending()] == results[0]
+
+
+def test_untried_buffers_are_suggested_when_they_could_win(tmp_stores):
+    campaign = Campaign.create("explore", OBJECTIVE)
+    rng = np.random.default_rng(1)
+    designs = [
+        {"buffer": b, "anneal_temp_c": float(rng.uniform(25, 500)), "test_temp_c": float(rng.uniform(25, 120))}
+        for b in ("none", "llto_ncm")
+        for _ in range(3)
+    ]
+    lab = VirtualLab(seed=3)
+    rows = []
+    for d in designs:
+        m = lab.measure(**d, c_rate=10, cycles=300)
+        rows.append(d | {"c_rate": 10, "cycles": 300} | {k: m[k] for k in ("rate_retention", "capacity_retention")})
+    campaign.observe(pd.DataFrame(rows))
+    batch = campaign.suggest(4)
+    assert {"sio2", "lipon"} & {s.design["buffer"] for s in batch}
+
+
+def test_physics_model_recovers_the_lab_near_its_optimum():
+    from surrogate import physics
+    from surrogate.campaign import PhysicsModel
+
+    rows = [
+        {"buffer": b, "anneal_temp_c": a, "test_temp_c": t, "c_rate": 10.0, "cycles": 300, "protocol": "standard"}
+        for b in ("none", "llto_ncm", "sio2", "lipon")
+        for a in (100.0, 300.0, 450.0)
+        for t in (25.0, 60.0, 100.0)
+    ]
+    data = pd.DataFrame(rows)
+    data["rate_retention"] = physics.rate_retention(data.buffer, data.anneal_temp_c, data.test_temp_c, 10.0)
+    data["capacity_retention"] = physics.capacity_retention(data.buffer, data.test_temp_c, 300)
+    model = PhysicsModel(c_rate=10.0, cycles=300, protocol="standard").fit(data)
+    held_out = pd.DataFrame({"buffer": ["sio2", "lipon"], "anneal_temp_c": [280.0, 300.0], "test_temp_c": [44.0, 54.0]})
+    draws = model.sample(held_out)
+    truth = physics.rate_retention(held_out.buffer, held_out.anneal_temp_c, held_out.test_temp_c, 10.0)
+    assert np.allclose(draws["rate_retention"].mean(axis=1), truth, rtol=0.05)
+    truth = physics.capacity_retention(held_out.buffer, held_out.test_temp_c, 300)
+    assert np.allclose(draws["capacity_retention"].mean(axis=1), truth, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    "objective", [Objective("rate_retention", c_rate=30), Objective("capacity_retention", cycles=100)]
+)
+def test_single_target_objectives_are_modelled(tmp_stores, objective):
+    campaign = Campaign.create("single", objective)
+    lab = VirtualLab(seed=2)
+    for _ in range(2):
+        rows = []
+        for s in campaign.suggest(3):
+            d = s.design
+            m = lab.measure(d["buffer"], d["anneal_temp_c"], d["test_temp_c"], c_rate=d["c_rate"], cycles=d["cycles"])
+            rows.append(d | {t: m[t] for t in objective.targets} | {"trial": s.trial})
+        campaign.observe(pd.DataFrame(rows))
+    batch = campaign.suggest(2)
+    assert [s.method for s in batch] == ["bayes-ei", "bayes-ei"]
+    assert campaign.status()["observed"] == 6

@@ -1,0 +1,576 @@
+"""The HTTP service in-process (ASGI): every endpoint, every class of client error, the OpenAPI document.
+
+The model is a small test double (:class:`TargetModel`, a straight line in the
+natural space of each target) injected through ``serving.service.load_surrogate``,
+so these tests do not depend on any model family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from surrogate.dataset import load_default_dataset
+from surrogate.design import TARGETS, TEST_TEMP_C
+from surrogate.errors import InputError
+from surrogate.models.base import FEATURES, TARGET_SPACES, TrainingDomain, design_frame
+from surrogate.models.base import Surrogate as SurrogateModel
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TOKEN = "s3cret-token"
+GOOD = {"buffer": "sio2", "anneal_temp_c": 300.0, "test_temp_c": 25.0}
+
+
+class TargetModel:
+    """Test double of a target model: a straight line in ``test_temp_c`` (natural space), constant std."""
+
+    def __init__(self, std: float = 0.1) -> None:
+        self.std = std
+
+    def fit(self, X, y):
+        x = X[TEST_TEMP_C].to_numpy(float)
+        self.coef_ = np.array([0.0, float(np.mean(y))]) if np.ptp(x) == 0 else np.polyfit(x, y, 1)
+        return self
+
+    def predict(self, X, return_std: bool = False):
+        mean = np.polyval(self.coef_, X[TEST_TEMP_C].to_numpy(float))
+        return (mean, np.full_like(mean, self.std)) if return_std else mean
+
+
+def make_surrogate() -> SurrogateModel:
+    """A :class:`Surrogate` bundle of test doubles fitted on the embedded data (with its training domains)."""
+    data = load_default_dataset()
+    models, domains = {}, {}
+    for target in TARGETS:
+        rows = data[data[target].notna()]
+        X = design_frame(rows)[list(FEATURES[target])]
+        models[target] = TargetModel().fit(X, TARGET_SPACES[target].forward(rows[target].to_numpy(float)))
+        domains[target] = TrainingDomain.from_frame(X)
+    return SurrogateModel(models, domains, {"data_hash": "test-double", "data_source": "embedded"})
+
+
+DOUBLE = make_surrogate()
+REAL_LOADER = __import__("serving.service", fromlist=["load_surrogate"]).load_surrogate
+DOUBLE_INFO = {"name": "test-double", "version": "1", "data_hash": "test-double", "cv_scores": {"rmse": 0.1}}
+
+
+def _client(monkeypatch, loader, token: str | None = None, max_bytes: int | None = None):
+    from starlette.testclient import TestClient
+
+    import serving.service as service
+
+    monkeypatch.setattr(service, "load_surrogate", loader)
+    if token is None:
+        monkeypatch.delenv("SURROGATE_API_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("SURROGATE_API_TOKEN", token)
+    if max_bytes is None:
+        monkeypatch.delenv("SURROGATE_MAX_BODY_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("SURROGATE_MAX_BODY_BYTES", str(max_bytes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return TestClient(service.Surrogate.to_asgi(), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml")))
+        mp.setenv("SURROGATE_HOME", str(tmp_path_factory.mktemp("home")))
+        with _client(mp, lambda: (DOUBLE, dict(DOUBLE_INFO)), token=TOKEN, max_bytes=4_000_000) as test_client:
+            yield test_client
+
+
+def _post(client, path: str, body, headers: dict | None = None):
+    content = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, content=content, headers={"content-type": "application/json", **(headers or {})})
+
+
+def _fields(response) -> list[str]:
+    """Every field the error body names (pydantic ``loc`` entries and library field names)."""
+    body = response.json()
+    names = [str(part) for item in body.get("detail", []) for part in item.get("loc", [])]
+    names += [str(item["column"]) for item in body.get("detail", []) if item.get("column")]
+    return names
+
+
+# ---------------------------------------------------------------- /predict
+def test_predict_returns_intervals_canonical_designs_model_and_notice(client):
+    designs = [
+        {"buffer": "SiO₂", "anneal_temp_c": 300, "test_temp_c": 25, "c_rate": 10, "cycles": 100},
+        {"buffer": "bare", "anneal_temp_c": 300, "test_temp_c": 25, "protocol": "LONG"},
+        {"buffer": "lipon", "anneal_temp_c": 900, "test_temp_c": 25},
+    ]
+    response = _post(client, "/predict", {"designs": designs, "level": 0.8})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["level"] == 0.8
+    assert body["model"]["name"] == "test-double" and body["model"]["data_hash"] == "test-double"
+    assert "reconstruction" in body["notice"] and "not measurements" in body["notice"]
+    first, second, third = body["predictions"]
+    assert first["design"]["buffer"] == "sio2" and second["design"]["buffer"] == "none"
+    assert second["design"]["protocol"] == "long" and second["design"]["c_rate"] == 30.0
+    expected = DOUBLE.predict(design_frame(designs), level=0.8)
+    for i, item in enumerate(body["predictions"]):
+        for target in TARGETS:
+            interval = item[target]
+            assert interval["lower"] <= interval["mean"] <= interval["upper"]
+            assert interval["mean"] == pytest.approx(expected[f"{target}_mean"][i])
+            assert interval["upper"] == pytest.approx(expected[f"{target}_upper"][i])
+    assert first["extrapolation"] is False and first["extrapolation_reasons"] == []
+    assert third["extrapolation"] is True
+    assert any("anneal_temp_c" in reason for reason in third["extrapolation_reasons"])
+
+
+def test_predict_accepts_ten_thousand_designs_and_refuses_more_with_413(client):
+    response = _post(client, "/predict", {"designs": [GOOD] * 10_000})
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == 10_000
+    response = _post(client, "/predict", {"designs": [GOOD] * 10_001})
+    assert response.status_code == 413
+    assert "10000" in response.json()["error"] and "designs" in _fields(response)
+
+
+@pytest.mark.parametrize(
+    ("design", "field", "words"),
+    [
+        ({**GOOD, "buffer": "graphene"}, "buffer", ["unknown buffer", "none, llto_ncm, sio2, lipon"]),
+        ({**GOOD, "test_temp_c": 3000}, "test_temp_c", ["less than or equal"]),
+        ({**GOOD, "test_temp_c": -300}, "test_temp_c", ["greater than or equal"]),
+        ({**GOOD, "anneal_temp_c": -10}, "anneal_temp_c", ["greater than or equal"]),
+        ({**GOOD, "c_rate": 0}, "c_rate", ["greater than"]),
+        ({**GOOD, "cycles": 0}, "cycles", ["greater than or equal"]),
+        ({**GOOD, "cycles": 2.5}, "cycles", ["integer"]),
+        ({**GOOD, "protocol": "fast"}, "protocol", ["unknown protocol", "standard, long"]),
+        ({"buffer": "sio2", "test_temp_c": 25}, "anneal_temp_c", ["Field required"]),
+        ({**GOOD, "anneal_temp": 300}, "anneal_temp", ["Extra inputs"]),
+        ({**GOOD, "test_temp_c": "warm"}, "test_temp_c", ["valid number"]),
+    ],
+)
+def test_predict_bad_design_is_400_naming_the_field_and_reason(client, design, field, words):
+    response = _post(client, "/predict", {"designs": [GOOD, design]})
+    assert response.status_code == 400, response.text
+    assert field in _fields(response) and 1 in response.json()["detail"][0]["loc"]
+    for word in words:
+        assert word in response.text
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_predict_refuses_nan_and_infinity_literals(client, literal):
+    body = '{"designs": [{"buffer": "sio2", "anneal_temp_c": ' + literal + ', "test_temp_c": 25}]}'
+    response = _post(client, "/predict", body)
+    assert response.status_code == 400
+    assert "anneal_temp_c" in _fields(response) and "finite" in response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"designs": []}, "designs", ["at least 1 item"]),
+        ({}, "designs", ["Field required"]),
+        ({"designs": "sio2"}, "designs", ["valid array"]),
+        ({"designs": [GOOD], "level": 1.5}, "level", ["less than 1"]),
+        ('{"designs": [', None, ["Invalid JSON"]),
+        ("[1, 2]", None, ["should be an object"]),
+    ],
+)
+def test_predict_bad_body_is_400(client, body, field, words):
+    response = _post(client, "/predict", body)
+    assert response.status_code == 400, response.text
+    if field:
+        assert field in _fields(response)
+    for word in words:
+        assert word in response.text
+
+
+def test_body_over_the_limit_is_413_even_when_chunked(client):
+    big = json.dumps({"designs": [GOOD] * 70_000})
+    assert len(big) > 4_000_000
+    response = _post(client, "/predict", big)
+    assert response.status_code == 413 and "4000000 bytes" in response.json()["error"]
+
+    def chunks():
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536].encode()
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("media_type", ["multipart/form-data", "application/x-www-form-urlencoded"])
+def test_form_bodies_are_415_asking_for_json(client, media_type):
+    response = client.post("/predict", content=b"designs=1", headers={"content-type": media_type})
+    assert response.status_code == 415 and "application/json" in response.json()["error"]
+
+
+def test_other_text_bodies_are_read_as_json(client):
+    body = json.dumps({"designs": [GOOD]})
+    assert client.post("/predict", content=body, headers={"content-type": "text/plain"}).status_code == 200
+
+
+# -------------------------------------------------------------- model info
+def test_model_info_names_the_model_and_its_training(client):
+    response = client.post("/model_info")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["name"] == "test-double" and body["version"] == "1"
+    assert body["data_hash"] == "test-double" and body["cv_scores"] == {"rmse": 0.1}
+    assert "not measurements" in body["notice"]
+
+
+def test_health_metrics_and_docs_stay_open(client):
+    # /metrics needs the multi-process Prometheus set-up of a real server: see test_service_server.py
+    for path in ("/healthz", "/livez", "/readyz", "/docs.json"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_openapi_lists_every_endpoint_with_its_schema(client):
+    document = client.get("/docs.json").json()
+    for path in ("/predict", "/model_info", "/suggest", "/observe", "/search"):
+        assert path in document["paths"], path
+        operation = document["paths"][path]["post"]
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"]
+    request = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert request["required"] == ["designs"]
+    design = document["components"]["schemas"]["Design"]
+    assert design["properties"]["test_temp_c"]["maximum"] == 200
+    assert set(design["required"]) == {"buffer", "anneal_temp_c", "test_temp_c"}
+
+
+# -------------------------------------------------------------- bearer token
+@pytest.mark.parametrize("path", ["/suggest", "/observe", "/search"])
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic " + TOKEN, TOKEN])
+def test_state_changing_endpoints_need_the_bearer_token(client, path, header):
+    headers = {"authorization": header} if header else {}
+    response = _post(client, path, {"campaign": "c"}, headers)
+    assert response.status_code == 401
+    assert "authorization" in _fields(response) and "Bearer" in response.json()["error"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_read_only_endpoints_need_no_token(client):
+    assert _post(client, "/predict", {"designs": [GOOD]}).status_code == 200
+    assert client.post("/model_info").status_code == 200
+
+
+def test_guard_without_a_token_leaves_every_path_open_but_still_limits_the_body():
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from serving.middleware import GuardMiddleware
+
+    async def echo(request):
+        return PlainTextResponse(str(len(await request.body())))
+
+    app = GuardMiddleware(Starlette(routes=[Route("/suggest", echo, methods=["POST"])]), token="", max_bytes=10)
+    with TestClient(app) as test_client:
+        assert test_client.post("/suggest", content=b"12345").text == "5"
+        assert test_client.post("/suggest", content=b"x" * 11).status_code == 413
+        assert test_client.post("/suggest", content=iter([b"x" * 6, b"y" * 6])).status_code == 413
+        assert test_client.post("/suggest", content=iter([b"x" * 4, b"y" * 4])).text == "8"
+
+
+def test_body_limit_from_the_environment_must_be_a_positive_integer(monkeypatch):
+    from serving.middleware import DEFAULT_MAX_BODY_BYTES, max_body_bytes
+
+    monkeypatch.delenv("SURROGATE_MAX_BODY_BYTES", raising=False)
+    assert max_body_bytes() == DEFAULT_MAX_BODY_BYTES
+    for bad in ("lots", "-5", "0"):
+        monkeypatch.setenv("SURROGATE_MAX_BODY_BYTES", bad)
+        with pytest.raises(InputError, match="SURROGATE_MAX_BODY_BYTES"):
+            max_body_bytes()
+
+
+# ------------------------------------------------ model loading (service class in-process, no second ASGI app)
+def _service(monkeypatch, loader=None):
+    """A fresh service instance (BentoML allows one ASGI app per process: its metrics register globally)."""
+    import serving.service as service
+
+    monkeypatch.setattr(service, "load_surrogate", loader or REAL_LOADER)
+    return service.Surrogate()
+
+
+def _answer(response) -> tuple[int, dict]:
+    if inspect.isawaitable(response):  # /predict is async (it batches concurrent requests)
+        response = asyncio.run(_awaited(response))
+    return response.status_code, json.loads(response.body)
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+def test_no_trained_model_is_503_saying_to_run_train(monkeypatch):
+    from serving.schemas import Design
+
+    def no_model():
+        raise InputError("no trained model: run `surrogate train` first")
+
+    instance = _service(monkeypatch, no_model)
+    for status, body in (_answer(instance.predict(designs=[Design(**GOOD)])), _answer(instance.model_info())):
+        assert status == 503 and "surrogate train" in body["error"]
+
+
+def test_real_champion_from_mlflow_is_loaded_by_default(tmp_stores, monkeypatch):
+    """End to end through surrogate.tracking: the double logged and registered as champion, then served."""
+    import mlflow
+
+    from serving.schemas import Design
+    from surrogate import tracking
+
+    monkeypatch.delenv("SURROGATE_MODEL_URI", raising=False)
+    tracking.configure_mlflow("service-test")
+    with mlflow.start_run():
+        mlflow.set_tags({"data_hash": "abc123", "data_source": "embedded"})
+        tracking.log_surrogate(DOUBLE)
+    instance = _service(monkeypatch)
+    status, info = _answer(instance.model_info())
+    assert status == 200 and info["name"] == "llto-surrogate" and info["version"] == "1"
+    assert info["data_hash"] == "abc123" and "not measurements" in info["notice"]
+    status, body = _answer(instance.predict(designs=[Design(**GOOD)]))
+    assert status == 200
+    mean = body["predictions"][0]["conductivity_s_cm"]["mean"]
+    assert math.isclose(mean, DOUBLE.predict([GOOD])["conductivity_s_cm_mean"][0])
+
+
+def test_model_uri_env_selects_another_model(tmp_stores, monkeypatch):
+    import mlflow
+
+    from serving.schemas import Design
+    from surrogate import tracking
+
+    tracking.configure_mlflow("service-test")
+    with mlflow.start_run():
+        uri, _ = tracking.log_surrogate(DOUBLE, register=False)
+    monkeypatch.setenv("SURROGATE_MODEL_URI", uri)
+    assert _answer(_service(monkeypatch).model_info())[1]["name"] == uri
+    monkeypatch.setenv("SURROGATE_MODEL_URI", "models:/nope/7")
+    status, body = _answer(_service(monkeypatch).predict(designs=[Design(**GOOD)]))
+    assert status == 503 and "models:/nope/7" in body["error"]
+
+
+# ------------------------------------------------------------ campaigns
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+def _new_campaign(name: str) -> None:
+    from surrogate.campaign import Campaign
+    from surrogate.objectives import Objective
+
+    Campaign.create(name, Objective("conductivity"))
+
+
+def _status(name: str) -> dict:
+    from surrogate.campaign import Campaign
+
+    return Campaign.load(name).status()
+
+
+def test_suggest_hands_out_designs_and_a_retry_gets_the_same_batch(client):
+    _new_campaign("films-1")
+    response = _post(client, "/suggest", {"campaign": "films-1", "n": 3, "client_id": "robot-a"}, AUTH)
+    assert response.status_code == 200, response.text
+    suggestions = response.json()["suggestions"]
+    assert len({s["trial"] for s in suggestions}) == 3
+    assert all(
+        s["buffer"] in ("none", "llto_ncm", "sio2", "lipon") and s["client_id"] == "robot-a" for s in suggestions
+    )
+    again = _post(client, "/suggest", {"campaign": "films-1", "n": 3, "client_id": "robot-a"}, AUTH).json()
+    assert [s["trial"] for s in again["suggestions"]] == [s["trial"] for s in suggestions]
+    assert _status("films-1")["pending"] == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"campaign": "no-such-campaign"}, 404, "campaign"),
+        ({"campaign": "films-1", "n": 0}, 400, "n"),
+        ({"campaign": "films-1", "n": 101}, 400, "n"),
+        ({"campaign": ""}, 400, "campaign"),
+        ({"n": 2}, 400, "campaign"),
+        ({"campaign": "films-1", "client_id": ""}, 400, "client_id"),
+    ],
+)
+def test_suggest_bad_requests(client, body, status, field):
+    response = _post(client, "/suggest", body, AUTH)
+    assert response.status_code == status, response.text
+    assert field in _fields(response)
+
+
+def test_observe_records_results_and_lists_every_bad_row_writing_nothing(client):
+    _new_campaign("films-2")
+    suggestions = _post(client, "/suggest", {"campaign": "films-2", "n": 2}, AUTH).json()["suggestions"]
+    rows = [
+        {k: s[k] for k in ("trial", "buffer", "anneal_temp_c", "test_temp_c")} | {"conductivity_s_cm": 1e-5}
+        for s in suggestions
+    ]
+    bad = [
+        rows[0] | {"conductivity_s_cm": -1.0},
+        rows[1],
+        {"buffer": "unobtainium", "anneal_temp_c": 300, "test_temp_c": 25, "conductivity_s_cm": 1e-5},
+    ]
+    response = _post(client, "/observe", {"campaign": "films-2", "observations": bad}, AUTH)
+    assert response.status_code == 400, response.text
+    problems = response.json()["detail"]
+    assert {p["row"] for p in problems} == {1, 3}
+    assert {p["column"] for p in problems} >= {"conductivity_s_cm", "buffer"}
+    assert _status("films-2")["observed"] == 0 and _status("films-2")["pending"] == 2
+
+    response = _post(client, "/observe", {"campaign": "films-2", "observations": rows}, AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["observed"] == 2 and sorted(response.json()["trials"]) == sorted(r["trial"] for r in rows)
+    assert _status("films-2")["observed"] == 2 and _status("films-2")["pending"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"campaign": "nope", "observations": [{"buffer": "sio2"}]}, 404, "campaign"),
+        ({"campaign": "films-2", "observations": []}, 400, "observations"),
+        ({"campaign": "films-2"}, 400, "observations"),
+        ({"campaign": "films-2", "observations": [{"buffer": "sio2"}]}, 400, "anneal_temp_c"),
+    ],
+)
+def test_observe_bad_requests(client, body, status, field):
+    response = _post(client, "/observe", body, AUTH)
+    assert response.status_code == status, response.text
+    assert field in _fields(response) or field in response.json()["error"]
+
+
+# ------------------------------------------------------------ search
+def test_search_single_objective_returns_the_best_designs_with_flags(client):
+    body = {"objectives": [{"kind": "conductivity", "test_temp_c": 25}], "n_trials": 30, "top": 3}
+    response = _post(client, "/search", body, AUTH)
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["n_trials"] == 30 and result["storage"] == "in-memory"
+    designs = result["designs"]
+    assert 1 <= len(designs) <= 3
+    assert all("extrapolation" in d and d["test_temp_c"] == 25 for d in designs)
+    scores = [d[result["objectives"][0]["name"]] for d in designs]
+    assert scores == sorted(scores, reverse=True)
+    assert "not measurements" in response.json()["notice"]
+
+
+def test_search_pareto_set_respects_the_constraints(client):
+    body = {
+        "objectives": [{"kind": "conductivity"}, {"kind": "capacity_retention", "cycles": 300}],
+        "space": {"buffers": ["SiO2", "none"], "max_anneal_temp_c": 350},
+        "n_trials": 40,
+    }
+    response = _post(client, "/search", body, AUTH)
+    assert response.status_code == 200, response.text
+    designs = response.json()["result"]["designs"]
+    assert designs and all(d["anneal_temp_c"] <= 350 and d["buffer"] in ("sio2", "none") for d in designs)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"objectives": [{"kind": "conductivity"}], "n_trials": 501}, "n_trials"),
+        ({"objectives": [{"kind": "happiness"}]}, "kind"),
+        ({"objectives": []}, "objectives"),
+        ({"objectives": [{"kind": "conductivity", "c_rate": "NaN"}]}, "c_rate"),
+        ({"objectives": [{"kind": "conductivity"}], "space": {"anneal_temp_c": [400, 300]}}, "anneal_temp_c"),
+        ({"objectives": [{"kind": "conductivity"}], "space": {"buffers": ["kryptonite"]}}, "buffers"),
+    ],
+)
+def test_search_bad_requests_are_400(client, body, field):
+    response = _post(client, "/search", body, AUTH)
+    assert response.status_code == 400, response.text
+    assert field in _fields(response) or field in response.json()["error"]
+
+
+# ------------------------------------------------------------ schemathesis
+@pytest.mark.slow
+def test_schemathesis_over_the_openapi_document_finds_no_server_error(client):
+    """Generated requests for every endpoint of /docs.json: 2xx or 4xx, never 5xx (metrics: see the server test)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    document = client.get("/docs.json").json()
+    # BentoML labels the document OpenAPI 3.0.2 but writes pydantic's JSON Schema 2020-12 (numeric
+    # exclusiveMinimum, {"type": "null"}, prefixItems), which is the OpenAPI 3.1 dialect: read it as such.
+    document["openapi"] = "3.1.0"
+    # Buffers are free text (aliases, any case) in the document; name the ids so generated designs reach the model.
+    document["components"]["schemas"]["Design"]["properties"]["buffer"]["enum"] = ["none", "llto_ncm", "sio2", "lipon"]
+    schema = schemathesis.openapi.from_dict(document)
+    statuses: dict[str, set[int]] = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path == "/metrics":
+            continue
+        examples = 3 if operation.path == "/search" else 25
+
+        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=operation.as_strategy())
+        def run(case):
+            response = case.call(app=client.app, headers=AUTH)
+            assert response.status_code < 500, (case.path, case.body, response.text)
+            statuses.setdefault(case.path, set()).add(response.status_code)
+
+        run()
+    assert {"/predict", "/model_info", "/suggest", "/observe", "/search"} <= set(statuses)
+    assert 200 in statuses["/predict"] and 200 in statuses["/model_info"], statuses
+
+
+# ------------------------------------------------------------ CLI
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["serve", "--port", "0"], "--port"),
+        (["serve", "--port", "70000"], "--port"),
+        (["serve", "--workers", "0"], "--workers"),
+        (["serve", "--model", " "], "--model"),
+    ],
+)
+def test_serve_command_refuses_bad_options_with_exit_2(capsys, argv, words):
+    from surrogate.cli import main
+
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_serve_build_without_a_trained_model_says_to_train(tmp_stores, capsys, monkeypatch):
+    from surrogate.cli import main
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_stores / "bentoml"))
+    assert main(["serve", "--build"]) == 2
+    assert "surrogate train" in capsys.readouterr().err
+    assert not (tmp_stores / "bentoml" / "models").exists() or not any((tmp_stores / "bentoml" / "models").iterdir())
+
+
+# ------------------------------------------------------------ batching
+def test_batcher_answers_concurrent_requests_in_fewer_calls_with_the_rows_of_separate_calls():
+    import pandas as pd
+
+    from serving.service import Batcher
+
+    calls: list[int] = []
+
+    class Counting:
+        def predict(self, frame, level):
+            calls.append(len(frame))
+            return DOUBLE.predict(frame, level=level)
+
+    frames = [design_frame([{**GOOD, "test_temp_c": 20.0 + i}, {**GOOD, "buffer": "lipon"}]) for i in range(12)]
+
+    async def run():
+        batcher = Batcher(Counting(), max_designs=8)
+        return await asyncio.gather(*(batcher.predict(f, 0.9) for f in frames), batcher.predict(frames[0], 0.5))
+
+    tables = asyncio.run(run())
+    assert sum(calls) == 26 and len(calls) < 13 and max(calls) <= 8
+    for frame, table in zip(frames, tables, strict=False):
+        pd.testing.assert_frame_equal(table, DOUBLE.predict(frame, level=0.9))
+    pd.testing.assert_frame_equal(tables[-1], DOUBLE.predict(frames[0], level=0.5))
