@@ -239,3 +239,16 @@ def test_fresh_sample_model_estimates_film_spread_from_replicate_films(data):
     assert estimate.source == "replicates" and estimate.n_samples == 9 and estimate.n_replicated_conditions == 3
     assert 0.005 < np.sqrt(estimate.between_variance) < 0.05  # decades; film-to-film
     assert estimate.added_variance == pytest.approx(estimate.between_variance / 3)  # residual noise holds the rest
+
+
+def test_fresh_sample_model_widens_a_category_combination_never_seen(data):
+    X, y, meta = training_xy(data, CAPACITY_RETENTION)
+    model = make_model("physics", CAPACITY_RETENTION).fit(X, y, sample_ids=meta["sample_id"])
+    designs = pd.DataFrame(
+        {"buffer": ["sio2", "none"], "test_temp_c": 25.0, "cycles": [500.0, 500.0], "protocol": ["long", "long"]}
+    )
+    extra = model.extrapolation_variance(designs)
+    assert extra[0] == 0.0  # SiO2 was cycled under the long protocol
+    assert extra[1] > 0.1  # 'none' never was: it may behave like any combination that was
+    std = model.predict(designs, return_std=True)[1]
+    assert std[1] > 2 * std[0]

@@ -187,6 +187,8 @@ def format_train_report(document: dict[str, Any]) -> str:
         lines.append("      (a reconstruction from Tan et al. 2021 by the virtual lab, not measurements)")
     level = document["level"]
     lines.append(f"\nGrouped cross-validation ({level:.0%} intervals; RMSE/MAE/R² in the modelling space):")
+    if document.get("selection_rule"):
+        lines.append(f"champion rule: {document['selection_rule']}")
     for target, entry in document["targets"].items():
         lines.append(f"\n{target} [{entry['space']}], CV: {entry['cv_scheme']}")
         lines.append(f"  {'family':10s} {'RMSE':>8s} {'MAE':>8s} {'R²':>8s} {'coverage':>9s}")
@@ -198,6 +200,11 @@ def format_train_report(document: dict[str, Any]) -> str:
             )
         for family, reason in entry["skipped"].items():
             lines.append(f"  {family:10s} skipped: {reason}")
+        if entry.get("champion_reason"):
+            lines.append(f"  champion {entry['champion']}: {entry['champion_reason']}")
+        if entry.get("sample_variance"):
+            variance = entry["sample_variance"]
+            lines.append(f"  fresh-sample spread {variance['between_variance'] ** 0.5:.3g} ({variance['source']})")
         if entry["champion"] is None:
             lines.append("  no champion: no family could be trained for this target")
     if document["activation_energies"]:

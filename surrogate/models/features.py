@@ -309,10 +309,15 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
 
     Predictive variance (natural space) = the wrapped estimator's (parameter uncertainty + the reading
     noise in its residuals) + :attr:`SampleVariance.added_variance` (τ² from replicates, or
-    ``between_sample_sd``² when the data has none; see :func:`estimate_sample_variance`) + for each
-    numeric design column the data never varied (e.g. every cell tested at 25 °C), the variance of
-    the training targets times min(1, distance / :data:`UNTRAINED_FEATURE_RAMP`) when a design moves
-    it: the data say nothing of that column's effect, so anything the data spans is possible.
+    ``between_sample_sd``² when the data has none; see :func:`estimate_sample_variance`) + the
+    variance of what the data cannot tell (:meth:`extrapolation_variance`):
+
+    * a numeric design column the data never varied (e.g. every cell tested at 25 °C), when a design
+      moves it: the variance of the training targets × min(1, distance / :data:`UNTRAINED_FEATURE_RAMP`)
+      — the data say nothing of that column's effect, so anything the data spans is possible;
+    * a combination of categories never seen together (e.g. the long protocol on a buffer only cycled
+      under the standard one): the variance, at the same design, of the predictions for every
+      combination that was seen — the new combination may behave like any of them.
 
     Parameters: ``estimator`` (an unfitted family estimator with a ``target``); ``between_sample_sd``
     (natural space; None = :data:`PRIOR_BETWEEN_SAMPLE_SD` of the target; used only without replicates).
@@ -343,20 +348,41 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         residuals = values - np.asarray(self.estimator_.predict(X), dtype=float)
         self.sample_variance_ = estimate_sample_variance(frame, residuals, sample_ids, prior)
         numeric = [c for c in frame.columns if c not in (BUFFER, PROTOCOL)]
+        categorical = [c for c in frame.columns if c in (BUFFER, PROTOCOL)]
         self.untrained_columns_ = {c: float(frame[c].iloc[0]) for c in numeric if frame[c].nunique() == 1}
+        self.categorical_columns_ = categorical
+        self.seen_combinations_ = (
+            sorted(set(map(tuple, frame[categorical].to_numpy(dtype=object)))) if categorical else []
+        )
         self.target_variance_ = float(np.var(values))
         self.n_features_in_ = frame.shape[1]
         self.feature_names_in_ = np.array(list(FEATURES[target]), dtype=object)
         return self
 
-    def untrained_variance(self, X: pd.DataFrame) -> np.ndarray:
-        """Per row: variance added for design columns the data never varied (0 when the design keeps them)."""
-        frame = canonical_features(X, self.target)
+    def extrapolation_variance(self, X: pd.DataFrame) -> np.ndarray:
+        """Per row: variance added for what the data cannot tell (see the class docstring); 0 inside the data."""
+        frame = canonical_features(X, self.target).reset_index(drop=True)
         weight = np.zeros(len(frame))
         for column, trained in self.untrained_columns_.items():
             distance = _untrained_distance(frame[column].to_numpy(float), trained, column)
             weight = np.maximum(weight, np.minimum(1.0, distance / UNTRAINED_FEATURE_RAMP[column]))
-        return weight * self.target_variance_
+        variance = weight * self.target_variance_
+        if not self.categorical_columns_:
+            return variance
+        combos = frame[self.categorical_columns_].to_numpy(dtype=object)
+        seen = set(self.seen_combinations_)
+        unseen = np.array([tuple(row) not in seen for row in combos], dtype=bool)
+        if unseen.any():
+            if len(self.seen_combinations_) < 2:
+                variance[unseen] += self.target_variance_
+            else:
+                rows = frame[unseen]
+                predictions = [
+                    self.estimator_.predict(rows.assign(**dict(zip(self.categorical_columns_, combo, strict=True))))
+                    for combo in self.seen_combinations_
+                ]
+                variance[unseen] += np.var(np.stack(predictions), axis=0, ddof=1)
+        return variance
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mean (the wrapped estimator's) and, with ``return_std``, the fresh-sample std, natural space."""
@@ -365,5 +391,5 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         if not return_std:
             return self.estimator_.predict(X)
         mean, std = self.estimator_.predict(X, return_std=True)
-        variance = np.asarray(std, float) ** 2 + self.sample_variance_.added_variance + self.untrained_variance(X)
+        variance = np.asarray(std, float) ** 2 + self.sample_variance_.added_variance + self.extrapolation_variance(X)
         return mean, np.sqrt(variance)
