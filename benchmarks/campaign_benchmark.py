@@ -181,9 +181,9 @@ def run_method(method: str, spec: dict, seed: int, target: float) -> dict:
             row = {**s.design, "rate_retention": m["rate_retention"], "capacity_retention": m["capacity_retention"]}
             campaign.observe(pd.DataFrame([row | {"trial": s.trial}]))
     elif method in ("random", "sobol"):
-        from surrogate.campaign import space_filling
         from surrogate.design import DesignSpace
         from surrogate.objectives import Objective
+        from surrogate.suggester import space_filling
 
         rng = np.random.default_rng(seed)
         sobol = space_filling(DesignSpace(), Objective(**spec), 0, BUDGET, seed)

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from surrogate.campaign import MIN_SEPARATION, Campaign, list_campaigns, read_observations
+from surrogate.campaign import Campaign, list_campaigns, read_observations
 from surrogate.cli import main
 from surrogate.design import DesignSpace
 from surrogate.errors import InputError
 from surrogate.lab import VirtualLab
 from surrogate.objectives import Objective
+from surrogate.suggester import MIN_SEPARATION
 
 OBJECTIVE = Objective("rate_x_capacity", c_rate=10, cycles=300)
 
@@ -226,7 +227,7 @@ def test_untried_buffers_are_suggested_when_they_could_win(tmp_stores):
 
 def test_physics_model_recovers_the_lab_near_its_optimum():
     from surrogate import physics
-    from surrogate.campaign import PhysicsModel
+    from surrogate.suggester import PhysicsModel
 
     rows = [
         {"buffer": b, "anneal_temp_c": a, "test_temp_c": t, "c_rate": 10.0, "cycles": 300, "protocol": "standard"}
