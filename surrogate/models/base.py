@@ -14,7 +14,9 @@ mean, lower and upper of a central interval per target, and ``extrapolation``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +27,7 @@ from scipy.stats import norm
 from surrogate.design import (
     ANNEAL_TEMP_C,
     BUFFER,
+    BUFFERS,
     C_RATE,
     CAPACITY_RETENTION,
     CONDUCTIVITY,
@@ -32,7 +35,9 @@ from surrogate.design import (
     DEFAULT_C_RATE,
     DEFAULT_CYCLES,
     DEFAULT_PROTOCOL,
+    DESIGN_FIELDS,
     PROTOCOL,
+    PROTOCOLS,
     RATE_RETENTION,
     TARGETS,
     TEST_TEMP_C,
@@ -40,6 +45,7 @@ from surrogate.design import (
     canonical_protocol,
 )
 from surrogate.errors import InputError
+from surrogate.schema import ABSOLUTE_ZERO_C, ANNEAL_TEMP_PLAUSIBLE_C, TEST_TEMP_PLAUSIBLE_C
 
 SURROGATE_FORMAT = 2
 """Layout version of :class:`Surrogate` bundles written by this code."""
@@ -64,11 +70,8 @@ REFERENCE_CYCLE = 1
 
 def reference_mask(target: str, designs: pd.DataFrame) -> np.ndarray:
     """Rows where ``target`` is 1 by definition (the reference it is relative to), not a prediction."""
-    if target == RATE_RETENTION:
-        return designs[C_RATE].to_numpy(float) <= REFERENCE_C_RATE
-    if target == CAPACITY_RETENTION:
-        return designs[CYCLES].to_numpy(float) <= REFERENCE_CYCLE
-    return np.zeros(len(designs), dtype=bool)
+    rows = _reference_rows(target, DesignBatch.from_frame(designs))
+    return np.zeros(len(designs), dtype=bool) if rows is None else rows
 
 
 @dataclass(frozen=True)
@@ -99,81 +102,258 @@ TARGET_SPACES: dict[str, TargetSpace] = {
 
 
 class TargetModel(Protocol):
-    """The estimator API every model family implements (scikit-learn conventions)."""
+    """The estimator API every model family implements (scikit-learn conventions).
+
+    A family may also implement ``predict_batch(batch: DesignBatch, return_std=False)``: the same
+    answer as ``predict`` on ``batch.frame(FEATURES[target])``, computed on arrays (the fast path
+    :class:`Surrogate` uses when it exists).
+    """
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> TargetModel: ...
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 
 
-def design_frame(designs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
-    """Canonical design frame: every contract field present, defaults filled, buffer/protocol canonical.
+CATEGORIES: dict[str, tuple[str, ...]] = {BUFFER: BUFFERS, PROTOCOL: PROTOCOLS}
+"""The categorical design columns and their canonical ids; a :class:`DesignBatch` code indexes these tuples."""
+_CATEGORY_IDS = {column: np.array(ids, dtype=object) for column, ids in CATEGORIES.items()}
+_CATEGORY_CODES = {column: {name: code for code, name in enumerate(ids)} for column, ids in CATEGORIES.items()}
+_CANONICAL = {BUFFER: canonical_buffer, PROTOCOL: canonical_protocol}
+_NUMERIC_FIELDS = tuple(f for f in DESIGN_FIELDS if f not in CATEGORIES)
 
-    Raises :class:`InputError` naming the design (1-based), the field and the reason for anything that
-    is not a valid design: unknown buffer or protocol, a missing or non-numeric value, NaN or infinity,
-    a temperature outside the physical range, c_rate <= 0, cycles not a whole number >= 1.
+
+def category_codes(column: str, ids: Any) -> np.ndarray:
+    """Integer codes (index into :data:`CATEGORIES` ``[column]``) of canonical ids; aliases are canonicalised.
+
+    Raises :class:`InputError` (the canonicaliser's message) for a value that is not an id or alias.
+    """
+    codes = _CATEGORY_CODES[column]
+    values = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+    try:
+        return np.array([codes[v] for v in values], dtype=np.intp)
+    except (KeyError, TypeError):
+        return np.array([codes[_CANONICAL[column](v)] for v in values], dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class DesignBatch:
+    """Canonical, validated designs as arrays: what :class:`Surrogate` and the families' fast path compute on.
+
+    ``numbers`` maps numeric design columns to float64 arrays (``anneal_temp_c`` and ``test_temp_c`` in °C,
+    ``c_rate`` in C, ``cycles`` as whole numbers); ``codes`` maps ``buffer`` and ``protocol`` to integer
+    indices into :data:`CATEGORIES`. Every array has one entry per design; a batch may hold only some
+    columns (a target's features). Build one with :func:`design_batch` (validates raw designs) or
+    :meth:`from_frame` (an already canonical frame).
+    """
+
+    numbers: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        for values in self.numbers.values():
+            return len(values)
+        for values in self.codes.values():
+            return len(values)
+        return 0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The design columns this batch holds, in contract order."""
+        return tuple(c for c in DESIGN_FIELDS if c in self.numbers or c in self.codes)
+
+    def ids(self, column: str) -> np.ndarray:
+        """Canonical ids of a categorical column (object array)."""
+        return _CATEGORY_IDS[column][self.codes[column]]
+
+    def values(self, column: str) -> np.ndarray:
+        """A column as an array: floats for numeric columns, canonical ids for categorical ones."""
+        return self.ids(column) if column in CATEGORIES else self.numbers[column]
+
+    def frame(self, columns: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
+        """The designs as a canonical design frame (``columns``: default every column held, contract order)."""
+        names = self.columns if columns is None else columns
+        return pd.DataFrame({c: self.values(c) for c in names})
+
+    def take(self, rows: np.ndarray) -> DesignBatch:
+        """The designs at ``rows`` (positions or a boolean mask)."""
+        return DesignBatch({c: v[rows] for c, v in self.numbers.items()}, {c: v[rows] for c, v in self.codes.items()})
+
+    def with_codes(self, **codes: int) -> DesignBatch:
+        """The same designs with categorical columns set to one code each (e.g. ``buffer=2``)."""
+        n = len(self)
+        return DesignBatch(
+            dict(self.numbers), {**self.codes, **{c: np.full(n, code, dtype=np.intp) for c, code in codes.items()}}
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> DesignBatch:
+        """The design columns of an already valid frame (categorical values canonical ids or aliases)."""
+        numbers, codes = {}, {}
+        for column in DESIGN_FIELDS:
+            if column not in frame.columns:
+                continue
+            if column in CATEGORIES:
+                codes[column] = category_codes(column, frame[column].to_numpy(dtype=object))
+            else:
+                numbers[column] = frame[column].to_numpy(dtype=float, na_value=np.nan)
+        return cls(numbers, codes)
+
+    @classmethod
+    def concat(cls, batches: list[DesignBatch]) -> DesignBatch:
+        """One batch of the designs of ``batches``, in order (they must hold the same columns)."""
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        return cls(
+            {c: np.concatenate([b.numbers[c] for b in batches]) for c in first.numbers},
+            {c: np.concatenate([b.codes[c] for b in batches]) for c in first.codes},
+        )
+
+
+def _raw_columns(designs: Any) -> tuple[int, dict[str, Any]]:
+    """(number of designs, design column → raw values: a pandas Series or a list) of any accepted input."""
+    if isinstance(designs, pd.DataFrame):
+        if designs.empty:
+            return 0, {}
+        return len(designs), {c: designs[c] for c in DESIGN_FIELDS if c in designs.columns}
+    if isinstance(designs, Mapping):
+        frame = {c: list(v) if isinstance(v, (list, tuple, np.ndarray, pd.Series)) else [v] for c, v in designs.items()}
+        lengths = {len(v) for v in frame.values()}
+        if len(lengths) > 1:
+            raise InputError("designs: every column must have one value per design")
+        n = lengths.pop() if lengths else 0
+        return (n, {c: frame[c] for c in DESIGN_FIELDS if c in frame}) if n else (0, {})
+    if isinstance(designs, (list, tuple)) and all(isinstance(d, Mapping) for d in designs):
+        present = {key for d in designs for key in d}
+        if not present:
+            return 0, {}
+        return len(designs), {c: [d.get(c) for d in designs] for c in DESIGN_FIELDS if c in present}
+    return _raw_columns(pd.DataFrame(designs))
+
+
+def _is_missing(values: np.ndarray) -> np.ndarray:
+    return np.asarray(pd.isna(values), dtype=bool)
+
+
+def _as_numbers(raw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(float values, missing mask) of a raw column; non-numbers become NaN but are not 'missing'."""
+    if (
+        isinstance(raw, pd.Series)
+        and pd.api.types.is_numeric_dtype(raw.dtype)
+        and not pd.api.types.is_bool_dtype(raw.dtype)
+    ):
+        numbers = raw.to_numpy(dtype=float, na_value=np.nan)
+        return numbers, np.isnan(numbers)
+    values = raw.tolist() if isinstance(raw, pd.Series) else raw
+    if all(type(v) is float or type(v) is int for v in values):  # noqa: E721 (bool is not a number here)
+        numbers = np.array(values, dtype=float)
+        return numbers, np.isnan(numbers)
+    objects = np.array(values, dtype=object)
+    missing = _is_missing(objects)
+    numbers = pd.to_numeric(pd.Series(objects, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return numbers, missing
+
+
+def _suspect(column: str, values: np.ndarray) -> np.ndarray:
+    """Finite values that :func:`surrogate.schema.value_problem` may reject (a cheap superset of its checks).
+
+    Only these are passed to ``value_problem`` (which words the message); the rest are certainly fine.
+    A test checks the superset property against ``value_problem`` itself.
+    """
+    if column == ANNEAL_TEMP_C:
+        low, high = ANNEAL_TEMP_PLAUSIBLE_C
+        offset = values + ABSOLUTE_ZERO_C
+        kelvin_like = (values >= -ABSOLUTE_ZERO_C - 1e-6) & (np.abs(offset - np.round(offset)) < 1e-5)
+        return ~((values >= low) & (values <= high)) | kelvin_like
+    if column == TEST_TEMP_C:
+        low, high = TEST_TEMP_PLAUSIBLE_C
+        return ~((values >= low) & (values <= high)) | (values >= 273.0)
+    if column == C_RATE:
+        return ~(values > 0)
+    if column == CYCLES:
+        return ~(values >= 1) | (values != np.round(values))
+    return np.ones(values.shape, dtype=bool)
+
+
+def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any]) -> DesignBatch:
+    """Validated canonical designs as arrays: every contract field present, defaults filled, ids canonical.
+
+    ``designs``: a frame, a list of design dicts, or a dict of columns. Raises :class:`InputError` naming
+    the design (1-based), the field and the reason for anything that is not a valid design: unknown
+    buffer or protocol, a missing or non-numeric value, NaN or infinity, a temperature outside the
+    physical range, c_rate <= 0, cycles not a whole number >= 1 (at most 20 problems are listed).
     """
     from surrogate.schema import value_problem
 
-    frame = pd.DataFrame(designs) if not isinstance(designs, pd.DataFrame) else designs
-    if frame.empty:
+    n, raw = _raw_columns(designs)
+    if n == 0:
         raise InputError("designs: at least one design is required")
-    missing = [c for c in (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C) if c not in frame.columns]
+    missing = [c for c in (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C) if c not in raw]
     if missing:
         raise InputError("; ".join(f"{c}: missing (required)" for c in missing))
-    n = len(frame)
     problems: list[tuple[int, str]] = []
-    out = pd.DataFrame(index=pd.RangeIndex(n))
-    for column, canonical in ((BUFFER, canonical_buffer), (PROTOCOL, canonical_protocol)):
-        raw = frame[column] if column in frame.columns else pd.Series([DEFAULT_PROTOCOL] * n)
-        raw = raw.where(raw.notna(), DEFAULT_PROTOCOL) if column == PROTOCOL else raw
-        values = raw.to_numpy(dtype=object)
-        mapping = {}
-        for value in pd.unique(values):
+    codes: dict[str, np.ndarray] = {}
+    for column in (BUFFER, PROTOCOL):
+        values = raw.get(column)
+        if values is None:
+            codes[column] = np.full(n, _CATEGORY_CODES[PROTOCOL][DEFAULT_PROTOCOL], dtype=np.intp)
+            continue
+        objects = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.array(values, dtype=object)
+        if column == PROTOCOL:
+            objects = np.where(_is_missing(objects), DEFAULT_PROTOCOL, objects)
+        known = _CATEGORY_CODES[column]
+        try:
+            codes[column] = np.array([known[v] for v in objects.tolist()], dtype=np.intp)
+            continue
+        except (KeyError, TypeError):
+            pass
+        mapping: dict[Any, int] = {}
+        for value in pd.unique(objects):
             try:
-                mapping[value] = canonical(value)
+                mapping[value] = known[_CANONICAL[column](value)]
             except InputError as exc:
-                mapping[value] = None
-                problems += [(i, f"{column}: {exc}") for i in np.flatnonzero(values == value)]
-        out[column] = [mapping[v] for v in values]
+                mapping[value] = -1
+                problems += [(i, f"{column}: {exc}") for i in np.flatnonzero(objects == value)]
+        codes[column] = np.array([mapping[v] for v in objects.tolist()], dtype=np.intp)
     defaults = {C_RATE: DEFAULT_C_RATE, CYCLES: float(DEFAULT_CYCLES)}
-    for column in (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES):
-        raw = frame[column] if column in frame.columns else pd.Series([defaults[column]] * n)
-        if column in defaults:
-            raw = raw.where(raw.notna(), defaults[column])
-        numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        for i in np.flatnonzero(np.isnan(numbers)):
-            shown = raw.iloc[i]
-            what = (
-                "missing (required)"
-                if shown is None or (isinstance(shown, float) and np.isnan(shown))
-                else (f"{shown!r} is not a number")
-            )
-            problems.append((i, f"{column}: {what}"))
-        for i in np.flatnonzero(np.isinf(numbers)):
-            problems.append((i, f"{column}: must be finite, got {numbers[i]}"))
-        finite = np.isfinite(numbers)
-        for value in np.unique(numbers[finite]):
-            why = value_problem(column, float(value))
-            if why:
-                problems += [(i, f"{column}: {why}") for i in np.flatnonzero(numbers == value)]
-        out[column] = numbers
+    numbers: dict[str, np.ndarray] = {}
+    for column in _NUMERIC_FIELDS:
+        if column not in raw:
+            numbers[column] = np.full(n, defaults[column])
+            continue
+        values, absent = _as_numbers(raw[column])
+        if column in defaults and absent.any():
+            values = np.where(absent, defaults[column], values)
+            absent = np.zeros(n, dtype=bool)
+        finite = np.isfinite(values)
+        if not finite.all():
+            shown = raw[column].tolist() if isinstance(raw[column], pd.Series) else raw[column]
+            for i in np.flatnonzero(np.isnan(values)):
+                what = "missing (required)" if absent[i] else f"{shown[i]!r} is not a number"
+                problems.append((i, f"{column}: {what}"))
+            for i in np.flatnonzero(np.isinf(values)):
+                problems.append((i, f"{column}: must be finite, got {values[i]}"))
+        suspect = finite & _suspect(column, np.where(finite, values, 0.0))
+        if suspect.any():
+            for value in np.unique(values[suspect]):
+                why = value_problem(column, float(value))
+                if why:
+                    problems += [(i, f"{column}: {why}") for i in np.flatnonzero(values == value)]
+        numbers[column] = values
     if problems:
         problems.sort(key=lambda p: p[0])
         shown = [f"design {i + 1}: {why}" for i, why in problems[:20]]
         more = f" (+{len(problems) - 20} more)" if len(problems) > 20 else ""
         raise InputError("; ".join(shown) + more)
-    return out[[BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES, PROTOCOL]]
+    return DesignBatch(numbers, codes)
 
 
-def _region_keys(X: pd.DataFrame, categorical: tuple[str, ...]) -> np.ndarray:
-    """One string per row joining its categorical values with '|' ('' when there are none)."""
-    if not categorical:
-        return np.full(len(X), "", dtype=object)
-    keys = X[categorical[0]].astype(str)
-    for column in categorical[1:]:
-        keys = keys + "|" + X[column].astype(str)
-    return keys.to_numpy(dtype=object)
+def design_frame(designs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+    """Canonical design frame: every contract field present, defaults filled, buffer/protocol canonical.
+
+    The frame form of :func:`design_batch` (same validation and errors), columns in contract order.
+    """
+    return design_batch(designs).frame()
 
 
 @dataclass
@@ -194,36 +374,104 @@ class TrainingDomain:
     def from_frame(cls, X: pd.DataFrame) -> TrainingDomain:
         categorical = tuple(c for c in X.columns if c in (BUFFER, PROTOCOL))
         numeric = [c for c in X.columns if c not in categorical]
-        keys = _region_keys(X, categorical)
+        if categorical:
+            keys = X[categorical[0]].astype(str)
+            for column in categorical[1:]:
+                keys = keys + "|" + X[column].astype(str)
+            keys = keys.to_numpy(dtype=object)
+        else:
+            keys = np.full(len(X), "", dtype=object)
         regions = {}
         for key, part in X.groupby(keys, sort=True):
             ranges = {c: (float(part[c].astype(float).min()), float(part[c].astype(float).max())) for c in numeric}
             regions[tuple(key.split("|")) if categorical else ()] = ranges
         return cls(categorical, regions)
 
-    def reasons(self, X: pd.DataFrame) -> list[list[str]]:
-        """For each row, why it lies outside this domain (empty when inside). Vectorised per region."""
-        out: list[list[str]] = [[] for _ in range(len(X))]
-        keys = _region_keys(X, self.categorical)
-        known = np.zeros(len(X), dtype=bool)
-        for key, ranges in self.regions.items():
-            rows = np.flatnonzero(keys == "|".join(key))
-            known[rows] = True
-            where = f" (for {', '.join(key)})" if key else ""
-            for column, (low, high) in ranges.items():
-                values = X[column].to_numpy(float)
-                for i in rows[(values[rows] < low - 1e-9) | (values[rows] > high + 1e-9)]:
-                    out[i].append(f"{column}={values[i]:g} outside trained range [{low:g}, {high:g}]{where}")
-        for i in np.flatnonzero(~known):
-            combo = ", ".join(f"{c}={v}" for c, v in zip(self.categorical, keys[i].split("|"), strict=True))
-            out[i].append(f"{combo}: no training data for this combination")
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lookup"}  # the lookup is derived, never pickled
+
+    def _tables(self) -> dict[str, Any]:
+        """Arrays for the vectorised check, derived from ``regions`` once per process (not pickled).
+
+        ``region``: region number per combination of category codes (-1: never seen); per region and
+        numeric column the bounds with the 1e-9 tolerance applied, and the bounds and label for messages.
+        """
+        tables = self.__dict__.get("_lookup")
+        if tables is not None:
+            return tables
+        keys = list(self.regions)
+        numeric = tuple(self.regions[keys[0]]) if keys else ()
+        region = np.full(tuple(len(CATEGORIES[c]) for c in self.categorical), -1, dtype=np.intp)
+        for number, key in enumerate(keys):
+            position = tuple(_CATEGORY_CODES[c].get(v, -1) for c, v in zip(self.categorical, key, strict=True))
+            if all(p >= 0 for p in position):  # a non-canonical region key can never match a canonical design
+                region[position] = number
+        bounds = np.array([[self.regions[k][c] for c in numeric] for k in keys], dtype=float).reshape(
+            len(keys), len(numeric), 2
+        )
+        tables = {
+            "numeric": numeric,
+            "region": region,
+            "low": bounds[:, :, 0] - 1e-9,
+            "high": bounds[:, :, 1] + 1e-9,
+            "bounds": bounds,
+            "where": [f" (for {', '.join(k)})" if k else "" for k in keys],
+        }
+        self.__dict__["_lookup"] = tables
+        return tables
+
+    def outside(self, designs: DesignBatch) -> dict[int, list[str]]:
+        """Row → why it lies outside this domain, for the rows that do (empty dict: every row inside)."""
+        tables = self._tables()
+        n = len(designs)
+        if self.categorical:
+            region = tables["region"][tuple(designs.codes[c] for c in self.categorical)]
+        else:
+            region = np.full(n, 0 if self.regions else -1, dtype=np.intp)
+        known = region >= 0
+        numeric = tables["numeric"]
+        if numeric:
+            values = np.column_stack([designs.numbers[c] for c in numeric])
+            at = np.where(known, region, 0)
+            beyond = ((values < tables["low"][at]) | (values > tables["high"][at])) & known[:, None]
+            flagged = ~known | beyond.any(axis=1)
+        else:
+            flagged = ~known
+        if not flagged.any():
+            return {}
+        out: dict[int, list[str]] = {}
+        for i in np.flatnonzero(flagged).tolist():
+            if not known[i]:
+                combo = ", ".join(f"{c}={CATEGORIES[c][designs.codes[c][i]]}" for c in self.categorical)
+                out[i] = [f"{combo}: no training data for this combination"]
+                continue
+            r = region[i]
+            out[i] = [
+                f"{column}={values[i, j]:g} outside trained range "
+                f"[{tables['bounds'][r, j, 0]:g}, {tables['bounds'][r, j, 1]:g}]{tables['where'][r]}"
+                for j, column in enumerate(numeric)
+                if beyond[i, j]
+            ]
         return out
+
+    def reasons(self, X: pd.DataFrame) -> list[list[str]]:
+        """For each row of a canonical design frame, why it lies outside this domain (empty when inside)."""
+        found = self.outside(DesignBatch.from_frame(X))
+        return [found.get(i, []) for i in range(len(X))]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "categorical": list(self.categorical),
             "regions": {"|".join(k) or "*": {c: list(r) for c, r in v.items()} for k, v in self.regions.items()},
         }
+
+
+@lru_cache(maxsize=64)
+def interval_z(level: float) -> float:
+    """Standard-normal quantile of a central ``level`` interval (0.9 → 1.645); InputError outside (0, 1)."""
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level: {level} must be between 0 and 1 (e.g. 0.9 for a 90% interval)")
+    return float(norm.ppf(0.5 + level / 2.0))
 
 
 @dataclass
@@ -245,49 +493,81 @@ class Surrogate:
     def targets(self) -> tuple[str, ...]:
         return tuple(t for t in TARGETS if t in self.models)
 
-    def predict_target(self, target: str, designs: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
-        """Mean, lower, upper (contract units) of one target for canonical designs."""
-        if not 0.0 < level < 1.0:
-            raise InputError(f"level: {level} must be between 0 and 1 (e.g. 0.9 for a 90% interval)")
-        X = designs[list(FEATURES[target])]
-        mean, std = self.models[target].predict(X, return_std=True)
-        z = norm.ppf(0.5 + level / 2.0)
+    def _natural(self, target: str, designs: DesignBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of ``target`` in its natural space: the family's array path when it has one."""
+        model = self.models[target]
+        if hasattr(model, "predict_batch"):
+            mean, std = model.predict_batch(designs, return_std=True)
+        else:
+            mean, std = model.predict(designs.frame(FEATURES[target]), return_std=True)
+        return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+    def _interval(self, target: str, designs: DesignBatch, z: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean, lower, upper of ``target`` in contract units; exactly 1 at the target's reference point."""
+        mean, std = self._natural(target, designs)
         space = TARGET_SPACES[target]
-        out = pd.DataFrame(
-            {
-                "mean": space.inverse(mean),
-                "lower": space.inverse(mean - z * std),
-                "upper": space.inverse(mean + z * std),
-            }
-        )
-        out.loc[reference_mask(target, designs), ["mean", "lower", "upper"]] = 1.0
+        parts = (space.inverse(mean), space.inverse(mean - z * std), space.inverse(mean + z * std))
+        reference = _reference_rows(target, designs)
+        if reference is not None and reference.any():
+            for part in parts:
+                part[reference] = 1.0
+        return parts
+
+    def predict_target(self, target: str, designs: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+        """Mean, lower, upper (contract units) of one target for canonical designs (a frame with its features)."""
+        z = interval_z(level)
+        mean, lower, upper = self._interval(target, DesignBatch.from_frame(designs), z)
+        return pd.DataFrame({"mean": mean, "lower": lower, "upper": upper})
+
+    def predict_columns(self, designs: DesignBatch, level: float = DEFAULT_LEVEL) -> dict[str, Any]:
+        """:meth:`predict` on a validated :class:`DesignBatch`, as columns (arrays; reasons a list of lists).
+
+        The fast path (no pandas): the service calls this on designs its schema has validated.
+        """
+        z = interval_z(level)
+        n = len(designs)
+        out: dict[str, Any] = {}
+        reasons: dict[int, list[str]] = {}
+        for target in self.targets:
+            mean, lower, upper = self._interval(target, designs, z)
+            out[f"{target}_mean"], out[f"{target}_lower"], out[f"{target}_upper"] = mean, lower, upper
+            found = self.domains[target].outside(designs)
+            if found:
+                reference = _reference_rows(target, designs)
+                for i, why in found.items():
+                    if reference is None or not reference[i]:
+                        reasons.setdefault(i, []).extend(f"{target}: {w}" for w in why)
+        flags = np.zeros(n, dtype=bool)
+        rows = [i for i, why in reasons.items() if why]
+        flags[rows] = True
+        out["extrapolation"] = flags
+        out["extrapolation_reasons"] = [reasons.get(i, []) for i in range(n)] if reasons else [[] for _ in range(n)]
         return out
 
-    def predict(self, designs: pd.DataFrame | list[dict[str, Any]], level: float = DEFAULT_LEVEL) -> pd.DataFrame:
+    def predict(
+        self, designs: pd.DataFrame | list[dict[str, Any]] | DesignBatch, level: float = DEFAULT_LEVEL
+    ) -> pd.DataFrame:
         """Predictions for designs: ``<target>_mean``, ``_lower``, ``_upper`` per target, ``extrapolation``.
 
         The mean of a retention is the back-transformed natural-space mean (the
         median in contract units); lower/upper bound a central ``level`` interval.
         ``extrapolation_reasons`` lists, per design, why it lies outside the data.
+        Raw designs are validated (:func:`design_batch`); a :class:`DesignBatch` is taken as valid.
         """
-        frame = design_frame(designs)
-        out = pd.DataFrame(index=frame.index)
-        reasons: list[list[str]] = [[] for _ in range(len(frame))]
-        for target in self.targets:
-            part = self.predict_target(target, frame, level)
-            for column in part.columns:
-                out[f"{target}_{column}"] = part[column].to_numpy()
-            by_definition = reference_mask(target, frame)
-            for i, why in enumerate(self.domains[target].reasons(frame[list(FEATURES[target])])):
-                if not by_definition[i]:
-                    reasons[i] += [f"{target}: {w}" for w in why]
-        out["extrapolation"] = [bool(r) for r in reasons]
-        out["extrapolation_reasons"] = reasons
-        return out
+        batch = designs if isinstance(designs, DesignBatch) else design_batch(designs)
+        return pd.DataFrame(self.predict_columns(batch, level))
 
     def predict_means(self, designs: pd.DataFrame) -> pd.DataFrame:
         """Target means only, in contract units (the facts check's predictor interface)."""
-        frame = design_frame(designs)
-        return pd.DataFrame(
-            {t: self.predict_target(t, frame)["mean"].to_numpy() for t in self.targets}, index=designs.index
-        )
+        batch = design_batch(designs)
+        z = interval_z(DEFAULT_LEVEL)
+        return pd.DataFrame({t: self._interval(t, batch, z)[0] for t in self.targets}, index=designs.index)
+
+
+def _reference_rows(target: str, designs: DesignBatch) -> np.ndarray | None:
+    """Rows where ``target`` is 1 by definition (None: the target has no reference point)."""
+    if target == RATE_RETENTION:
+        return designs.numbers[C_RATE] <= REFERENCE_C_RATE
+    if target == CAPACITY_RETENTION:
+        return designs.numbers[CYCLES] <= REFERENCE_CYCLE
+    return None
