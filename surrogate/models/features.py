@@ -47,13 +47,14 @@ from surrogate.design import (
     CONDUCTIVITY,
     CYCLES,
     PROTOCOL,
+    PROTOCOLS,
     RATE_RETENTION,
     TEST_TEMP_C,
     canonical_buffer,
     canonical_protocol,
 )
 from surrogate.errors import InputError
-from surrogate.models.base import FEATURES
+from surrogate.models.base import CATEGORIES, FEATURES, DesignBatch
 from surrogate.physics import ZERO_C_K
 
 
@@ -128,23 +129,30 @@ def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
 
 def encode(X: pd.DataFrame, target: str) -> np.ndarray:
     """The feature matrix (rows of ``X`` × :func:`feature_names`) of ``target``; ``X`` is checked first."""
-    frame = canonical_features(X, target)
+    return encode_batch(DesignBatch.from_frame(canonical_features(X, target)), target)
+
+
+_ONE_HOT_BUFFER = np.eye(len(BUFFERS))
+_LONG_PROTOCOL = PROTOCOLS.index("long")
+
+
+def encode_batch(designs: DesignBatch, target: str) -> np.ndarray:
+    """The feature matrix (designs × :func:`feature_names`) of ``target`` from validated designs (no checks)."""
     blocks: list[np.ndarray] = []
     for column in FEATURES[target]:
         if column == ANNEAL_TEMP_C:
-            blocks.append(frame[column].to_numpy(float)[:, None] / 100.0)
+            blocks.append(designs.numbers[column][:, None] / 100.0)
         elif column == TEST_TEMP_C:
-            blocks.append(1000.0 / (frame[column].to_numpy(float)[:, None] + ZERO_C_K))
+            blocks.append(1000.0 / (designs.numbers[column][:, None] + ZERO_C_K))
         elif column == C_RATE:
-            blocks.append(np.log10(frame[column].to_numpy(float))[:, None])
+            blocks.append(np.log10(designs.numbers[column])[:, None])
         elif column == CYCLES:
-            cycles = frame[column].to_numpy(float)[:, None]
+            cycles = designs.numbers[column][:, None]
             blocks += [np.log10(cycles), cycles / 1000.0]
         elif column == BUFFER:
-            values = frame[column].to_numpy()
-            blocks.append(np.column_stack([(values == b).astype(float) for b in BUFFERS]))
+            blocks.append(_ONE_HOT_BUFFER[designs.codes[column]])
         elif column == PROTOCOL:
-            blocks.append((frame[column].to_numpy() == "long").astype(float)[:, None])
+            blocks.append((designs.codes[column] == _LONG_PROTOCOL).astype(float)[:, None])
     return np.hstack(blocks)
 
 
@@ -361,35 +369,60 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
 
     def extrapolation_variance(self, X: pd.DataFrame) -> np.ndarray:
         """Per row: variance added for what the data cannot tell (see the class docstring); 0 inside the data."""
-        frame = canonical_features(X, self.target).reset_index(drop=True)
-        weight = np.zeros(len(frame))
+        return self._extrapolation_variance(DesignBatch.from_frame(canonical_features(X, self.target)))
+
+    def _estimator_predict(self, designs: DesignBatch, return_std: bool = False) -> Any:
+        """The wrapped estimator's prediction: its array path when it has one, else its frame path."""
+        if hasattr(self.estimator_, "predict_batch"):
+            return self.estimator_.predict_batch(designs, return_std=return_std)
+        return self.estimator_.predict(designs.frame(FEATURES[self.target]), return_std=return_std)
+
+    def _extrapolation_variance(self, designs: DesignBatch) -> np.ndarray:
+        weight = np.zeros(len(designs))
         for column, trained in self.untrained_columns_.items():
-            distance = _untrained_distance(frame[column].to_numpy(float), trained, column)
+            distance = _untrained_distance(designs.numbers[column], trained, column)
             weight = np.maximum(weight, np.minimum(1.0, distance / UNTRAINED_FEATURE_RAMP[column]))
         variance = weight * self.target_variance_
         if not self.categorical_columns_:
             return variance
-        combos = frame[self.categorical_columns_].to_numpy(dtype=object)
-        seen = set(self.seen_combinations_)
-        unseen = np.array([tuple(row) not in seen for row in combos], dtype=bool)
+        categorical = self.categorical_columns_
+        seen = np.zeros(tuple(len(CATEGORIES[c]) for c in categorical), dtype=bool)
+        seen_codes = [
+            tuple(CATEGORIES[c].index(v) for c, v in zip(categorical, combo, strict=True))
+            for combo in self.seen_combinations_
+        ]
+        for codes in seen_codes:
+            seen[codes] = True
+        unseen = ~seen[tuple(designs.codes[c] for c in categorical)]
         if unseen.any():
             if len(self.seen_combinations_) < 2:
                 variance[unseen] += self.target_variance_
             else:
-                rows = frame[unseen]
+                rows = designs.take(unseen)
                 predictions = [
-                    self.estimator_.predict(rows.assign(**dict(zip(self.categorical_columns_, combo, strict=True))))
-                    for combo in self.seen_combinations_
+                    np.asarray(
+                        self._estimator_predict(rows.with_codes(**dict(zip(categorical, codes, strict=True)))),
+                        dtype=float,
+                    )
+                    for codes in seen_codes
                 ]
                 variance[unseen] += np.var(np.stack(predictions), axis=0, ddof=1)
         return variance
+
+    def predict_batch(
+        self, designs: DesignBatch, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on validated designs (arrays, no checks): the path :class:`Surrogate` uses."""
+        if not hasattr(self, "estimator_"):
+            raise NotFittedError(f"{type(self.estimator).__name__} is not fitted yet: call fit(X, y) first")
+        if not return_std:
+            return self._estimator_predict(designs)
+        mean, std = self._estimator_predict(designs, return_std=True)
+        variance = np.asarray(std, float) ** 2 + self.sample_variance_.added_variance
+        return mean, np.sqrt(variance + self._extrapolation_variance(designs))
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mean (the wrapped estimator's) and, with ``return_std``, the fresh-sample std, natural space."""
         if not hasattr(self, "estimator_"):
             raise NotFittedError(f"{type(self.estimator).__name__} is not fitted yet: call fit(X, y) first")
-        if not return_std:
-            return self.estimator_.predict(X)
-        mean, std = self.estimator_.predict(X, return_std=True)
-        variance = np.asarray(std, float) ** 2 + self.sample_variance_.added_variance + self.extrapolation_variance(X)
-        return mean, np.sqrt(variance)
+        return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)

@@ -32,8 +32,8 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Wh
 
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
-from surrogate.models.base import FEATURES
-from surrogate.models.features import canonical_features, check_y, encode, stratified_subsample
+from surrogate.models.base import FEATURES, DesignBatch
+from surrogate.models.features import canonical_features, check_y, encode, encode_batch, stratified_subsample
 
 
 def capped_lbfgs(
@@ -111,7 +111,15 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
         """Mean (and predictive std including the white noise) in natural space."""
         if not hasattr(self, "gp_"):
             raise NotFittedError("GPSurrogate is not fitted yet: call fit(X, y) first")
-        z = self._standardise(encode(X, self.target))
+        return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
+
+    def predict_batch(
+        self, designs: DesignBatch, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on validated designs (arrays, no checks)."""
+        if not hasattr(self, "gp_"):
+            raise NotFittedError("GPSurrogate is not fitted yet: call fit(X, y) first")
+        z = self._standardise(encode_batch(designs, self.target))
         if not return_std:
             return self.gp_.predict(z)
         mean, std = self.gp_.predict(z, return_std=True)

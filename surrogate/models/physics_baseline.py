@@ -44,6 +44,7 @@ fitted buffers' parameters with their between-buffer variance added.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from surrogate.design import (
     ANNEAL_TEMP_C,
     BUFFER,
+    BUFFERS,
     C_RATE,
     CAPACITY_RETENTION,
     CONDUCTIVITY,
@@ -65,7 +67,7 @@ from surrogate.design import (
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
-from surrogate.models.base import TARGET_SPACES
+from surrogate.models.base import TARGET_SPACES, DesignBatch
 from surrogate.models.features import canonical_features, check_target, check_y
 from surrogate.physics import K_B_EV, ZERO_C_K
 
@@ -87,13 +89,25 @@ def _shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
     return -np.expm1(-x) / x
 
 
+@lru_cache(maxsize=256)
+def _t_inflation(dof: int) -> float:
+    """t₀.₉₅(dof)/z₀.₉₅: widens a normal interval to Student-t width for a fit with ``dof`` degrees of freedom."""
+    return float(t.ppf(0.95, dof) / norm.ppf(0.95))
+
+
 def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)
 
 
 @dataclass
 class _Law:
-    """A parametric law: parameter names, start values and bounds, extra 'unseen' parameters, and f(θ, frame)."""
+    """A parametric law: parameter names, start values and bounds, extra 'unseen' parameters, and f(θ, columns).
+
+    ``natural(theta, columns)`` takes the design columns as arrays (numbers; ``buffer`` and ``protocol`` as
+    codes into :data:`~surrogate.models.base.CATEGORIES`, see :func:`_columns`). A law with ``batched`` set
+    also accepts ``theta`` of shape (parameters, k) with every column of shape (rows, 1) and returns
+    (rows, k): k parameter vectors in one pass (the finite-difference Jacobian of :meth:`PhysicsBaseline.predict`).
+    """
 
     names: list[str]
     start: np.ndarray
@@ -102,8 +116,9 @@ class _Law:
     fit_space: str  # "natural" or "contract": where residuals are taken
     context: dict[str, Any] = field(default_factory=dict)
     extra_names: list[str] = field(default_factory=list)  # pseudo-parameters, 0 in fitting (unseen categories)
+    batched = False
 
-    def natural(self, theta: np.ndarray, frame: pd.DataFrame) -> np.ndarray:  # pragma: no cover - overridden
+    def natural(self, theta: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def extra_variances(self, theta: np.ndarray) -> list[float]:
@@ -148,11 +163,11 @@ class _ArrheniusLaw(_Law):
         """Unit variance: the pseudo-parameter's amplitude (ln units) is set per design in :meth:`natural`."""
         return [1.0]
 
-    def natural(self, theta: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    def natural(self, theta: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
         states = self.context["states"]
         n = states.size
-        anneal = frame[ANNEAL_TEMP_C].to_numpy(float)
-        temp_k = frame[TEST_TEMP_C].to_numpy(float) + ZERO_C_K
+        anneal = columns[ANNEAL_TEMP_C]
+        temp_k = columns[TEST_TEMP_C] + ZERO_C_K
         ln_a = np.interp(anneal, states, theta[:n]) if n > 1 else np.full(anneal.shape, theta[0])
         ea = np.interp(anneal, states, theta[n : 2 * n]) if n > 1 else np.full(anneal.shape, theta[1])
         # A state not in the data may differ from the interpolation: the pseudo-parameter (0 in fitting, unit
@@ -182,15 +197,25 @@ def _new_state_amplitude(anneal: np.ndarray, states: np.ndarray, state_ln_sigma_
 
 
 # ------------------------------------------------------------------ shared helpers for categorical effects
-def _category_effect(values: np.ndarray, seen: list[str], effects: np.ndarray, delta: float) -> np.ndarray:
-    """Per-row effect of a categorical column: the fitted effect, or mean of fitted effects + delta when unseen."""
-    lookup = {name: effects[i] for i, name in enumerate(seen)}
-    fallback = float(np.mean(effects)) + delta
-    return np.array([lookup.get(v, fallback) for v in values], dtype=float)
+def _category_effect(codes: np.ndarray, seen: list[str], effects: np.ndarray, delta: Any) -> np.ndarray:
+    """Per-row buffer effect: the fitted effect, or mean of fitted effects + delta for a buffer not fitted.
+
+    ``codes``: buffer codes (see :func:`_columns`); ``effects``: one per ``seen`` buffer (or one row of k
+    per buffer, batched), ``delta`` a number (or k).
+    """
+    table = np.empty((len(BUFFERS),) + effects.shape[1:])
+    table[...] = np.mean(effects, axis=0) + delta
+    table[[BUFFERS.index(name) for name in seen]] = effects
+    return table[codes.reshape(-1)]
 
 
-def _inv_temp(frame: pd.DataFrame) -> np.ndarray:
-    return 1000.0 / (frame[TEST_TEMP_C].to_numpy(float) + ZERO_C_K)
+def _inv_temp(test_temp_c: np.ndarray) -> np.ndarray:
+    return 1000.0 / (test_temp_c + ZERO_C_K)
+
+
+def _columns(designs: DesignBatch) -> dict[str, np.ndarray]:
+    """The design columns a law reads: numbers as floats, ``buffer`` and ``protocol`` as integer codes."""
+    return {**designs.numbers, **designs.codes}
 
 
 # ------------------------------------------------------------------ rate capability
@@ -212,7 +237,7 @@ class _RateLaw(_Law):
         names = [f"ln_Cstar@{b}" for b in buffers]
         context = {
             "buffers": buffers,
-            "inv_temp_ref": float(np.mean(_inv_temp(frame))),
+            "inv_temp_ref": float(np.mean(_inv_temp(frame[TEST_TEMP_C].to_numpy(float)))),
             "anneal_ref": float(np.mean(frame[ANNEAL_TEMP_C])) / 100.0,
             "temp_slope": frame[TEST_TEMP_C].nunique() > 1,
             "anneal_slope": frame[ANNEAL_TEMP_C].nunique() > 1,
@@ -228,18 +253,20 @@ class _RateLaw(_Law):
         law.extra_names = ["unseen_buffer_ln_Cstar"]
         return law
 
-    def natural(self, theta: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    batched = True
+
+    def natural(self, theta: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
         ctx = self.context
         nb = len(ctx["buffers"])
-        ln_c_star = _category_effect(frame[BUFFER].to_numpy(), ctx["buffers"], theta[:nb], theta[-1])
+        ln_c_star = _category_effect(columns[BUFFER], ctx["buffers"], theta[:nb], theta[-1])
         i = nb
         if ctx["temp_slope"]:
-            ln_c_star = ln_c_star - theta[i] * (_inv_temp(frame) - ctx["inv_temp_ref"])
+            ln_c_star = ln_c_star - theta[i] * (_inv_temp(columns[TEST_TEMP_C]) - ctx["inv_temp_ref"])
             i += 1
         if ctx["anneal_slope"]:
-            ln_c_star = ln_c_star + theta[i] * (frame[ANNEAL_TEMP_C].to_numpy(float) / 100.0 - ctx["anneal_ref"])
+            ln_c_star = ln_c_star + theta[i] * (columns[ANNEAL_TEMP_C] / 100.0 - ctx["anneal_ref"])
         c_star = np.exp(np.clip(ln_c_star, -20.0, 20.0))
-        rate = np.maximum(frame[C_RATE].to_numpy(float), REFERENCE_RATE_C)
+        rate = np.maximum(columns[C_RATE], REFERENCE_RATE_C)
         retention = _shape(rate, c_star) / _shape(REFERENCE_RATE_C, c_star)
         return TARGET_SPACES[RATE_RETENTION].forward(retention)
 
@@ -280,7 +307,7 @@ class _FadeLaw(_Law):
             "buffers": buffers,
             "protocols": protocols,
             "knees": tuple(knees),
-            "inv_temp_ref": float(np.mean(_inv_temp(frame))),
+            "inv_temp_ref": float(np.mean(_inv_temp(frame[TEST_TEMP_C].to_numpy(float)))),
             "temp_slope": frame[TEST_TEMP_C].nunique() > 1,
         }
         if context["temp_slope"]:
@@ -292,25 +319,27 @@ class _FadeLaw(_Law):
     def _index(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.names + self.extra_names)}
 
-    def natural(self, theta: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    batched = True
+
+    def natural(self, theta: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
         ctx, ix = self.context, self._index()
         buffers, protocols = ctx["buffers"], ctx["protocols"]
         nb = len(buffers)
-        buffer = frame[BUFFER].to_numpy()
-        protocol = frame[PROTOCOL].to_numpy()
+        buffer = columns[BUFFER]
+        protocol = columns[PROTOCOL]
         d_early, d_linear = theta[ix["unseen_buffer_ln_early"]], theta[ix["unseen_buffer_ln_linear"]]
         ln_early = _category_effect(buffer, buffers, theta[:nb], d_early)
         ln_linear = _category_effect(buffer, buffers, theta[nb : 2 * nb], d_linear)
-        cycles = frame[CYCLES].to_numpy(float)
+        cycles = columns[CYCLES]
         n = cycles
         if ctx["temp_slope"]:
-            accel = np.exp(theta[ix["fade_temp_slope_k"]] * (ctx["inv_temp_ref"] - _inv_temp(frame)))
+            accel = np.exp(theta[ix["fade_temp_slope_k"]] * (ctx["inv_temp_ref"] - _inv_temp(columns[TEST_TEMP_C])))
             n = 1.0 + (cycles - 1.0) * accel
         first = protocols[0]
-        ln_n0 = np.full(cycles.shape, theta[ix[f"ln_n0@{first}"]])
+        ln_n0 = np.zeros(cycles.shape) + theta[ix[f"ln_n0@{first}"]]
         knee = np.zeros(cycles.shape)
         for p in protocols:
-            rows = protocol == p
+            rows = protocol == PROTOCOLS.index(p)
             if p != first:
                 ln_early = np.where(rows, ln_early + theta[ix[f"ln_early_offset@{p}"]], ln_early)
                 ln_linear = np.where(rows, ln_linear + theta[ix[f"ln_linear_offset@{p}"]], ln_linear)
@@ -337,9 +366,11 @@ class _Fit:
     n: int
 
 
-def _residuals(law: _Law, theta: np.ndarray, frame: pd.DataFrame, target_values: np.ndarray, space) -> np.ndarray:
+def _residuals(
+    law: _Law, theta: np.ndarray, columns: dict[str, np.ndarray], target_values: np.ndarray, space
+) -> np.ndarray:
     full = np.concatenate([theta, np.zeros(len(law.extra_names))])
-    pred = law.natural(full, frame)
+    pred = law.natural(full, columns)
     if law.fit_space == "contract":
         return space.inverse(pred) - target_values
     return pred - target_values
@@ -348,6 +379,7 @@ def _residuals(law: _Law, theta: np.ndarray, frame: pd.DataFrame, target_values:
 def _fit_law(law: _Law, frame: pd.DataFrame, y: np.ndarray, target: str) -> _Fit:
     space = TARGET_SPACES[target]
     observed = space.inverse(y) if law.fit_space == "contract" else y
+    columns = _columns(DesignBatch.from_frame(frame))
     n, p = len(y), len(law.names)
     if n <= p:
         raise InputError(
@@ -355,7 +387,7 @@ def _fit_law(law: _Law, frame: pd.DataFrame, y: np.ndarray, target: str) -> _Fit
         )
     start = np.clip(law.start, law.lower + 1e-9, law.upper - 1e-9)
     result = least_squares(
-        lambda th: _residuals(law, th, frame, observed, space),
+        lambda th: _residuals(law, th, columns, observed, space),
         start,
         bounds=(law.lower, law.upper),
         method="trf",
@@ -446,26 +478,39 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mean (and predictive std incl. noise) in natural space for the rows of ``X``."""
         self._check_fitted()
-        frame = canonical_features(X, self.target).reset_index(drop=True)
+        return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
+
+    def predict_batch(
+        self, designs: DesignBatch, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on validated designs (arrays, no checks)."""
+        self._check_fitted()
         law = self.law_
+        columns = _columns(designs)
         full = np.concatenate([self.theta_, np.zeros(len(law.extra_names))])
-        mean = law.natural(full, frame)
         if not return_std:
-            return mean
-        jac = np.empty((len(frame), full.size))
-        for j in range(full.size):
-            step = 1e-6 * max(1.0, abs(full[j]))
-            shifted = full.copy()
-            shifted[j] += step
-            jac[:, j] = (law.natural(shifted, frame) - mean) / step
+            return law.natural(full, columns)
+        # Forward differences: column j of the Jacobian from θ with parameter j moved by its step.
+        steps = 1e-6 * np.maximum(1.0, np.abs(full))
+        if law.batched:  # every shifted θ in one pass: columns (rows, 1) against θ (parameters, 1 + parameters)
+            thetas = np.column_stack([full, full[:, None] + np.diag(steps)])
+            values = law.natural(thetas, {name: v[:, None] for name, v in columns.items()})
+            mean = values[:, 0]
+            jac = (values[:, 1:] - mean[:, None]) / steps
+        else:
+            mean = law.natural(full, columns)
+            jac = np.empty((len(designs), full.size))
+            for j in range(full.size):
+                shifted = full.copy()
+                shifted[j] += steps[j]
+                jac[:, j] = (law.natural(shifted, columns) - mean) / steps[j]
         parameter_var = np.einsum("ij,jk,ik->i", jac, self.cov_, jac)
         if law.fit_space == "contract":
             r = np.clip(TARGET_SPACES[self.target].inverse(mean), _RETENTION_CLIP, 1.0 - _RETENTION_CLIP)
             noise_var = self.residual_variance_ / (r * (1.0 - r)) ** 2
         else:
             noise_var = np.full(mean.shape, self.residual_variance_)
-        inflate = t.ppf(0.95, self.dof_) / norm.ppf(0.95)
-        return mean, inflate * np.sqrt(np.maximum(parameter_var, 0.0) + noise_var)
+        return mean, _t_inflation(self.dof_) * np.sqrt(np.maximum(parameter_var, 0.0) + noise_var)
 
     def activation_energies(self) -> pd.DataFrame:
         """Ea per anneal state (σT Arrhenius form): ``anneal_temp_c`` (°C), ``ea_ev``, ``ea_se_ev`` (eV), ``ln_prefactor``.

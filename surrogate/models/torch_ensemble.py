@@ -32,8 +32,8 @@ from torch import nn
 
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
-from surrogate.models.base import FEATURES
-from surrogate.models.features import canonical_features, check_y, encode, stratified_subsample
+from surrogate.models.base import FEATURES, DesignBatch
+from surrogate.models.features import canonical_features, check_y, encode, encode_batch, stratified_subsample
 
 VARIANCE_FLOOR = 1e-6
 """Smallest variance (standardised units) a head can give: keeps the likelihood finite."""
@@ -154,7 +154,15 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         """Mixture mean (and std: member noise + member disagreement) in natural space."""
         if not hasattr(self, "network_"):
             raise NotFittedError("DeepEnsemble is not fitted yet: call fit(X, y) first")
-        features = encode(X, self.target)
+        return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
+
+    def predict_batch(
+        self, designs: DesignBatch, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on validated designs (arrays, no checks)."""
+        if not hasattr(self, "network_"):
+            raise NotFittedError("DeepEnsemble is not fitted yet: call fit(X, y) first")
+        features = encode_batch(designs, self.target)
         inputs = torch.as_tensor((features - self.feature_mean_) / self.feature_scale_, dtype=torch.float32)
         with torch.no_grad():
             means, variances = self.network_(inputs)

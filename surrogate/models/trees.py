@@ -22,8 +22,8 @@ from sklearn.exceptions import NotFittedError
 
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
-from surrogate.models.base import FEATURES
-from surrogate.models.features import canonical_features, check_y, encode
+from surrogate.models.base import FEATURES, DesignBatch
+from surrogate.models.features import canonical_features, check_y, encode, encode_batch
 
 
 class ForestSurrogate(RegressorMixin, BaseEstimator):
@@ -76,9 +76,19 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
         """Mean over trees (and std: tree spread + out-of-bag noise) in natural space."""
         if not hasattr(self, "forest_"):
             raise NotFittedError("ForestSurrogate is not fitted yet: call fit(X, y) first")
-        features = encode(X, self.target)
+        return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
+
+    def predict_batch(
+        self, designs: DesignBatch, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` on validated designs (arrays, no checks)."""
+        if not hasattr(self, "forest_"):
+            raise NotFittedError("ForestSurrogate is not fitted yet: call fit(X, y) first")
+        features = encode_batch(designs, self.target)
         if not return_std:
             return self.forest_.predict(features)
-        per_tree = np.stack([tree.predict(features) for tree in self.forest_.estimators_])
+        # Each tree's own predict re-validates its input; the fitted tree structures answer the same directly.
+        rows = np.ascontiguousarray(features, dtype=np.float32)
+        per_tree = np.stack([tree.tree_.predict(rows)[:, 0] for tree in self.forest_.estimators_])
         mean = per_tree.mean(axis=0)
         return mean, np.sqrt(per_tree.var(axis=0) + self.noise_variance_)
