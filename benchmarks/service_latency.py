@@ -14,6 +14,11 @@ own overhead) it measures, in one run:
   posting one design each (p50, p99, requests/s, errors), ``--duration`` seconds per level after a warm-up;
 - one 10,000-design call over HTTP sent by ``curl`` (median of 5).
 
+The in-process floor is measured two ways: ``Surrogate.predict`` (frames in and out, the library API) and
+``design_batch`` + ``Surrogate.predict_columns`` (validated arrays in, columns out: what the service calls).
+The headline numbers of an earlier results file (``--compare``; default the file this run replaces) are
+shown next to the new ones.
+
 Writes ``benchmarks/results/service_latency.json`` and ``.md``. Usage::
 
     MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db python benchmarks/service_latency.py [--duration 15]
@@ -81,6 +86,11 @@ class ProbeModel:
         mean = np.full(len(X), self.mean_)
         return (mean, np.full(len(X), self.std_)) if return_std else mean
 
+    def predict_batch(self, designs: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The array path :class:`Surrogate` uses (as the families have): no frame is built."""
+        mean = np.full(len(designs), self.mean_)
+        return (mean, np.full(len(designs), self.std_)) if return_std else mean
+
 
 def probe_surrogate() -> Any:
     """A :class:`Surrogate` of :class:`ProbeModel` per target, with the embedded data's training domains."""
@@ -106,45 +116,61 @@ def _percentiles(samples_s: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
+def _timed(call: Any, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
 def in_process(model: Any, n_single: int) -> dict[str, Any]:
-    """The floor: ``Surrogate.predict`` on one design (many calls) and on 10,000 designs (median of 5)."""
+    """The floor, one design (many calls) and 10,000 designs (median of 5), two ways.
+
+    ``Surrogate.predict`` takes and returns frames (the library API); the service calls
+    ``design_batch`` + ``Surrogate.predict_columns`` (validated arrays in, columns out: no pandas).
+    """
+    from surrogate.models.base import design_batch
+
     gc.collect()
     gc.freeze()  # as the service does after loading (serving.service.Surrogate.__init__)
     one = pd.DataFrame([DESIGN])
     big = pd.DataFrame([DESIGN] * 10_000)
-    for _ in range(20):
-        model.predict(one)
-    samples = []
-    for _ in range(n_single):
-        start = time.perf_counter()
-        model.predict(one)
-        samples.append(time.perf_counter() - start)
-    big_samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        model.predict(big)
-        big_samples.append(time.perf_counter() - start)
-    return {"single": _percentiles(samples), "designs_10000_ms": 1e3 * statistics.median(big_samples)}
+    one_columns = {k: [v] for k, v in DESIGN.items()}
+    big_columns = {k: [v] * 10_000 for k, v in DESIGN.items()}
+    _timed(lambda: model.predict(one), 50)
+    samples = _timed(lambda: model.predict(one), n_single)
+    big_samples = _timed(lambda: model.predict(big), 5)
+    _timed(lambda: model.predict_columns(design_batch(one_columns)), 50)
+    array_samples = _timed(lambda: model.predict_columns(design_batch(one_columns)), n_single)
+    array_big = _timed(lambda: model.predict_columns(design_batch(big_columns)), 5)
+    return {
+        "single": _percentiles(samples),
+        "designs_10000_ms": 1e3 * statistics.median(big_samples),
+        "arrays_single": _percentiles(array_samples),
+        "arrays_designs_10000_ms": 1e3 * statistics.median(array_big),
+    }
 
 
 def stages(model: Any) -> dict[str, dict[str, float]]:
-    """Where one request's time goes in-process (median ms): parse+validate, frame, model, response JSON."""
+    """Where one request's time goes in-process (median ms): parse+validate, design arrays, model, response JSON."""
     import serving.service as service
 
     spec = service.Surrogate.apis["predict"].input_spec
     out = {}
-    for label, n, repeats in (("1 design", 1, 200), ("10000 designs", 10_000, 5)):
+    for label, n, repeats in (("1 design", 1, 500), ("10000 designs", 10_000, 5)):
         body = json.dumps({"designs": [DESIGN] * n}).encode()
         timing: dict[str, list[float]] = {"parse_validate": [], "frame": [], "model": [], "response_json": []}
         for _ in range(repeats):
             t0 = time.perf_counter()
             parsed = spec.model_validate_json(body)
             t1 = time.perf_counter()
-            frame = service.designs_frame(parsed.designs)
+            batch = service.designs_batch(parsed.designs)
             t2 = time.perf_counter()
-            table = model.predict(frame, level=0.9)
+            columns = model.predict_columns(batch, level=0.9)
             t3 = time.perf_counter()
-            service._json_bytes({"predictions": service.predictions_json(frame, table)})
+            service._json_bytes({"predictions": service.predictions_json(batch, columns)})
             t4 = time.perf_counter()
             for key, value in zip(timing, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 timing[key].append(value)
@@ -280,6 +306,48 @@ def measure(label: str, model: Any, model_uri: str, args: argparse.Namespace, en
 
 
 # ------------------------------------------------------------------ report
+def summary(document: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a results document (to show an earlier run next to a new one)."""
+    return {
+        "load_average_1min_before_after": document["machine"]["load_average_1min_before_after"],
+        "runs": [
+            {
+                "model": run["model"],
+                "in_process_p50_ms": run["in_process"]["single"]["p50_ms"],
+                "in_process_10000_ms": run["in_process"]["designs_10000_ms"],
+                "http": [
+                    {k: level[k] for k in ("connections", "p50_ms", "p99_ms", "requests_per_s", "errors")}
+                    for level in run["http"]["levels"]
+                ],
+                "http_10000_ms": run["http"]["designs_10000_ms"],
+            }
+            for run in document["runs"]
+        ],
+    }
+
+
+def _previous_markdown(previous: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Earlier run, for comparison (`--compare`; default: the results file this run replaced)",
+        "",
+        f"1-min load average {previous['load_average_1min_before_after']} (before, after).",
+        "",
+        "| model | in-process 1 design p50 | in-process 10,000 | HTTP p50 / p99 / req/s at 1, 8, 32 clients "
+        "| HTTP 10,000 |",
+        "|---|---|---|---|---|",
+    ]
+    for run in previous["runs"]:
+        levels = "; ".join(
+            f"{level['connections']}: {level['p50_ms']:.2f} / {level['p99_ms']:.2f} / {level['requests_per_s']:.0f}"
+            for level in run["http"]
+        )
+        lines.append(
+            f"| {run['model']} | {run['in_process_p50_ms']:.2f} | {run['in_process_10000_ms']:.1f} | {levels} "
+            f"| {run['http_10000_ms']:.1f} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(document: dict[str, Any]) -> str:
     lines = [
         "# /predict latency and throughput",
@@ -300,8 +368,11 @@ def markdown(document: dict[str, Any]) -> str:
             "",
             "| measurement | p50 | p99 | req/s | errors |",
             "|---|---|---|---|---|",
-            f"| in-process `Surrogate.predict`, 1 design (floor) | {floor['single']['p50_ms']:.2f} | "
-            f"{floor['single']['p99_ms']:.2f} | {1e3 / floor['single']['p50_ms']:.0f} (1 core) | |",
+            f"| in-process `Surrogate.predict` (frame in/out), 1 design (floor) | {floor['single']['p50_ms']:.3f} | "
+            f"{floor['single']['p99_ms']:.3f} | {1e3 / floor['single']['p50_ms']:.0f} (1 core) | |",
+            f"| in-process `design_batch` + `predict_columns` (the service's call), 1 design | "
+            f"{floor['arrays_single']['p50_ms']:.3f} | {floor['arrays_single']['p99_ms']:.3f} | "
+            f"{1e3 / floor['arrays_single']['p50_ms']:.0f} (1 core) | |",
         ]
         for level in http["levels"]:
             lines.append(
@@ -310,14 +381,15 @@ def markdown(document: dict[str, Any]) -> str:
             )
         lines += [
             "",
-            f"10,000 designs in one call: in-process {floor['designs_10000_ms']:.1f} ms, "
+            f"10,000 designs in one call: in-process {floor['designs_10000_ms']:.1f} ms "
+            f"(arrays: {floor['arrays_designs_10000_ms']:.1f} ms), "
             f"over HTTP (curl) {http['designs_10000_ms']:.1f} ms "
             f"(ratio {run['ratios']['designs_10000_http_over_floor']:.2f}). "
             f"Sequential HTTP p50 / floor p50 = {run['ratios']['sequential_p50_over_floor_p50']:.2f}.",
             "",
             "Where the time goes in-process (median ms):",
             "",
-            "| request | JSON parse + pydantic | design frame | model | response JSON |",
+            "| request | JSON parse + pydantic | design arrays (validated) | model | response JSON |",
             "|---|---|---|---|---|",
         ]
         for label, stage in run["stages_ms"].items():
@@ -328,12 +400,20 @@ def markdown(document: dict[str, Any]) -> str:
         lines += ["", "Targets (2 cores):", ""]
         lines += [f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in run["targets"].items()]
         lines.append("")
+    if "previous" in document:
+        lines += _previous_markdown(document["previous"])
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per concurrency level")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=RESULTS / "service_latency.json",
+        help="an earlier results file to show next to this run (default: the one this run replaces)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
     parser.add_argument("--single-calls", type=int, default=300, help="in-process single-design calls")
     parser.add_argument("--model", default=None, help="MLflow model URI (default: the registry champion)")
@@ -381,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         "design": DESIGN,
         "runs": runs,
     }
+    if args.compare.exists():
+        document["previous"] = summary(json.loads(args.compare.read_text()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "service_latency.json").write_text(json.dumps(document, indent=2) + "\n")
     (RESULTS / "service_latency.md").write_text(markdown(document))

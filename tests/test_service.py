@@ -19,7 +19,7 @@ import pytest
 from surrogate.dataset import load_default_dataset
 from surrogate.design import TARGETS, TEST_TEMP_C
 from surrogate.errors import InputError
-from surrogate.models.base import FEATURES, TARGET_SPACES, TrainingDomain, design_frame
+from surrogate.models.base import FEATURES, TARGET_SPACES, TrainingDomain, design_batch, design_frame
 from surrogate.models.base import Surrogate as SurrogateModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -551,7 +551,8 @@ def test_serve_build_without_a_trained_model_says_to_train(tmp_stores, capsys, m
 
 
 # ------------------------------------------------------------ batching
-def test_batcher_answers_concurrent_requests_in_fewer_calls_with_the_rows_of_separate_calls():
+@pytest.mark.parametrize("inline_rows", [0, 200])
+def test_batcher_answers_concurrent_requests_in_fewer_calls_with_the_rows_of_separate_calls(inline_rows):
     import pandas as pd
 
     from serving.service import Batcher
@@ -559,18 +560,56 @@ def test_batcher_answers_concurrent_requests_in_fewer_calls_with_the_rows_of_sep
     calls: list[int] = []
 
     class Counting:
-        def predict(self, frame, level):
-            calls.append(len(frame))
-            return DOUBLE.predict(frame, level=level)
+        def predict_columns(self, designs, level):
+            calls.append(len(designs))
+            return DOUBLE.predict_columns(designs, level=level)
 
-    frames = [design_frame([{**GOOD, "test_temp_c": 20.0 + i}, {**GOOD, "buffer": "lipon"}]) for i in range(12)]
+    batches = [design_batch([{**GOOD, "test_temp_c": 20.0 + i}, {**GOOD, "buffer": "lipon"}]) for i in range(12)]
 
     async def run():
-        batcher = Batcher(Counting(), max_designs=8)
-        return await asyncio.gather(*(batcher.predict(f, 0.9) for f in frames), batcher.predict(frames[0], 0.5))
+        batcher = Batcher(Counting(), max_designs=8, inline_rows=inline_rows)
+        return await asyncio.gather(*(batcher.predict(b, 0.9) for b in batches), batcher.predict(batches[0], 0.5))
 
-    tables = asyncio.run(run())
+    answers = asyncio.run(run())
     assert sum(calls) == 26 and len(calls) < 13 and max(calls) <= 8
-    for frame, table in zip(frames, tables, strict=False):
-        pd.testing.assert_frame_equal(table, DOUBLE.predict(frame, level=0.9))
-    pd.testing.assert_frame_equal(tables[-1], DOUBLE.predict(frames[0], level=0.5))
+    for batch, answer in zip(batches, answers, strict=False):
+        pd.testing.assert_frame_equal(pd.DataFrame(answer), DOUBLE.predict(batch, level=0.9))
+    pd.testing.assert_frame_equal(pd.DataFrame(answers[-1]), DOUBLE.predict(batches[0], level=0.5))
+
+
+# ------------------------------------------------------------ BentoML's request timeout
+def test_request_timeout_cancels_its_timer_and_still_answers_504_when_late():
+    from serving.service import RequestTimeout
+
+    async def quick(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def slow(scope, receive, send):
+        await asyncio.sleep(1.0)
+
+    async def call(app, timeout):
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        loop = asyncio.get_running_loop()
+        before = len(loop._scheduled)
+        await RequestTimeout(app, timeout=timeout)({"type": "http"}, receive, send)
+        live = [h for h in loop._scheduled if not h.cancelled()]
+        return sent, len(live) - before
+
+    sent, timers_left = asyncio.run(call(quick, 60))
+    assert sent[0]["status"] == 200 and timers_left <= 0  # BentoML's own left a 60 s timer per request
+    sent, _ = asyncio.run(call(slow, 0.05))
+    assert sent[0]["status"] == 504
+
+
+def test_access_log_is_off_unless_asked_for():
+    import serving.service as service
+
+    assert service.Surrogate.config["logging"]["access"]["enabled"] is False

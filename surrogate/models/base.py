@@ -85,7 +85,7 @@ class TargetSpace:
         values = np.asarray(values, dtype=float)
         if self.name == "log10":
             return np.log10(values)
-        return logit(np.clip(values, _RETENTION_EPS, 1.0 - _RETENTION_EPS))
+        return logit(np.minimum(np.maximum(values, _RETENTION_EPS), 1.0 - _RETENTION_EPS))  # np.clip, cheaper
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=float)
@@ -210,11 +210,19 @@ class DesignBatch:
         )
 
 
+_SMALL_FRAME = 32
+"""Frames of at most this many designs are read row-wise (``to_numpy(object)``), larger ones column by column."""
+
+
 def _raw_columns(designs: Any) -> tuple[int, dict[str, Any]]:
     """(number of designs, design column → raw values: a pandas Series or a list) of any accepted input."""
     if isinstance(designs, pd.DataFrame):
         if designs.empty:
             return 0, {}
+        if len(designs) <= _SMALL_FRAME:  # one conversion is cheaper than a Series per column for a few rows
+            position = {name: i for i, name in reversed(list(enumerate(designs.columns)))}
+            values = designs.to_numpy(dtype=object)
+            return len(designs), {c: values[:, position[c]].tolist() for c in DESIGN_FIELDS if c in position}
         return len(designs), {c: designs[c] for c in DESIGN_FIELDS if c in designs.columns}
     if isinstance(designs, Mapping):
         frame = {c: list(v) if isinstance(v, (list, tuple, np.ndarray, pd.Series)) else [v] for c, v in designs.items()}
@@ -555,7 +563,7 @@ class Surrogate:
         Raw designs are validated (:func:`design_batch`); a :class:`DesignBatch` is taken as valid.
         """
         batch = designs if isinstance(designs, DesignBatch) else design_batch(designs)
-        return pd.DataFrame(self.predict_columns(batch, level))
+        return pd.DataFrame(self.predict_columns(batch, level), copy=False)
 
     def predict_means(self, designs: pd.DataFrame) -> pd.DataFrame:
         """Target means only, in contract units (the facts check's predictor interface)."""

@@ -344,6 +344,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
     def fit(
         self, X: pd.DataFrame, y: np.ndarray, sample_ids: np.ndarray | pd.Series | None = None
     ) -> FreshSampleRegressor:
+        self.__dict__.pop("_seen_codes", None)  # derived from a previous fit
         target = check_target(self.target)
         prior = PRIOR_BETWEEN_SAMPLE_SD[target] if self.between_sample_sd is None else float(self.between_sample_sd)
         if not np.isfinite(prior) or prior < 0:
@@ -386,13 +387,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         if not self.categorical_columns_:
             return variance
         categorical = self.categorical_columns_
-        seen = np.zeros(tuple(len(CATEGORIES[c]) for c in categorical), dtype=bool)
-        seen_codes = [
-            tuple(CATEGORIES[c].index(v) for c, v in zip(categorical, combo, strict=True))
-            for combo in self.seen_combinations_
-        ]
-        for codes in seen_codes:
-            seen[codes] = True
+        seen, seen_codes = self._seen_lookup()
         unseen = ~seen[tuple(designs.codes[c] for c in categorical)]
         if unseen.any():
             if len(self.seen_combinations_) < 2:
@@ -408,6 +403,26 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
                 ]
                 variance[unseen] += np.var(np.stack(predictions), axis=0, ddof=1)
         return variance
+
+    def _seen_lookup(self) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+        """(seen[code of each categorical column] → bool, codes of each seen combination): derived once, not pickled."""
+        lookup = self.__dict__.get("_seen_codes")
+        if lookup is None:
+            categorical = self.categorical_columns_
+            seen = np.zeros(tuple(len(CATEGORIES[c]) for c in categorical), dtype=bool)
+            codes = [
+                tuple(CATEGORIES[c].index(v) for c, v in zip(categorical, combo, strict=True))
+                for combo in self.seen_combinations_
+            ]
+            for combination in codes:
+                seen[combination] = True
+            lookup = self.__dict__["_seen_codes"] = (seen, codes)
+        return lookup
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_seen_codes", None)
+        return state
 
     def predict_batch(
         self, designs: DesignBatch, return_std: bool = False

@@ -163,19 +163,51 @@ class _ArrheniusLaw(_Law):
         """Unit variance: the pseudo-parameter's amplitude (ln units) is set per design in :meth:`natural`."""
         return [1.0]
 
+    batched = True
+
     def natural(self, theta: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
         states = self.context["states"]
         n = states.size
         anneal = columns[ANNEAL_TEMP_C]
         temp_k = columns[TEST_TEMP_C] + ZERO_C_K
-        ln_a = np.interp(anneal, states, theta[:n]) if n > 1 else np.full(anneal.shape, theta[0])
-        ea = np.interp(anneal, states, theta[n : 2 * n]) if n > 1 else np.full(anneal.shape, theta[1])
+        plan = _interp_plan(anneal, states) if n > 1 and theta.ndim == 2 else None
+        ln_a = _interp(anneal, states, theta[:n], plan) if n > 1 else np.zeros(anneal.shape) + theta[0]
+        ea = _interp(anneal, states, theta[n : 2 * n], plan) if n > 1 else np.zeros(anneal.shape) + theta[1]
         # A state not in the data may differ from the interpolation: the pseudo-parameter (0 in fitting, unit
         # variance) carries that with the amplitude of _new_state_amplitude.
         state_ln_sigma_t = theta[:n] - theta[n : 2 * n] * self.context["inv_kt_mid"]
         amplitude = _new_state_amplitude(anneal, states, state_ln_sigma_t)
         ln_sigma_t = ln_a - ea / (K_B_EV * temp_k) + theta[2 * n] * amplitude
         return (ln_sigma_t - np.log(temp_k)) / np.log(10.0)
+
+
+def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, plan: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """``np.interp(x, xp, fp)``, also for ``fp`` of shape (len(xp), k) with ``x`` of shape (rows, 1) → (rows, k).
+
+    The 2-D case repeats numpy's own arithmetic (compiled_base.c ``arr_interp``: ``fp`` held beyond the
+    ends, exact at a knot, else ``slope * (x - xp[j]) + fp[j]``), so both give the same numbers; finite
+    inputs only.
+    """
+    if fp.ndim == 1:
+        return np.interp(x, xp, fp)
+    values, inner, held, use_line = plan if plan is not None else _interp_plan(x, xp)
+    slope = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])[:, None]
+    between = slope[inner] * (values - xp[inner])[:, None] + fp[inner]
+    return np.where(use_line, between, fp[held])
+
+
+def _interp_plan(x: np.ndarray, xp: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What :func:`_interp` needs of ``x`` alone (reused for every ``fp`` at the same ``x``)."""
+    values = x.reshape(-1)
+    j = np.searchsorted(xp, values, side="right") - 1
+    inner = _clip(j, 0, xp.size - 2)
+    use_line = (j >= 0) & (j < xp.size - 1) & (xp[inner] != values)
+    return values, inner, _clip(j, 0, xp.size - 1), use_line[:, None]
+
+
+def _clip(values: Any, low: Any, high: Any) -> np.ndarray:
+    """``np.clip`` for numbers (the same result, without its dispatch overhead: this runs per prediction)."""
+    return np.minimum(np.maximum(values, low), high)
 
 
 def _new_state_amplitude(anneal: np.ndarray, states: np.ndarray, state_ln_sigma_t: np.ndarray) -> np.ndarray:
@@ -185,13 +217,13 @@ def _new_state_amplitude(anneal: np.ndarray, states: np.ndarray, state_ln_sigma_
     their difference midway); beyond the outermost states, rising linearly over ANNEAL_STATE_RAMP_C to the
     spread (sd) of every fitted state's ln σT (UNSEEN_LOG_VARIANCE with a single state).
     """
-    spread = float(np.std(state_ln_sigma_t, ddof=1)) if states.size > 1 else float(np.sqrt(UNSEEN_LOG_VARIANCE))
-    beyond = np.clip(np.maximum(states[0] - anneal, anneal - states[-1]) / ANNEAL_STATE_RAMP_C, 0.0, 1.0)
+    spread = np.std(state_ln_sigma_t, ddof=1, axis=0) if states.size > 1 else float(np.sqrt(UNSEEN_LOG_VARIANCE))
+    beyond = _clip(np.maximum(states[0] - anneal, anneal - states[-1]) / ANNEAL_STATE_RAMP_C, 0.0, 1.0)
     amplitude = beyond * spread
     for k in range(states.size - 1):
         low, high = states[k], states[k + 1]
         inside = (anneal > low) & (anneal < high)
-        half_step = 0.5 * abs(state_ln_sigma_t[k + 1] - state_ln_sigma_t[k])
+        half_step = 0.5 * np.abs(state_ln_sigma_t[k + 1] - state_ln_sigma_t[k])
         amplitude = np.where(inside, 4.0 * (anneal - low) * (high - anneal) / (high - low) ** 2 * half_step, amplitude)
     return amplitude
 
@@ -265,7 +297,7 @@ class _RateLaw(_Law):
             i += 1
         if ctx["anneal_slope"]:
             ln_c_star = ln_c_star + theta[i] * (columns[ANNEAL_TEMP_C] / 100.0 - ctx["anneal_ref"])
-        c_star = np.exp(np.clip(ln_c_star, -20.0, 20.0))
+        c_star = np.exp(_clip(ln_c_star, -20.0, 20.0))
         rate = np.maximum(columns[C_RATE], REFERENCE_RATE_C)
         retention = _shape(rate, c_star) / _shape(REFERENCE_RATE_C, c_star)
         return TARGET_SPACES[RATE_RETENTION].forward(retention)
@@ -431,6 +463,7 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
         self.knee = knee
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsBaseline:
+        self.__dict__.pop("_vectors", None)  # derived from a previous fit
         target = check_target(self.target)
         if self.knee not in ("auto", "never", "always"):
             raise InputError(f"knee: {self.knee!r} must be 'auto', 'never' or 'always'")
@@ -469,6 +502,23 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
             self.activation_energy_se_ev_ = dict(zip(table[ANNEAL_TEMP_C], table["ea_se_ev"], strict=True))
         return self
 
+    def _parameter_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(θ with the pseudo-parameters at 0, finite-difference step per parameter, [θ | θ + step_j e_j] by column).
+
+        Derived from the fit once per process (not pickled: see ``__getstate__``).
+        """
+        vectors = self.__dict__.get("_vectors")
+        if vectors is None:
+            full = np.concatenate([self.theta_, np.zeros(len(self.law_.extra_names))])
+            steps = 1e-6 * np.maximum(1.0, np.abs(full))
+            vectors = self.__dict__["_vectors"] = (full, steps, np.column_stack([full, full[:, None] + np.diag(steps)]))
+        return vectors
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_vectors", None)
+        return state
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "theta_"):
             from sklearn.exceptions import NotFittedError
@@ -487,13 +537,11 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
         self._check_fitted()
         law = self.law_
         columns = _columns(designs)
-        full = np.concatenate([self.theta_, np.zeros(len(law.extra_names))])
+        full, steps, thetas = self._parameter_vectors()
         if not return_std:
             return law.natural(full, columns)
         # Forward differences: column j of the Jacobian from θ with parameter j moved by its step.
-        steps = 1e-6 * np.maximum(1.0, np.abs(full))
         if law.batched:  # every shifted θ in one pass: columns (rows, 1) against θ (parameters, 1 + parameters)
-            thetas = np.column_stack([full, full[:, None] + np.diag(steps)])
             values = law.natural(thetas, {name: v[:, None] for name, v in columns.items()})
             mean = values[:, 0]
             jac = (values[:, 1:] - mean[:, None]) / steps
@@ -506,7 +554,7 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
                 jac[:, j] = (law.natural(shifted, columns) - mean) / steps[j]
         parameter_var = np.einsum("ij,jk,ik->i", jac, self.cov_, jac)
         if law.fit_space == "contract":
-            r = np.clip(TARGET_SPACES[self.target].inverse(mean), _RETENTION_CLIP, 1.0 - _RETENTION_CLIP)
+            r = _clip(TARGET_SPACES[self.target].inverse(mean), _RETENTION_CLIP, 1.0 - _RETENTION_CLIP)
             noise_var = self.residual_variance_ / (r * (1.0 - r)) ** 2
         else:
             noise_var = np.full(mean.shape, self.residual_variance_)
