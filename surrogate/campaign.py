@@ -166,6 +166,8 @@ class Campaign:
     ) -> Campaign:
         """Create campaign ``name`` (an :class:`InputError` if it exists); ``warm_start`` is a validated frame."""
         name = _check_name(name)
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"seed: {seed!r} must be a whole number >= 0")
         space = space or DesignSpace()
         objective.check_space(space)
         rows = warm_start_rows(warm_start, objective, space) if warm_start is not None else pd.DataFrame()
@@ -256,7 +258,8 @@ class Campaign:
         """``n`` designs to measure next, stored as pending suggestions.
 
         With a ``client_id`` that already has pending suggestions, those are returned again and nothing
-        new is created (a retried request gets the same batch). Suggesting holds the campaign's lock
+        new is created (a retried request gets the same batch); asking for another ``n`` then is an
+        :class:`InputError`. Suggesting holds the campaign's lock
         (:func:`surrogate.storage.exclusive`), so simultaneous calls, from any process or host sharing the
         storage, run one after the other: two calls with the same new ``client_id`` create one batch, and
         each call sees the others' suggestions as pending.
@@ -272,6 +275,13 @@ class Campaign:
         with exclusive(self.storage, f"surrogate-campaign-suggest:{self.name}"):
             if client_id is not None:
                 existing = self.pending(client_id)
+                if existing and len(existing) != n:
+                    trials = ", ".join(str(s.trial) for s in existing)
+                    raise InputError(
+                        f"client_id: {client_id!r} already has {len(existing)} pending suggestion(s) (trials "
+                        f"{trials}); a retry must ask for the same n={len(existing)}. Observe them first, or use "
+                        "another client_id for a new batch"
+                    )
                 if existing:
                     return existing
             return self._suggest_new(n, client_id)
@@ -339,7 +349,7 @@ class Campaign:
         :class:`InputError` (a :class:`DataValidationError` listing every problem) and nothing is
         written. Returns counts and the trial numbers written.
         """
-        records = self._validate_observations(data, source)
+        records, already = self._validate_observations(data, source)
         written = []
         for record in records:
             written.append(self._write(record))
@@ -348,9 +358,39 @@ class Campaign:
             "observed": sum(r["state"] == TrialState.COMPLETE for r in records),
             "failed": sum(r["state"] == TrialState.FAIL for r in records),
             "trials": written,
+            "already_recorded": already,
         }
 
-    def _validate_observations(self, data: pd.DataFrame, source: str) -> list[dict[str, Any]]:
+    def _recorded_before(
+        self,
+        given: int | None | str,
+        design: dict[str, Any],
+        values: dict[str, float],
+        failed: bool,
+        finished: dict[int, optuna.trial.FrozenTrial],
+    ) -> int | None:
+        """A row already in the campaign: its trial number (a retry, nothing to write), -1 if that trial
+        holds another result, None if the row is new. Observing the same file twice is therefore safe."""
+        candidates = [finished[given]] if isinstance(given, int) and given in finished else []
+        if isinstance(given, int) and not candidates:
+            return None
+        if given is None:
+            candidates = list(finished.values())
+        for trial in candidates:
+            same_design = self._design_of(trial)[BUFFER] == design[BUFFER] and all(
+                abs(self._design_of(trial)[k] - design[k]) <= MATCH_TOLERANCE_C for k in (ANNEAL_TEMP_C, TEST_TEMP_C)
+            )
+            measured = json.loads(trial.user_attrs.get("measured", "{}"))
+            same_result = (
+                (trial.state == TrialState.FAIL) == failed
+                and measured.keys() == values.keys()
+                and all(np.isclose(measured[k], values[k], rtol=1e-12, atol=0.0) for k in values)
+            )
+            if same_design and same_result:
+                return trial.number
+        return -1 if candidates and isinstance(given, int) else None
+
+    def _validate_observations(self, data: pd.DataFrame, source: str) -> tuple[list[dict[str, Any]], list[int]]:
         from surrogate.schema import check_frame
 
         if data is None or data.empty:
@@ -374,12 +414,19 @@ class Campaign:
                 problems.append(Problem(row, p.column, p.reason))
             checked = result.frame
         pending = {t.number: t for t in self._trials((TrialState.RUNNING,))}
+        finished = {t.number: t for t in self._trials((TrialState.COMPLETE, TrialState.FAIL))}
         claimed: set[int] = set()
         records = []
+        already: list[int] = []
         for i in range(len(raw)):
             row_no = i + 1
+            given = _trial_number(raw.iloc[i])
             if failed[i]:
-                design, row_problems = self._design_from_raw(raw.iloc[i])
+                known = pending.get(given) or finished.get(given) if isinstance(given, int) else None
+                if known is not None and _blank(raw.iloc[i].get(BUFFER)):
+                    design, row_problems = self._design_of(known), []  # "trial N failed" needs no design
+                else:
+                    design, row_problems = self._design_from_raw(raw.iloc[i])
                 values: dict[str, float] = {}
             else:
                 j = int(np.searchsorted(ok_index, i))
@@ -389,6 +436,15 @@ class Campaign:
                 row_problems += more
             problems += [Problem(row_no, col, why) for col, why in row_problems]
             if row_problems:
+                continue
+            done = self._recorded_before(given, design, values, bool(failed[i]), finished)
+            if done is not None:
+                if done >= 0:
+                    already.append(done)  # a retried observation: nothing to write
+                else:
+                    problems.append(
+                        Problem(row_no, TRIAL_COLUMN, f"suggestion {given} was already observed with another result")
+                    )
                 continue
             trial_no = self._match(raw.iloc[i], design, pending, claimed, row_no, problems)
             if trial_no is not None:
@@ -406,7 +462,7 @@ class Campaign:
         if problems:
             problems.sort(key=lambda p: (p.row is not None, p.row or 0))
             raise DataValidationError(problems, source)
-        return records
+        return records, sorted(set(already))
 
     def _design_from_raw(self, row: pd.Series | None) -> tuple[dict[str, Any], list[tuple[str | None, str]]]:
         """The design of one row, with problems: missing values, outside the space, wrong fixed temperature."""
@@ -414,10 +470,14 @@ class Campaign:
 
         problems: list[tuple[str | None, str]] = []
         design: dict[str, Any] = {}
-        try:
-            design[BUFFER] = canonical_buffer(row.get(BUFFER))
-        except InputError as exc:
-            problems.append((BUFFER, str(exc)))
+        value = row.get(BUFFER) if row is not None else None
+        if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+            problems.append((BUFFER, "missing (required; or give the trial number of a suggestion)"))
+        else:
+            try:
+                design[BUFFER] = canonical_buffer(value)
+            except InputError as exc:
+                problems.append((BUFFER, str(exc)))
         for name in (ANNEAL_TEMP_C, TEST_TEMP_C):
             try:
                 value = float(row.get(name))
@@ -545,6 +605,22 @@ class Campaign:
             "best": best,
             "pending_suggestions": [s.to_dict() for s in self.pending()],
         }
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip()
+
+
+def _trial_number(row: pd.Series) -> int | str | None:
+    """The row's ``trial`` as an int; the raw text when it is not a number (reported by the matcher); None if blank."""
+    given = row.get(TRIAL_COLUMN) if TRIAL_COLUMN in row.index else None
+    if _blank(given):
+        return None
+    try:
+        number = float(given)
+    except (TypeError, ValueError):
+        return str(given)
+    return int(number) if number.is_integer() else str(given)
 
 
 def _check_name(name: str) -> str:

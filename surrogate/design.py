@@ -123,6 +123,13 @@ def canonical_protocol(value: object) -> str:
 
 
 # ------------------------------------------------------------- design space
+def _finite_number(name: str, value: object) -> float:
+    """``value`` as a finite float, or an :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        raise InputError(f"{name}: {value!r} is not a finite number")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class DesignSpace:
     """Where search and campaigns may propose designs.
@@ -144,6 +151,10 @@ class DesignSpace:
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        from surrogate.schema import value_problem  # the plausibility checks every input path shares
+
+        if isinstance(self.buffers, str) or not isinstance(self.buffers, (list, tuple)):
+            raise InputError(f"buffers: give a list of buffer ids (e.g. [sio2, lipon]), not {self.buffers!r}")
         buffers = tuple(canonical_buffer(b) for b in self.buffers)
         if not buffers:
             raise InputError("buffers: at least one buffer is required")
@@ -151,18 +162,28 @@ class DesignSpace:
             raise InputError("buffers: each buffer may be listed once")
         object.__setattr__(self, "buffers", buffers)
         for name in (ANNEAL_TEMP_C, TEST_TEMP_C):
-            low, high = (float(v) for v in getattr(self, name))
+            bounds = getattr(self, name)
+            if isinstance(bounds, str) or not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+                raise InputError(f"{name}: give [lower, upper] in °C, not {bounds!r}")
+            low, high = (_finite_number(name, v) for v in bounds)
+            for bound in (low, high):
+                why = value_problem(name, bound)
+                if why:
+                    raise InputError(f"{name}: bound {why}")
             if not low <= high:
-                raise InputError(f"{name}: lower bound {low} is above upper bound {high}")
+                raise InputError(f"{name}: lower bound {low:g} °C is above upper bound {high:g} °C")
             object.__setattr__(self, name, (low, high))
+        for name in ("max_anneal_temp_c", "min_test_temp_c", "max_test_temp_c"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _finite_number(name, value))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InputError(f"name: give a non-empty text, not {self.name!r}")
         a_low, a_high = self.anneal_temp_c
         if a_low < AS_DEPOSITED_C:
-            raise InputError(f"anneal_temp_c: lower bound {a_low} °C is below {AS_DEPOSITED_C} (as-deposited)")
-        t_low, t_high = self.test_temp_c
-        if t_low < -273.15:
-            raise InputError(f"test_temp_c: lower bound {t_low} °C is below absolute zero")
+            raise InputError(f"anneal_temp_c: lower bound {a_low:g} °C is below {AS_DEPOSITED_C:g} (as-deposited)")
         if self.max_anneal_temp_c is not None and self.max_anneal_temp_c < a_low:
-            raise InputError(f"max_anneal_temp_c: {self.max_anneal_temp_c} °C leaves no anneal temperature")
+            raise InputError(f"max_anneal_temp_c: {self.max_anneal_temp_c:g} °C leaves no anneal temperature")
         lo, hi = self.effective_test_temp_c
         if lo > hi:
             raise InputError("min_test_temp_c / max_test_temp_c leave no operating temperature")
@@ -221,22 +242,29 @@ class DesignSpace:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown design-space keys {unknown}: allowed are {sorted(known)}")
-        kwargs = dict(data)
-        for key in ("buffers", "anneal_temp_c", "test_temp_c"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
-        for key in ("anneal_temp_c", "test_temp_c"):
-            if key in kwargs and len(kwargs[key]) != 2:
-                raise InputError(f"{key}: give [lower, upper] in °C")
-        return cls(**kwargs)
+        return cls(**data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DesignSpace:
-        """Read a space from a YAML file (keys as in :meth:`to_dict`)."""
+        """Read a space from a YAML file (keys as in :meth:`to_dict`); every problem is an :class:`InputError`."""
         import yaml
 
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such design-space file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read the design-space file ({exc})") from None
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            raise InputError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+        if data is None:
+            raise InputError(f"{path}: the file is empty; give the keys to change, or leave out --space")
         if not isinstance(data, dict):
             raise InputError(f"{path}: a design space is a mapping of keys to values")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from surrogate import physics
+from surrogate.dataset import EIS_TEMPS_C
 from surrogate.design import (
     ANNEAL_TEMP_C,
     BUFFER,
@@ -41,7 +42,6 @@ from surrogate.design import (
 Predictor = Callable[[pd.DataFrame], pd.DataFrame]
 """Designs in, a frame with ``conductivity_s_cm``, ``rate_retention``, ``capacity_retention`` (means) out."""
 
-EIS_TEMPS_C = (25.0, 40.0, 60.0, 80.0, 100.0, 120.0)
 LONG_TEST_CURRENT_UA = 40.0
 STANDARD_CURRENT_UA = 3.0
 STANDARD_C_RATE = 0.1
@@ -218,13 +218,18 @@ def _conductivity_range(fact: dict[str, Any], predict: Predictor) -> list[float]
     return [float(f"{sigma.min():.3g}"), float(f"{sigma.max():.3g}")]
 
 
-def _embedded(column: str, experiment: str) -> Callable[[dict[str, Any], Predictor], tuple[list[float], bool]]:
+def _embedded(
+    column: str, experiment: str, expected: tuple[float, ...] | None = None
+) -> Callable[[dict[str, Any], Predictor], tuple[list[float], bool]]:
+    """The embedded data set's values of ``column``: ``expected`` (default: the fact's own list of values)."""
+
     def evaluate(fact: dict[str, Any], predict: Predictor) -> tuple[list[float], bool]:
         from surrogate.dataset import default_dataset_path
 
         data = pd.read_csv(default_dataset_path())
         values = sorted(float(v) for v in data.loc[data["experiment"] == experiment, column].dropna().unique())
-        return values, values == [float(v) for v in fact["value"]]
+        wanted = expected if expected is not None else fact["value"]
+        return values, values == [float(v) for v in wanted]
 
     return evaluate
 
@@ -239,7 +244,7 @@ EVALUATORS: dict[str, Callable[[dict[str, Any], Predictor], Any]] = {
     "ea_ordering": _ea_ordering,
     "structure_amorphous_crystalline": _structure,
     "amorphous_conducts_better": _amorphous_better,
-    "eis_temperature_grid": _embedded(TEST_TEMP_C, "conductivity"),
+    "eis_temperature_grid": _embedded(TEST_TEMP_C, "conductivity", EIS_TEMPS_C),
     "rate_test_rates": _embedded(C_RATE, "rate"),
     "rate_30c_none": lambda f, p: _conditioned(f, p, RATE_RETENTION),
     "rate_30c_sio2": lambda f, p: _conditioned(f, p, RATE_RETENTION),
@@ -269,12 +274,12 @@ class FactResult:
     fact: dict[str, Any]
     value: Any
     ok: bool | None
-    status: str  # ok | fail | contradiction | recorded | skipped
+    status: str  # ok | fail | contradiction | tied | recorded | skipped
 
     def to_dict(self, value_key: str = "lab") -> dict[str, Any]:
         fact = self.fact
         note = fact.get("note")
-        if self.status == "contradiction" and self.ok:
+        if self.status in ("contradiction", "tied") and self.ok:
             note = f"{note} (It holds here all the same.)"
         return {
             "id": fact["id"],
@@ -315,6 +320,16 @@ def _within(fact: dict[str, Any], value: Any) -> bool:
     return abs(value - paper) <= tolerance.get("abs", 0.0)
 
 
+def _status(fact: dict[str, Any], ok: bool | None) -> str:
+    if fact.get("contradiction"):
+        return "contradiction"
+    if fact.get("tied_to"):
+        return "tied"
+    if ok is None:
+        return "recorded"
+    return "ok" if ok else "fail"
+
+
 def check_facts(predict: Predictor | None = None, include_physics_only: bool = True) -> list[FactResult]:
     """Evaluate every fact against ``predict`` (default: the noise-free lab)."""
     predict = predict or lab_predictor()
@@ -325,7 +340,7 @@ def check_facts(predict: Predictor | None = None, include_physics_only: bool = T
         if evaluator is None:
             if kind != "recorded":
                 raise RuntimeError(f"fact {fact['id']!r} ({kind}) has no evaluator")
-            status = "contradiction" if fact.get("contradiction") else "recorded"
+            status = _status(fact, None)
             results.append(FactResult(fact, None, None, status))
             continue
         if fact.get("physics_only") and not include_physics_only:
@@ -336,7 +351,7 @@ def check_facts(predict: Predictor | None = None, include_physics_only: bool = T
             value, ok = outcome
         else:
             value, ok = outcome, _within(fact, outcome)
-        status = "contradiction" if fact.get("contradiction") else "ok" if ok else "fail"
+        status = _status(fact, bool(ok))
         results.append(FactResult(fact, value, bool(ok), status))
     return results
 

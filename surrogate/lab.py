@@ -71,6 +71,8 @@ class VirtualLab:
         noise_levels: NoiseLevels | None = None,
         params: physics.LabParameters = physics.PARAMETERS,
     ) -> None:
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise InputError(f"seed: {seed!r} must be a whole number >= 0 (or None for fresh noise)")
         self.seed = seed
         self.noise = noise
         self.noise_levels = noise_levels or NoiseLevels()

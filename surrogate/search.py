@@ -102,6 +102,8 @@ def run_search(
         raise InputError("objective: give at least one")
     if not 1 <= n_trials <= 100_000:
         raise InputError(f"n_trials: {n_trials} must be from 1 to 100000")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed: {seed!r} must be a whole number >= 0")
     space = space or DesignSpace()
     for objective in objectives:
         objective.check_space(space)

@@ -181,6 +181,7 @@ def load_pyfunc(model_uri: str | None = None) -> mlflow.pyfunc.PyFuncModel:
     """The champion (or ``model_uri``) as an MLflow pyfunc model; :class:`InputError` when there is none."""
     uri = model_uri or CHAMPION_URI
     if uri.startswith(("models:", "runs:")):  # registry and run URIs need the tracking store; paths do not
+        _require_store()
         configure_mlflow()
     try:
         return mlflow.pyfunc.load_model(uri)
@@ -210,6 +211,7 @@ def champion_info() -> dict[str, Any]:
 
     Raises :class:`InputError` when no model is registered.
     """
+    _require_store()
     configure_mlflow()
     client = mlflow.MlflowClient()
     try:
@@ -239,6 +241,13 @@ def champion_info() -> dict[str, Any]:
         "cv_scores": cv,
         "tracking_uri": tracking_uri(),
     }
+
+
+def _require_store() -> None:
+    """Reading needs an existing store: a missing local SQLite file means nothing was trained (and is not created)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise InputError(f"{NO_MODEL_MESSAGE} (no MLflow store at {uri})")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -67,6 +67,9 @@ def test_same_client_id_gets_same_pending_batch(tmp_stores):
     c = campaign.suggest(2, client_id="robot-2")
     assert {s.trial for s in c}.isdisjoint(s.trial for s in a)
     assert campaign.status()["pending"] == 4
+    with pytest.raises(InputError, match="same n=2"):
+        campaign.suggest(3, client_id="robot-1")
+    assert campaign.status()["pending"] == 4
 
 
 def test_batches_are_diverse(tmp_stores):
@@ -116,10 +119,42 @@ def test_failed_experiment_is_recorded_and_avoided(tmp_stores):
     rows = _measure(pending[:3])
     failed = pd.DataFrame([pending[3].design | {"status": "failed", "reason": "cell shorted"}])
     outcome = campaign.observe(pd.concat([rows, failed], ignore_index=True))
-    assert outcome == {"campaign": "lab-e", "observed": 3, "failed": 1, "trials": [s.trial for s in pending]}
+    assert outcome == {
+        "campaign": "lab-e",
+        "observed": 3,
+        "failed": 1,
+        "trials": [s.trial for s in pending],
+        "already_recorded": [],
+    }
     trial = campaign.study.get_trials()[pending[3].trial]
     assert trial.state.name == "FAIL" and trial.user_attrs["failure_reason"] == "cell shorted"
     assert campaign.status()["failed"] == 1
+
+
+def test_failed_experiment_by_trial_number_alone(tmp_stores):
+    campaign = Campaign.create("lab-f", OBJECTIVE)
+    pending = campaign.suggest(2)
+    outcome = campaign.observe(pd.DataFrame({"trial": [pending[0].trial], "status": ["failed"]}))
+    assert outcome["failed"] == 1 and outcome["trials"] == [pending[0].trial]
+    with pytest.raises(InputError, match="'buffer': missing"):
+        campaign.observe(pd.DataFrame({"trial": [pending[1].trial]}))
+
+
+def test_observing_the_same_results_twice_is_a_no_op(tmp_stores):
+    campaign = Campaign.create("lab-g", OBJECTIVE)
+    pending = campaign.suggest(3)
+    with_trials = _measure(pending[:2]).assign(trial=[s.trial for s in pending[:2]])
+    free = _measure(pending[2:], seed=5)
+    assert campaign.observe(with_trials)["observed"] == 2
+    assert campaign.observe(free)["observed"] == 1
+    before = _trial_states(campaign)
+    again = campaign.observe(pd.concat([with_trials, free], ignore_index=True))
+    assert again["observed"] == 0 and again["already_recorded"] == sorted(s.trial for s in pending)
+    assert _trial_states(campaign) == before
+    changed = with_trials.iloc[:1].assign(rate_retention=with_trials["rate_retention"].iloc[0] / 2)
+    with pytest.raises(InputError, match="already observed with another result"):
+        campaign.observe(changed)
+    assert _trial_states(campaign) == before
 
 
 def test_cli_round_trip_with_file_and_warm_start(tmp_stores, capsys):

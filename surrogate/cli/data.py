@@ -122,7 +122,11 @@ def _build(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     from surrogate.dataset import write_default_dataset  # lazy: pulls in the data-set builder only here
 
-    path = Path(write_default_dataset(out))
+    try:
+        path = Path(write_default_dataset(out))
+    except OSError as exc:
+        print(f"surrogate data build: --out {out}: cannot write there ({exc.strerror or exc})", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         frame = load_measurements(path)
     except DataValidationError as exc:

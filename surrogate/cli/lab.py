@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, print_json
-from surrogate.design import BUFFERS, DEFAULT_C_RATE, DEFAULT_CYCLES, DEFAULT_PROTOCOL, PROTOCOLS, TARGET_UNITS
+from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, non_negative_int, print_json
+from surrogate.design import (
+    BUFFERS,
+    DEFAULT_C_RATE,
+    DEFAULT_CYCLES,
+    DEFAULT_PROTOCOL,
+    PROTOCOLS,
+    TARGET_UNITS,
+    canonical_buffer,
+)
 
 _NOT_MEASURED = "virtual lab: an emulation calibrated to Tan et al. 2021, not a measurement"
 
@@ -53,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure.add_argument(
         "--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="cycling protocol (default standard)"
     )
-    measure.add_argument("--seed", type=int, default=None, help="noise seed (default: fresh noise each call)")
+    measure.add_argument(
+        "--seed", type=non_negative_int, default=None, help="noise seed (default: fresh noise each call)"
+    )
     measure.add_argument("--no-noise", action="store_true", help="return the noise-free physics")
     add_json_flag(measure)
     measure.set_defaults(func=_measure)
@@ -89,21 +99,29 @@ def print_facts(entries: list[dict], value_key: str, source: str) -> None:
 
     ``value_key`` is the entry key holding the checked value (``lab`` or ``model``); ``source`` names it.
     """
-    marks = {"ok": "ok", "fail": "FAIL", "contradiction": "CONTRA", "recorded": "rec", "skipped": "skip"}
+    marks = {
+        "ok": "ok",
+        "fail": "FAIL",
+        "contradiction": "CONTRA",
+        "tied": "TIED",
+        "recorded": "rec",
+        "skipped": "skip",
+    }
     for e in entries:
         print(
             f"{marks[e['status']]:6s} {e['id']:32s} paper={_short(e['paper']):>24.24s}  "
             f"{value_key}={_short(e[value_key])}"
         )
-    notes = [e for e in entries if e["status"] == "contradiction"]
+    notes = [e for e in entries if e["status"] in ("contradiction", "tied")]
     if notes:
-        print("\nWhere the paper contradicts itself:")
+        print("\nWhere the paper contradicts itself (TIED: a value tied by the paper to a contradicted one):")
         for e in notes:
             print(f"- {e['id']}: {e['note']}")
     counts = {s: sum(e["status"] == s for e in entries) for s in marks}
     skipped = f", {counts['skipped']} skipped (lab physics only)" if counts["skipped"] else ""
     print(
-        f"\n{counts['ok']} hold, {counts['fail']} fail, {counts['contradiction']} contradictions reported, "
+        f"\n{counts['ok']} hold, {counts['fail']} fail, {counts['contradiction']} contradictions reported "
+        f"(+{counts['tied']} values tied to one), "
         f"{counts['recorded']} recorded (not modelled){skipped}. Checked against: {source}."
     )
 
@@ -135,7 +153,8 @@ def _measure(args: argparse.Namespace) -> int:
     }
     values = lab.measure(**design) if lab.noise else lab.truth(**design)
     if args.json:
-        print_json(values)
+        design["buffer"] = canonical_buffer(design["buffer"])  # valid: measuring it succeeded
+        print_json(values | {"design": design, "seed": args.seed, "noise": lab.noise, "note": _NOT_MEASURED})
     else:
         for name, value in values.items():
             print(f"{name:20s} {value:.4g} {TARGET_UNITS[name]}")

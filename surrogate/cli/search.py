@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, print_json
+from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, non_negative_int, print_json
 from surrogate.design import DEFAULT_C_RATE, DEFAULT_CYCLES, DEFAULT_PROTOCOL, PROTOCOLS
+from surrogate.errors import InputError
 from surrogate.objectives import OBJECTIVE_KINDS
 
 _NOTE = "predictions of a surrogate trained on a reconstruction of the paper (not measurements)"
@@ -54,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--risk-aware", action="store_true", help="maximise the interval's lower bound, not the mean")
     search.add_argument("--trials", type=int, default=200, help="Optuna trials (default 200)")
     search.add_argument("--study-name", default=None, help="Optuna study name (resumed if it exists)")
-    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the search (>= 0)")
     search.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
     search.add_argument("--top", type=int, default=10, help="designs shown for a single objective")
     add_json_flag(search)
@@ -74,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument(
         "--warm-start", default=None, help="measurements to start from: a CSV/Parquet file, or 'embedded' (paper data)"
     )
-    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the campaign (>= 0)")
     add_json_flag(create)
     create.set_defaults(func=_create)
 
@@ -151,6 +153,10 @@ def _search(args: argparse.Namespace) -> int:
     from training.search import search_and_log
 
     statistic = "lower" if args.risk_aware else "mean"
+    if args.top < 1:
+        raise InputError(f"--top: {args.top} must be at least 1")
+    if args.pareto and args.objective:
+        raise InputError("--pareto and --objective: choose one (--pareto is the three-objective front)")
     if args.pareto:
         objectives = pareto_objectives(statistic)
     else:
@@ -180,8 +186,33 @@ def _search(args: argparse.Namespace) -> int:
         )
         flag = "  EXTRAPOLATION" if row["extrapolation"] else ""
         print(f"{row['buffer']:9s} {row['anneal_temp_c']:8.1f} {row['test_temp_c']:7.1f}  {cells}{flag}")
+    _explain_extrapolation(result.designs)
     print(f"({_NOTE})")
     return EXIT_OK
+
+
+def _explain_extrapolation(designs: Any) -> None:
+    """Say, in words, what the model has no data on when the designs shown lie outside its training data."""
+    import re
+
+    flagged = designs[designs["extrapolation"]]
+    if flagged.empty:
+        return
+    gaps = sorted(
+        {
+            m.group(1, 2)
+            for reasons in flagged["extrapolation_reasons"]
+            for reason in reasons
+            if (m := re.match(r"(\w+): (\w+)=", reason))
+        }
+    )
+    what = "; ".join(f"{target} beyond the trained {column}" for target, column in gaps)
+    share = "All" if len(flagged) == len(designs) else f"{len(flagged)} of {len(designs)}"
+    print(
+        f"\n{share} designs above are EXTRAPOLATIONS ({what}). There the model has no data on how those targets "
+        "change, so their ranking reflects the model's assumptions, not measurements: measure such designs "
+        "before trusting them (e.g. with `surrogate campaign`)."
+    )
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -236,6 +267,8 @@ def _observe(args: argparse.Namespace) -> int:
         print_json(outcome)
     else:
         print(f"{outcome['observed']} observation(s), {outcome['failed']} failed, trials {outcome['trials']}")
+        if outcome["already_recorded"]:
+            print(f"already recorded before (not written again): trials {outcome['already_recorded']}")
     return EXIT_OK
 
 
