@@ -87,7 +87,7 @@ class Design(BaseModel):
 
 Level = Annotated[
     float,
-    Field(gt=0, lt=1, description="central interval level of lower/upper (0.9 = 90%)", allow_inf_nan=False),
+    Field(ge=0.5, le=0.999, description="central interval level of lower/upper (0.9 = 90%)", allow_inf_nan=False),
 ]
 
 

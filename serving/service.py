@@ -61,7 +61,7 @@ from serving.schemas import (
     SuggestResponse,
 )
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
-from surrogate.design import DESIGN_FIELDS, TARGETS
+from surrogate.design import CYCLES, DESIGN_FIELDS, TARGETS
 from surrogate.errors import DataValidationError, InputError
 from surrogate.models.base import DEFAULT_LEVEL, DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
@@ -298,7 +298,9 @@ def predictions_json(designs: DesignBatch, columns: dict[str, Any]) -> list[dict
     of every call (10,000 designs: ~10 ms).
     """
     names = DESIGN_FIELDS
-    rows = zip(*(designs.values(name).tolist() for name in names), strict=True)
+    columns_out = [designs.values(name) for name in names]
+    columns_out[names.index(CYCLES)] = columns_out[names.index(CYCLES)].astype(int)  # the contract's int
+    rows = zip(*(column.tolist() for column in columns_out), strict=True)
     out = [{"design": dict(zip(names, row, strict=True))} for row in rows]
     for target in TARGETS:
         if f"{target}_mean" not in columns:

@@ -118,6 +118,7 @@ def test_predict_returns_intervals_canonical_designs_model_and_notice(client):
     first, second, third = body["predictions"]
     assert first["design"]["buffer"] == "sio2" and second["design"]["buffer"] == "none"
     assert second["design"]["protocol"] == "long" and second["design"]["c_rate"] == 30.0
+    assert second["design"]["cycles"] == 100 and isinstance(second["design"]["cycles"], int)  # int, as the contract
     expected = DOUBLE.predict(design_frame(designs), level=0.8)
     for i, item in enumerate(body["predictions"]):
         for target in TARGETS:
@@ -177,7 +178,7 @@ def test_predict_refuses_nan_and_infinity_literals(client, literal):
         ({"designs": []}, "designs", ["at least 1 item"]),
         ({}, "designs", ["Field required"]),
         ({"designs": "sio2"}, "designs", ["valid array"]),
-        ({"designs": [GOOD], "level": 1.5}, "level", ["less than 1"]),
+        ({"designs": [GOOD], "level": 1.5}, "level", ["less than or equal to 0.999"]),
         ('{"designs": [', None, ["Invalid JSON"]),
         ("[1, 2]", None, ["should be an object"]),
     ],

@@ -477,8 +477,8 @@ class TrainingDomain:
 @lru_cache(maxsize=64)
 def interval_z(level: float) -> float:
     """Standard-normal quantile of a central ``level`` interval (0.9 → 1.645); InputError outside (0, 1)."""
-    if not 0.0 < level < 1.0:
-        raise InputError(f"level: {level} must be between 0 and 1 (e.g. 0.9 for a 90% interval)")
+    if not 0.5 <= level <= 0.999:
+        raise InputError(f"level: {level} must be from 0.5 to 0.999 (e.g. 0.9 for a 90% interval)")
     return float(norm.ppf(0.5 + level / 2.0))
 
 
