@@ -161,7 +161,7 @@ class VirtualLab:
         else:
             rate_noise = capacity_noise = 0.0
         reference = p.value("reference_rate_c")
-        rate = physics._rate_shape(np.maximum(c_rate, reference), c_star) / physics._rate_shape(reference, c_star)
+        rate = physics.rate_shape(np.maximum(c_rate, reference), c_star) / physics.rate_shape(reference, c_star)
         rate = np.where(c_rate <= reference, 1.0, np.clip(rate + rate_noise, 0.0, 1.0))
         capacity = np.where(cycles <= 1, 1.0, np.clip(capacity + capacity_noise, 0.0, 1.0))
         out[CONDUCTIVITY] = sigma

@@ -228,7 +228,7 @@ def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)
 
 
-def _rate_shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
+def rate_shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
     """Accessible capacity fraction at ``c_rate`` for a cell with characteristic rate ``c_star``.
 
     (C*/C)(1 - exp(-C/C*)): ~1 for C << C*, ~C*/C for C >> C* (a resistance-limited cell).
@@ -250,7 +250,7 @@ def calibrate(params: LabParameters) -> Calibration:
     for buffer in BUFFERS:
         target = v(f"rate_30c_{buffer}")
         c_star[buffer] = brentq(
-            lambda cs, target=target: _rate_shape(calibration_rate, cs) / _rate_shape(reference, cs) - target,
+            lambda cs, target=target: rate_shape(calibration_rate, cs) / rate_shape(reference, cs) - target,
             1e-3,
             1e4,
         )
@@ -376,7 +376,7 @@ def rate_retention(
     c_star = characteristic_rate_c(buffer, anneal_temp_c, test_temp_c, params)
     reference = params.value("reference_rate_c")
     rate = np.maximum(np.asarray(c_rate, dtype=float), reference)
-    return _rate_shape(rate, c_star) / _rate_shape(reference, c_star)
+    return rate_shape(rate, c_star) / rate_shape(reference, c_star)
 
 
 # ------------------------------------------------------------------ cycle fade

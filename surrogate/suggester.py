@@ -47,7 +47,7 @@ from surrogate.design import (
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, TARGET_SPACES
 from surrogate.objectives import Objective
-from surrogate.physics import K_B_EV, kelvin
+from surrogate.physics import K_B_EV, kelvin, rate_shape
 
 MATCH_TOLERANCE_C = 0.5
 """An observed design matches a pending suggestion when its temperatures are within this many °C."""
@@ -221,17 +221,11 @@ def _arrhenius_u(test_temp_c: np.ndarray) -> np.ndarray:
     return (1.0 / kelvin(test_temp_c) - 1.0 / kelvin(25.0)) / K_B_EV
 
 
-def _rate_shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
-    """Accessible capacity fraction (C*/C)(1 − exp(−C/C*)) of a resistance-limited cell."""
-    x = c_rate / c_star
-    return -np.expm1(-x) / x
-
-
 def rate_from_log_c_star(c_rate: np.ndarray, log_c_star: np.ndarray) -> np.ndarray:
     """Rate retention (fraction of the 0.1 C capacity) at ``c_rate`` (C) of a cell with characteristic rate e^log_c_star."""
     c_star = np.exp(log_c_star)
     rate = np.maximum(c_rate, REFERENCE_RATE_C)
-    return _rate_shape(rate, c_star) / _rate_shape(REFERENCE_RATE_C, c_star)
+    return rate_shape(rate, c_star) / rate_shape(REFERENCE_RATE_C, c_star)
 
 
 def log_c_star_from_rate(c_rate: np.ndarray, rate: np.ndarray) -> np.ndarray:

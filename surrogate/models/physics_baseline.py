@@ -69,7 +69,7 @@ from surrogate.design import (
 from surrogate.errors import InputError
 from surrogate.models.base import TARGET_SPACES, DesignBatch
 from surrogate.models.features import canonical_features, check_target, check_y
-from surrogate.physics import K_B_EV, ZERO_C_K
+from surrogate.physics import K_B_EV, ZERO_C_K, rate_shape
 
 REFERENCE_RATE_C = 0.1
 """Rate retention is relative to the capacity at 0.1 C (CONTRACT.md): the law is normalised there."""
@@ -82,11 +82,6 @@ UNSEEN_LOG_VARIANCE = 1.0
 ANNEAL_STATE_RAMP_C = 50.0
 """Anneal temperatures this far (°C) or more from every fitted state get the full new-state variance."""
 _RETENTION_CLIP = 1e-3
-
-
-def _shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
-    x = c_rate / c_star
-    return -np.expm1(-x) / x
 
 
 @lru_cache(maxsize=256)
@@ -299,7 +294,7 @@ class _RateLaw(_Law):
             ln_c_star = ln_c_star + theta[i] * (columns[ANNEAL_TEMP_C] / 100.0 - ctx["anneal_ref"])
         c_star = np.exp(_clip(ln_c_star, -20.0, 20.0))
         rate = np.maximum(columns[C_RATE], REFERENCE_RATE_C)
-        retention = _shape(rate, c_star) / _shape(REFERENCE_RATE_C, c_star)
+        retention = rate_shape(rate, c_star) / rate_shape(REFERENCE_RATE_C, c_star)
         return TARGET_SPACES[RATE_RETENTION].forward(retention)
 
 
