@@ -39,12 +39,13 @@ from surrogate.design import (
     CYCLES,
     PROTOCOL,
     RATE_RETENTION,
+    REFERENCE_C_RATE,
     TEST_TEMP_C,
     DesignSpace,
 )
 from surrogate.errors import DataValidationError, InputError, Problem
 from surrogate.objectives import Objective
-from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, REFERENCE_RATE_C, propose_batch, space_filling
+from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batch, space_filling
 
 CAMPAIGN_ATTR = "campaign"
 """Study user attribute holding the campaign's configuration (JSON)."""
@@ -119,7 +120,7 @@ def warm_start_rows(data: pd.DataFrame, objective: Objective, space: DesignSpace
         rows = data[data[target].notna()]
         cell = [c for c in (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, PROTOCOL, "sample_id") if c in rows]
         if target == RATE_RETENTION:
-            rows = rows[rows[C_RATE].astype(float) > REFERENCE_RATE_C]
+            rows = rows[rows[C_RATE].astype(float) > REFERENCE_C_RATE]
             distance = np.abs(np.log(rows[C_RATE].astype(float) / objective.c_rate))
             rows = rows.assign(_d=distance).sort_values("_d").groupby(cell, sort=False, dropna=False).head(1)
         elif target == CAPACITY_RETENTION:

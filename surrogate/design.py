@@ -45,6 +45,10 @@ TARGET_UNITS: dict[str, str] = {
 DEFAULT_C_RATE = 30.0
 DEFAULT_CYCLES = 100
 DEFAULT_PROTOCOL = "standard"
+REFERENCE_C_RATE = 0.1
+"""``rate_retention`` is capacity at C over capacity at this rate (0.1 C): exactly 1 at and below it."""
+REFERENCE_CYCLE = 1
+"""``capacity_retention`` is relative to the capacity of this cycle: exactly 1 there."""
 AS_DEPOSITED_C = 25.0
 """``anneal_temp_c`` of a film that was not annealed (as-deposited)."""
 

@@ -70,6 +70,7 @@ from surrogate.design import (
     CYCLES,
     PROTOCOL,
     RATE_RETENTION,
+    REFERENCE_C_RATE,
     TARGETS,
     TEST_TEMP_C,
 )
@@ -84,8 +85,6 @@ TIE_TOLERANCE = 0.01
 """Relative score difference below which two families are tied (the simpler one wins)."""
 COVERAGE_SLACK = 0.2
 """A family is eligible as champion when its mean CV coverage is at least level − this."""
-REFERENCE_RATE_C = 0.1
-"""Rate retention is 1 at and below this C-rate by definition (dropped from training)."""
 CYCLE_BLOCKS = 10
 CYCLE_FOLDS = 5
 SELECTION_RULE = (
@@ -117,7 +116,7 @@ def training_xy(data: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarr
     rows = data[data[target].notna()]
     rows = rows[rows[columns].notna().all(axis=1)]
     if target == RATE_RETENTION:
-        rows = rows[rows[C_RATE].astype(float) > REFERENCE_RATE_C]
+        rows = rows[rows[C_RATE].astype(float) > REFERENCE_C_RATE]
     elif target == CAPACITY_RETENTION:
         rows = rows[rows[CYCLES].astype(float) > 1]
     rows = rows.reset_index(drop=True)

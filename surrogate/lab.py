@@ -38,6 +38,8 @@ from surrogate.design import (
     DEFAULT_PROTOCOL,
     PROTOCOL,
     RATE_RETENTION,
+    REFERENCE_C_RATE,
+    REFERENCE_CYCLE,
     TEST_TEMP_C,
     canonical_buffer,
     canonical_protocol,
@@ -160,10 +162,9 @@ class VirtualLab:
             capacity_noise = self.rng.normal(0.0, levels.capacity_reading_sd, n)
         else:
             rate_noise = capacity_noise = 0.0
-        reference = p.value("reference_rate_c")
-        rate = physics.rate_shape(np.maximum(c_rate, reference), c_star) / physics.rate_shape(reference, c_star)
-        rate = np.where(c_rate <= reference, 1.0, np.clip(rate + rate_noise, 0.0, 1.0))
-        capacity = np.where(cycles <= 1, 1.0, np.clip(capacity + capacity_noise, 0.0, 1.0))
+        rate = physics.relative_rate_retention(c_rate, c_star)
+        rate = np.where(c_rate <= REFERENCE_C_RATE, 1.0, np.clip(rate + rate_noise, 0.0, 1.0))
+        capacity = np.where(cycles <= REFERENCE_CYCLE, 1.0, np.clip(capacity + capacity_noise, 0.0, 1.0))
         out[CONDUCTIVITY] = sigma
         out[RATE_RETENTION] = rate
         out[CAPACITY_RETENTION] = capacity

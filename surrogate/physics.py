@@ -27,7 +27,7 @@ from functools import cached_property
 import numpy as np
 from scipy.optimize import brentq
 
-from surrogate.design import BUFFERS, PROTOCOLS
+from surrogate.design import BUFFERS, PROTOCOLS, REFERENCE_C_RATE
 
 K_B_EV = 8.617333262e-5
 """Boltzmann constant, eV/K."""
@@ -93,7 +93,7 @@ class LabParameters:
 
     # ---------------------------------------------------------------- rate capability
     reference_rate_c: Parameter = _p(
-        0.1, "C", "paper", "rate retention is relative to the capacity at 0.1 C (Sec. 3.3.1)"
+        REFERENCE_C_RATE, "C", "paper", "rate retention is relative to the capacity at 0.1 C (Sec. 3.3.1)"
     )
     calibration_rate_c: Parameter = _p(30.0, "C", "paper", "highest rate tested, 30 C (Sec. 3.3.1)")
     rate_30c_none: Parameter = _p(
@@ -237,6 +237,16 @@ def rate_shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
     return -np.expm1(-x) / x
 
 
+def relative_rate_retention(c_rate: np.ndarray | float, c_star: np.ndarray | float) -> np.ndarray:
+    """Capacity at ``c_rate`` over capacity at 0.1 C of a cell with characteristic rate ``c_star`` (both in C).
+
+    The rate law every part of the project uses (lab, physics baseline, campaign suggester); 1 at and below
+    the 0.1 C reference by definition.
+    """
+    rate = np.maximum(np.asarray(c_rate, dtype=float), REFERENCE_C_RATE)
+    return rate_shape(rate, c_star) / rate_shape(REFERENCE_C_RATE, c_star)
+
+
 def calibrate(params: LabParameters) -> Calibration:
     """Solve the lab's derived constants from the paper's numbers and the stated assumptions."""
     v = params.value
@@ -374,9 +384,7 @@ def rate_retention(
 ) -> np.ndarray:
     """Capacity at ``c_rate`` (C) over capacity at 0.1 C, as a fraction; 1 at and below 0.1 C by definition."""
     c_star = characteristic_rate_c(buffer, anneal_temp_c, test_temp_c, params)
-    reference = params.value("reference_rate_c")
-    rate = np.maximum(np.asarray(c_rate, dtype=float), reference)
-    return rate_shape(rate, c_star) / rate_shape(reference, c_star)
+    return relative_rate_retention(c_rate, c_star)
 
 
 # ------------------------------------------------------------------ cycle fade

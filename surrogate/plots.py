@@ -28,10 +28,10 @@ from surrogate.design import (  # noqa: E402
     CYCLES,
     PROTOCOL,
     RATE_RETENTION,
+    REFERENCE_C_RATE,  # noqa: E402
     TARGET_UNITS,
     TEST_TEMP_C,
 )
-from surrogate.evaluation import REFERENCE_RATE_C  # noqa: E402
 from surrogate.models.base import TARGET_SPACES, Surrogate  # noqa: E402
 
 RECONSTRUCTION_NOTE = "data: reconstruction from Tan et al. 2021, not measurements"
@@ -215,7 +215,7 @@ def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
         label = f"{BUFFER_LABELS.get(buffer, buffer)}, anneal {anneal:g} °C, {temp:g} °C"
         ax.scatter(subset[C_RATE], subset[RATE_RETENTION], s=16, color=color, label=label)
         if surrogate is not None and RATE_RETENTION in surrogate.targets:
-            trained = subset.loc[subset[C_RATE] > REFERENCE_RATE_C, C_RATE]
+            trained = subset.loc[subset[C_RATE] > REFERENCE_C_RATE, C_RATE]
             if trained.empty:
                 continue
             rates = np.geomspace(trained.min(), trained.max(), 60)

@@ -41,13 +41,14 @@ from surrogate.design import (
     CYCLES,
     PROTOCOL,
     RATE_RETENTION,
+    REFERENCE_C_RATE,
     TEST_TEMP_C,
     DesignSpace,
 )
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, TARGET_SPACES
 from surrogate.objectives import Objective
-from surrogate.physics import K_B_EV, kelvin, rate_shape
+from surrogate.physics import K_B_EV, kelvin, relative_rate_retention
 
 MATCH_TOLERANCE_C = 0.5
 """An observed design matches a pending suggestion when its temperatures are within this many °C."""
@@ -190,8 +191,6 @@ def film_log10_conductivity(designs: pd.DataFrame) -> np.ndarray:
 
 
 # ==================================================================== physics-parametric cell model
-REFERENCE_RATE_C = 0.1
-"""Rate retention is capacity at the C-rate over capacity at 0.1 C (the contract's definition)."""
 MIN_FADE_CYCLES = 80
 """Capacity rows at fewer cycles are left out of the fade law: its early drop is taken as complete by then."""
 READING_SD = 0.01
@@ -224,8 +223,7 @@ def _arrhenius_u(test_temp_c: np.ndarray) -> np.ndarray:
 def rate_from_log_c_star(c_rate: np.ndarray, log_c_star: np.ndarray) -> np.ndarray:
     """Rate retention (fraction of the 0.1 C capacity) at ``c_rate`` (C) of a cell with characteristic rate e^log_c_star."""
     c_star = np.exp(log_c_star)
-    rate = np.maximum(c_rate, REFERENCE_RATE_C)
-    return rate_shape(rate, c_star) / rate_shape(REFERENCE_RATE_C, c_star)
+    return relative_rate_retention(c_rate, c_star)
 
 
 def log_c_star_from_rate(c_rate: np.ndarray, rate: np.ndarray) -> np.ndarray:
@@ -296,7 +294,7 @@ class PhysicsModel:
     def _data(self, observed: pd.DataFrame) -> dict[str, Any]:
         data: dict[str, Any] = {}
         rows = observed.assign(**{t: np.nan for t in (RATE_RETENTION, CAPACITY_RETENTION) if t not in observed})
-        rate_rows = rows[rows[RATE_RETENTION].notna() & (rows[C_RATE].astype(float) > REFERENCE_RATE_C)]
+        rate_rows = rows[rows[RATE_RETENTION].notna() & (rows[C_RATE].astype(float) > REFERENCE_C_RATE)]
         c_rate = rate_rows[C_RATE].to_numpy(float)
         rate = rate_rows[RATE_RETENTION].to_numpy(float)
         log_c = log_c_star_from_rate(c_rate, rate)

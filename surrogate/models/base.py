@@ -39,6 +39,8 @@ from surrogate.design import (
     PROTOCOL,
     PROTOCOLS,
     RATE_RETENTION,
+    REFERENCE_C_RATE,
+    REFERENCE_CYCLE,
     TARGETS,
     TEST_TEMP_C,
     canonical_buffer,
@@ -61,11 +63,6 @@ FEATURES: dict[str, tuple[str, ...]] = {
 """Design columns each target depends on (conductivity is a film property: no buffer)."""
 
 _RETENTION_EPS = 1e-3
-
-REFERENCE_C_RATE = 0.1
-"""``rate_retention`` is capacity at C over capacity at this rate: exactly 1 at and below it."""
-REFERENCE_CYCLE = 1
-"""``capacity_retention`` is relative to this cycle: exactly 1 there."""
 
 
 def reference_mask(target: str, designs: pd.DataFrame) -> np.ndarray:

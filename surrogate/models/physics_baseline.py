@@ -64,15 +64,14 @@ from surrogate.design import (
     PROTOCOL,
     PROTOCOLS,
     RATE_RETENTION,
+    REFERENCE_C_RATE,
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
 from surrogate.models.base import TARGET_SPACES, DesignBatch
 from surrogate.models.features import canonical_features, check_target, check_y
-from surrogate.physics import K_B_EV, ZERO_C_K, rate_shape
+from surrogate.physics import K_B_EV, ZERO_C_K, relative_rate_retention
 
-REFERENCE_RATE_C = 0.1
-"""Rate retention is relative to the capacity at 0.1 C (CONTRACT.md): the law is normalised there."""
 KNEE_MIN_CYCLES = 200.0
 """A protocol's data must reach this many cycles before a knee is tried."""
 KNEE_MIN_BIC_GAIN = 10.0
@@ -255,7 +254,7 @@ class _RateLaw(_Law):
         retention = TARGET_SPACES[RATE_RETENTION].inverse(y)
         start = []
         for buffer in buffers:
-            rows = (frame[BUFFER].to_numpy() == buffer) & (frame[C_RATE].to_numpy(float) > REFERENCE_RATE_C)
+            rows = (frame[BUFFER].to_numpy() == buffer) & (frame[C_RATE].to_numpy(float) > REFERENCE_C_RATE)
             if not rows.any():
                 raise InputError(f"{BUFFER}={buffer}: rate retention needs rows at a C-rate above 0.1 C")
             # R ≈ C*/C at high rate: a start value for ln C*.
@@ -293,8 +292,7 @@ class _RateLaw(_Law):
         if ctx["anneal_slope"]:
             ln_c_star = ln_c_star + theta[i] * (columns[ANNEAL_TEMP_C] / 100.0 - ctx["anneal_ref"])
         c_star = np.exp(_clip(ln_c_star, -20.0, 20.0))
-        rate = np.maximum(columns[C_RATE], REFERENCE_RATE_C)
-        retention = rate_shape(rate, c_star) / rate_shape(REFERENCE_RATE_C, c_star)
+        retention = relative_rate_retention(columns[C_RATE], c_star)
         return TARGET_SPACES[RATE_RETENTION].forward(retention)
 
 
