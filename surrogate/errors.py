@@ -37,3 +37,18 @@ class DataValidationError(InputError):
         self.source = source
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class NotFoundError(InputError):
+    """A named thing (campaign, model, trial) that does not exist: CLI exit 2, HTTP 404."""
+
+
+class ConflictError(InputError):
+    """A request that contradicts state already recorded (e.g. another result for an answered trial).
+
+    CLI exit 2, HTTP 409. ``trial`` names the trial concerned when there is one.
+    """
+
+    def __init__(self, message: str, trial: int | None = None) -> None:
+        super().__init__(message)
+        self.trial = trial
