@@ -79,10 +79,7 @@ def coverage(surrogate: Surrogate, designs: pd.DataFrame, target: str, params, s
     predicted = surrogate.predict(designs.drop(columns="group"), level=0.9)
     fresh = VirtualLab(seed=seed, params=params).measure_frame(designs.drop(columns="group"))[target].to_numpy()
     lower, upper = predicted[f"{target}_lower"].to_numpy(), predicted[f"{target}_upper"].to_numpy()
-    if target == CONDUCTIVITY:
-        width = np.log10(upper) - np.log10(lower)
-    else:
-        width = upper - lower
+    width = np.log10(upper) - np.log10(lower) if target == CONDUCTIVITY else upper - lower
     return {
         "n": int(len(designs)),
         "coverage": float(np.mean((fresh >= lower) & (fresh <= upper))),
