@@ -80,13 +80,14 @@ _DESIGN = [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C]
 
 
 # ==================================================================== the objective's posterior
-def _target_rows(observed: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Rows of ``observed`` that measured ``target`` (capacity: at least :data:`MIN_FADE_CYCLES` cycles)."""
+def _target_rows(observed: pd.DataFrame, target: str, objective: Objective) -> pd.DataFrame:
+    """Rows of ``observed`` that measured ``target`` (capacity: from :data:`MIN_FADE_CYCLES` cycles, or the
+    objective's cycles when fewer)."""
     if observed.empty or target not in observed:
         return observed.iloc[:0]
     rows = observed[observed[target].notna()]
     if target == CAPACITY_RETENTION and CYCLES in rows:
-        rows = rows[rows[CYCLES].astype(float) >= MIN_FADE_CYCLES]
+        rows = rows[rows[CYCLES].astype(float) >= min(MIN_FADE_CYCLES, objective.cycles)]
     return rows
 
 
@@ -111,7 +112,7 @@ class ObjectivePosterior:
             buffers += sorted(set(observed[BUFFER].dropna().astype(str)) - set(buffers))
         models = {}
         for target in objective.targets:
-            rows = _target_rows(observed, target)
+            rows = _target_rows(observed, target, objective)
             columns = list(INPUTS[target])
             frame = objective.full_designs(pd.DataFrame(columns=_DESIGN)) if rows.empty else rows
             model = PhysicsPriorGP(

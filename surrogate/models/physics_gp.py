@@ -298,7 +298,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self,
         target: str = CONDUCTIVITY,
         mean: str = "physics",
-        max_points: int = 300,
+        max_points: int = 150,
         categories: dict[str, Any] | None = None,
         reading_sd: float = 0.005,
         max_iter: int = 60,
