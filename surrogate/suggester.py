@@ -77,6 +77,8 @@ HEDGE_EVERY = 4
 MAX_MODEL_ROWS = 300
 """Rows a target model is fitted on at most (the family's stratified subsample above that)."""
 _DESIGN = [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C]
+METHODS = {"physics": "qlognei-physics-gp", "model-free": "qlognei-model-free-gp"}
+"""The ``method`` of a suggestion: qLogNEI under the physics-prior model, or the model-free hedge."""
 
 
 # ==================================================================== the objective's posterior
@@ -391,6 +393,9 @@ def propose_batch(
 ) -> pd.DataFrame:
     """``n`` designs by greedy qLogNEI under the campaign's ``physics_gp`` models, one hedged.
 
+    Returns the designs (buffer, anneal_temp_c, test_temp_c) and ``method``: which model chose each
+    (:data:`METHODS`).
+
     ``observed`` holds designs (buffer, anneal_temp_c, test_temp_c), their conditions (c_rate, cycles,
     protocol) and a column per measured target (contract units; NaN where not measured). ``pending``
     designs and each pick are in the baseline of the next pick (integrated over as fantasies); no pick
@@ -454,8 +459,8 @@ def _propose(
             break
         row = acquisition.best(allowed, rows[name], slot)
         rows[name].append(row)
-        picks.append(table.iloc[[row]][_DESIGN])
-    return pd.concat(picks, ignore_index=True) if picks else candidates.iloc[:0]
+        picks.append(table.iloc[[row]][_DESIGN].assign(method=METHODS[name]))
+    return pd.concat(picks, ignore_index=True) if picks else candidates.iloc[:0].assign(method=pd.Series(dtype=str))
 
 
 # ==================================================================== recommend

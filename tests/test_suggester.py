@@ -45,9 +45,10 @@ def run_campaign(params, space, objective, budget, seed):
     rows: list[dict] = []
     for i in range(budget):
         if i == 0:
-            design = space_filling(space, objective, 0, 1, seed).iloc[0].to_dict()
+            pick = space_filling(space, objective, 0, 1, seed).iloc[0]
         else:
-            design = propose_batch(space, objective, pd.DataFrame(rows), 1, seed=seed + i).iloc[0].to_dict()
+            pick = propose_batch(space, objective, pd.DataFrame(rows), 1, seed=seed + i).iloc[0]
+        design = {k: pick[k] for k in ("buffer", "anneal_temp_c", "test_temp_c")}
         conditions = objective.conditions()
         measured = lab.measure(**design, c_rate=conditions["c_rate"], cycles=conditions["cycles"])
         rows.append(design | conditions | {t: measured[t] for t in objective.targets} | {"trial": i})
@@ -121,6 +122,32 @@ def test_an_unmeasured_buffer_is_an_extrapolation():
         assert result["extrapolation"] == bool(result["extrapolation_reasons"])
 
 
+def test_one_at_a_time_suggestions_hedge_every_fourth_design():
+    objective = Objective("rate_x_capacity", c_rate=10, cycles=300)
+    space = DesignSpace()
+    lab = VirtualLab(seed=3)
+    rows = []
+    for i, d in enumerate(space_filling(space, objective, 0, 3, seed=3).to_dict("records")):
+        m = lab.measure(**d, c_rate=10, cycles=300)
+        rows.append(d | objective.conditions() | {t: m[t] for t in objective.targets} | {"trial": i})
+    fourth = propose_batch(space, objective, pd.DataFrame(rows), 1, seed=3)
+    assert list(fourth["method"]) == ["qlognei-model-free-gp"]
+    fifth = propose_batch(space, objective, pd.DataFrame(rows), 1, pending=fourth, seed=4)
+    assert list(fifth["method"]) == ["qlognei-physics-gp"]
+
+
+def test_short_cycle_objectives_use_their_own_observations():
+    objective = Objective("capacity_retention", cycles=50)
+    lab = VirtualLab(seed=0)
+    rows = []
+    for anneal, temp in ((100.0, 30.0), (300.0, 60.0), (450.0, 90.0), (200.0, 40.0)):
+        m = lab.measure("sio2", anneal, temp, cycles=50)
+        rows.append({"buffer": "sio2", "anneal_temp_c": anneal, "test_temp_c": temp, "c_rate": 30.0, "cycles": 50,
+                     "protocol": "standard", "capacity_retention": m["capacity_retention"]})
+    result = recommend(DesignSpace(buffers=("sio2",)), objective, pd.DataFrame(rows))
+    assert result["model_rows"] == {"capacity_retention": 4}
+
+
 def test_batch_is_spread_hedged_and_avoids_pending_and_failed_designs():
     objective = Objective("rate_x_capacity", c_rate=10, cycles=300)
     space = DesignSpace()
@@ -136,6 +163,7 @@ def test_batch_is_spread_hedged_and_avoids_pending_and_failed_designs():
     failed = pending.iloc[[0]]
     batch = propose_batch(space, objective, observed, 5, pending=pending.iloc[[1]], avoid=failed, seed=6)
     assert len(batch) == 5
+    assert list(batch["method"]) == ["qlognei-physics-gp"] * 4 + ["qlognei-model-free-gp"]  # the hedge
     assert all(not space.violations(d) for d in batch.to_dict("records"))
     taken = pd.concat([batch, pending], ignore_index=True)
     scaled = np.column_stack([(taken["anneal_temp_c"] - 25.0) / 475.0, (taken["test_temp_c"] - 25.0) / 95.0])
