@@ -270,14 +270,18 @@ def _scaled(frame: pd.DataFrame, space: DesignSpace) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _too_close(candidates: pd.DataFrame, taken: pd.DataFrame, space: DesignSpace) -> np.ndarray:
-    """True for candidates within :data:`MIN_SEPARATION` of a taken design of the same buffer."""
+def _too_close(
+    candidates: pd.DataFrame, taken: pd.DataFrame, space: DesignSpace, by_buffer: bool = True
+) -> np.ndarray:
+    """True for candidates within :data:`MIN_SEPARATION` of a taken design of the same buffer (of any buffer
+    when ``by_buffer`` is False: a film's conductivity does not depend on the cell's buffer)."""
     if taken.empty:
         return np.zeros(len(candidates), dtype=bool)
     a, b = _scaled(candidates, space), _scaled(taken, space)
-    distance = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
-    same = candidates[BUFFER].to_numpy()[:, None] == taken[BUFFER].to_numpy()[None, :]
-    return ((distance < MIN_SEPARATION) & same).any(axis=1)
+    close = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)) < MIN_SEPARATION
+    if by_buffer:
+        close &= candidates[BUFFER].to_numpy()[:, None] == taken[BUFFER].to_numpy()[None, :]
+    return close.any(axis=1)
 
 
 def space_filling(space: DesignSpace, objective: Objective, start: int, n: int, seed: int) -> pd.DataFrame:
@@ -429,7 +433,8 @@ def _propose(
         incumbent = float(observed_means.max())
     local = candidate_designs(space, objective, rng, around).iloc[len(base) :]
     candidates = pd.concat([base, local], ignore_index=True)
-    excluded = _too_close(candidates, pending, space) | _too_close(candidates, avoid, space)
+    by_buffer = any(BUFFER in INPUTS[t] for t in objective.targets)
+    excluded = _too_close(candidates, pending, space, by_buffer) | _too_close(candidates, avoid, space, by_buffer)
     if n >= 2:
         hedge_slot = n - 1
     else:
@@ -454,7 +459,7 @@ def _propose(
         name = "model-free" if slot == hedge_slot else "physics"
         acquisition, table, n_screened = acquisitions[name]
         taken = pd.concat(picks, ignore_index=True) if picks else pd.DataFrame(columns=_DESIGN)
-        allowed = np.flatnonzero(~_too_close(table.iloc[:n_screened], taken, space))
+        allowed = np.flatnonzero(~_too_close(table.iloc[:n_screened], taken, space, by_buffer))
         if not len(allowed):
             break
         row = acquisition.best(allowed, rows[name], slot)

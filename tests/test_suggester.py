@@ -173,3 +173,18 @@ def test_batch_is_spread_hedged_and_avoids_pending_and_failed_designs():
                 assert np.linalg.norm(scaled[i] - scaled[j]) >= MIN_SEPARATION
     again = propose_batch(space, objective, observed, 5, pending=pending.iloc[[1]], avoid=failed, seed=6)
     pd.testing.assert_frame_equal(batch, again)  # deterministic for a seed (the campaign's idempotency relies on it)
+
+
+def test_conductivity_batches_do_not_repeat_a_film_under_another_buffer():
+    objective = Objective("conductivity")
+    space = DesignSpace()
+    lab = VirtualLab(seed=1)
+    rows = []
+    for anneal, temp in ((100.0, 40.0), (300.0, 80.0), (450.0, 110.0)):
+        m = lab.measure("none", anneal, temp)
+        rows.append({"buffer": "none", "anneal_temp_c": anneal, "test_temp_c": temp, "c_rate": 30.0, "cycles": 100,
+                     "protocol": "standard", "conductivity_s_cm": m["conductivity_s_cm"]})
+    batch = propose_batch(space, objective, pd.DataFrame(rows), 4, seed=1)
+    scaled = np.column_stack([(batch["anneal_temp_c"] - 25.0) / 475.0, (batch["test_temp_c"] - 25.0) / 95.0])
+    distances = np.linalg.norm(scaled[:, None, :] - scaled[None, :, :], axis=2)
+    assert distances[np.triu_indices(len(batch), 1)].min() >= MIN_SEPARATION
