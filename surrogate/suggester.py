@@ -465,7 +465,8 @@ def _propose(
         row = acquisition.best(allowed, rows[name], slot)
         rows[name].append(row)
         picks.append(table.iloc[[row]][_DESIGN].assign(method=METHODS[name]))
-    return pd.concat(picks, ignore_index=True) if picks else candidates.iloc[:0].assign(method=pd.Series(dtype=str))
+    out = pd.concat(picks, ignore_index=True) if picks else candidates.iloc[:0].assign(method=pd.Series(dtype=str))
+    return out.astype({BUFFER: str, ANNEAL_TEMP_C: float, TEST_TEMP_C: float})
 
 
 # ==================================================================== recommend
