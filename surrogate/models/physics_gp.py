@@ -1,9 +1,10 @@
 """Physics prior + learned discrepancy: a Gaussian process whose mean is a physics law with uncertain parameters.
 
-One estimator, :class:`PhysicsPriorGP`, for one target, in the target's natural
-space (log10 σ; logit of a retention, see :data:`~surrogate.models.base.TARGET_SPACES`)::
+One estimator, :class:`PhysicsPriorGP`, for one target. It is fitted on and answers in the target's
+natural space (log10 σ; logit of a retention, see :data:`~surrogate.models.base.TARGET_SPACES`) and
+models it in :data:`MODEL_SPACES` (the same, except ln(−ln R) for capacity retention)::
 
-    y(x) = m(x; θ) + g(x) + ε,   θ ~ N(μ₀, diag(s₀²)),   g ~ GP(0, k),   ε ~ N(0, σ²)
+    y(x) = m(x; θ) + g(x) + ε,   θ ~ N(μ₀, diag(s₀²)),   g ~ GP(0, k),   ε ~ N(0, σ² + reading²)
 
 * ``m(x; θ)`` is the project's law for the target (the functional forms of
   :mod:`surrogate.physics`), with every parameter uncertain around a weakly
