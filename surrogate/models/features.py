@@ -218,8 +218,19 @@ UNTRAINED_FEATURE_RAMP: dict[str, float] = {
     C_RATE: float(np.log10(2.0)),
     CYCLES: float(np.log10(2.0)),
 }
-"""How far (°C; log10 units for C-rate and cycles) a design must move a column the data never varied
-before that column's unknown effect gets its full variance (linear ramp from 0)."""
+"""Least width (°C; log10 units for C-rate and cycles) of a trained range when measuring how far a design lies
+beyond it: beyond a column the data never varied, this far is one unit (see :data:`EXTRAPOLATION_GAIN`)."""
+
+EXTRAPOLATION_GAIN = 2.0
+"""Variance added per unit of distance beyond the data, as a multiple of the training targets' variance.
+
+A design at distance d (Euclidean over the numeric columns of the excess beyond the range the data covered
+for the design's buffer and protocol, each relative to that range's width or :data:`UNTRAINED_FEATURE_RAMP`;
+0 inside) gets ``EXTRAPOLATION_GAIN × d × var(y_train)`` added: the standard deviation grows as √d without
+bound, the way the uncertainty of an extrapolated trend accumulates. Calibrated with
+``benchmarks/extrapolation_coverage.py`` on labs with other laws (gain 0.3 / 1 / 3 gave 84 / 83 / 87 %
+coverage outside for the physics family's capacity retention, 65 / 74 / 92 % for physics_gp's, and
+conductivity intervals 0.40 / 0.69 / 1.09 decades wide at 100 % coverage; 2 is the compromise)."""
 
 
 @dataclass(frozen=True)
@@ -306,10 +317,16 @@ def estimate_sample_variance(
     )
 
 
-def _untrained_distance(values: np.ndarray, trained: float, column: str) -> np.ndarray:
-    if column in (C_RATE, CYCLES):
-        return np.abs(np.log10(values / trained))
-    return np.abs(values - trained)
+def _trained_ranges(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
+    """(low, high) of each numeric column over all rows and per combination of the categorical columns."""
+    def bounds(part: pd.DataFrame) -> list[list[float]]:
+        return [[float(part[c].min()), float(part[c].max())] for c in numeric]
+
+    regions = {}
+    if categorical:
+        for combo, part in frame.groupby(categorical, sort=True):
+            regions[tuple(combo) if isinstance(combo, tuple) else (combo,)] = bounds(part)
+    return {"columns": list(numeric), "all": bounds(frame), "regions": regions}
 
 
 class FreshSampleRegressor(RegressorMixin, BaseEstimator):
@@ -320,9 +337,10 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
     ``between_sample_sd``² when the data has none; see :func:`estimate_sample_variance`) + the
     variance of what the data cannot tell (:meth:`extrapolation_variance`):
 
-    * a numeric design column the data never varied (e.g. every cell tested at 25 °C), when a design
-      moves it: the variance of the training targets × min(1, distance / :data:`UNTRAINED_FEATURE_RAMP`)
-      — the data say nothing of that column's effect, so anything the data spans is possible;
+    * a design beyond the numeric ranges the data covered (for its buffer and protocol), including a
+      column the data never varied (e.g. every cell tested at 25 °C): :data:`EXTRAPOLATION_GAIN` × the
+      variance of the training targets × the distance beyond the data (relative to the range the data
+      span, :meth:`_distance_beyond_data`) — 0 inside, growing without bound with the distance;
     * a combination of categories never seen together (e.g. the long protocol on a buffer only cycled
       under the standard one): the variance, at the same design, of the predictions for every
       combination that was seen — the new combination may behave like any of them.
@@ -345,6 +363,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         self, X: pd.DataFrame, y: np.ndarray, sample_ids: np.ndarray | pd.Series | None = None
     ) -> FreshSampleRegressor:
         self.__dict__.pop("_seen_codes", None)  # derived from a previous fit
+        self.__dict__.pop("_range_region", None)
         target = check_target(self.target)
         prior = PRIOR_BETWEEN_SAMPLE_SD[target] if self.between_sample_sd is None else float(self.between_sample_sd)
         if not np.isfinite(prior) or prior < 0:
@@ -359,6 +378,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         numeric = [c for c in frame.columns if c not in (BUFFER, PROTOCOL)]
         categorical = [c for c in frame.columns if c in (BUFFER, PROTOCOL)]
         self.untrained_columns_ = {c: float(frame[c].iloc[0]) for c in numeric if frame[c].nunique() == 1}
+        self.trained_ranges_ = _trained_ranges(frame, numeric, categorical)
         self.categorical_columns_ = categorical
         self.seen_combinations_ = (
             sorted(set(map(tuple, frame[categorical].to_numpy(dtype=object)))) if categorical else []
@@ -379,11 +399,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         return self.estimator_.predict(designs.frame(FEATURES[self.target]), return_std=return_std)
 
     def _extrapolation_variance(self, designs: DesignBatch) -> np.ndarray:
-        weight = np.zeros(len(designs))
-        for column, trained in self.untrained_columns_.items():
-            distance = _untrained_distance(designs.numbers[column], trained, column)
-            weight = np.maximum(weight, np.minimum(1.0, distance / UNTRAINED_FEATURE_RAMP[column]))
-        variance = weight * self.target_variance_
+        variance = EXTRAPOLATION_GAIN * self.target_variance_ * self._distance_beyond_data(designs)
         if not self.categorical_columns_:
             return variance
         categorical = self.categorical_columns_
@@ -404,6 +420,36 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
                 variance[unseen] += np.var(np.stack(predictions), axis=0, ddof=1)
         return variance
 
+    def _distance_beyond_data(self, designs: DesignBatch) -> np.ndarray:
+        """Per design: Euclidean distance beyond the numeric ranges the data covered (0 inside), each column's
+        excess relative to the width of its range (at least :data:`UNTRAINED_FEATURE_RAMP`): going 45 °C
+        beyond data spanning 95 °C is half a unit, beyond a single temperature 4.5 units. Ranges of the
+        design's buffer and protocol combination, or of all the data for a combination never seen."""
+        ranges = getattr(self, "trained_ranges_", None)
+        if ranges is None or not ranges["columns"]:
+            return np.zeros(len(designs))
+        columns = ranges["columns"]
+        bounds = np.array(list(ranges["regions"].values()) + [ranges["all"]], dtype=float)  # region × column × 2
+        region = np.full(len(designs), len(bounds) - 1, dtype=np.intp)
+        if self.categorical_columns_:
+            lookup = self.__dict__.get("_range_region")
+            if lookup is None:
+                shape = tuple(len(CATEGORIES[c]) for c in self.categorical_columns_)
+                lookup = np.full(shape, len(bounds) - 1, dtype=np.intp)
+                for i, combo in enumerate(ranges["regions"]):
+                    lookup[tuple(CATEGORIES[c].index(v) for c, v in zip(self.categorical_columns_, combo, strict=True))] = i
+                self.__dict__["_range_region"] = lookup
+            region = lookup[tuple(designs.codes[c] for c in self.categorical_columns_)]
+        squared = np.zeros(len(designs))
+        for j, column in enumerate(columns):
+            values = designs.numbers[column]
+            low, high = bounds[region, j, 0], bounds[region, j, 1]
+            if column in (C_RATE, CYCLES):
+                values, low, high = np.log10(values), np.log10(low), np.log10(high)
+            beyond = np.maximum(low - values, 0.0) + np.maximum(values - high, 0.0)
+            squared += (beyond / np.maximum(high - low, UNTRAINED_FEATURE_RAMP[column])) ** 2
+        return np.sqrt(squared)
+
     def _seen_lookup(self) -> tuple[np.ndarray, list[tuple[int, ...]]]:
         """(seen[code of each categorical column] → bool, codes of each seen combination): derived once, not pickled."""
         lookup = self.__dict__.get("_seen_codes")
@@ -422,6 +468,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_seen_codes", None)
+        state.pop("_range_region", None)
         return state
 
     def predict_batch(

@@ -96,6 +96,17 @@ def _suggest_torch(trial: optuna.Trial, target: str) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ physics prior + GP discrepancy
+def _make_physics_gp(target: str, **params: Any) -> Any:
+    from surrogate.models.physics_gp import PhysicsPriorGP
+
+    return PhysicsPriorGP(target=check_target(target), **params)
+
+
+def _suggest_physics_gp(trial: optuna.Trial, target: str) -> dict[str, Any]:
+    return {"max_points": trial.suggest_int("max_points", 100, 400, step=50)}
+
+
 FAMILIES: dict[str, FamilySpec] = {
     "physics": FamilySpec(
         "physics",
@@ -128,6 +139,14 @@ FAMILIES: dict[str, FamilySpec] = {
         min_rows=12,
         description="deep ensemble of small MLPs (torch, CPU) with Gaussian mean+variance heads; "
         "interval from the mixture of members; stratified subsample of at most max_rows rows",
+    ),
+    "physics_gp": FamilySpec(
+        "physics_gp",
+        _make_physics_gp,
+        _suggest_physics_gp,
+        min_rows=1,
+        description="physics law as a prior mean with uncertain parameters plus a GP discrepancy over every input "
+        "(the campaign suggester's model); stratified subsample of at most max_points rows",
     ),
 }
 """Every model family by name, in order of simplicity (ties in champion selection go to the earlier one)."""

@@ -1,0 +1,666 @@
+"""Physics prior + learned discrepancy: a Gaussian process whose mean is a physics law with uncertain parameters.
+
+One estimator, :class:`PhysicsPriorGP`, for one target. It is fitted on and answers in the target's
+natural space (log10 σ; logit of a retention, see :data:`~surrogate.models.base.TARGET_SPACES`) and
+models it in :data:`MODEL_SPACES` (the same, except ln(−ln R) for capacity retention)::
+
+    y(x) = m(x; θ) + g(x) + ε,   θ ~ N(μ₀, diag(s₀²)),   g ~ GP(0, k),   ε ~ N(0, σ² + reading²)
+
+* ``m(x; θ)`` is the project's law for the target (the functional forms of
+  :mod:`surrogate.physics`), with every parameter uncertain around a weakly
+  informative prior centre (:data:`LAW_PRIORS`; none is read from the virtual
+  lab's calibration):
+
+  - conductivity: Arrhenius in the σ·T form, ln σT = a₂₅ − Ea·(1/kT − 1/kT₂₅);
+    no anneal dependence (the discrepancy learns it);
+  - rate retention: the resistance-limited rate law
+    (:func:`~surrogate.physics.relative_rate_retention`) with 1/C* = e^(ρ_b + Ea_i·u) + e^(ε + Ea_el·u),
+    u = (1/T − 1/T₂₅)/k_B: an interface resistance per buffer (ρ_b = ρ̄ + δ_b, hierarchical) and an
+    electrolyte resistance, each Arrhenius; no anneal dependence in the law;
+  - capacity retention: log-space fade, −ln R = e^(γ_b)(1 − e^(−(n−1)/n₀)) + e^(λ_b)(n − 1), with the
+    cycle count n Arrhenius-accelerated by temperature (Ea_f) and a long-protocol offset of γ and λ.
+
+* ``g`` is the *discrepancy*: a GP over every input that can matter for the target (anneal and test
+  temperature; for cells also the buffer, log C-rate or log cycles and the protocol), so the data can
+  override a wrong law. Kernel: s₀²·RBF(x, x') + s_b²·[b = b']·RBF(x, x') (a shared part and a part per
+  buffer), one length scale per input (ARD).
+
+The law is linearised about the fitted θ̂, which makes the model a GP with explicit basis functions
+(Rasmussen & Williams 2006, §2.7): θ's posterior, the discrepancy and the noise are handled jointly, the
+predictive variance is the discrepancy's posterior variance plus the propagated parameter variance
+(plus σ² for a fresh measurement). Far from the data the discrepancy's variance returns to s₀² + s_b²
+and the parameter variance to what the prior allows, so intervals widen where the data end.
+
+Fitting (``fit(X, y)``): θ̂ by Gauss-Newton on the joint posterior (GP-correlated residuals + prior),
+then the kernel hyper-parameters by maximum a posteriori of the marginal likelihood (log-normal
+hyper-priors, :data:`HYPER_PRIORS`; analytic gradients), then θ̂ again. It works from no data at all
+(the prior) to thousands of rows: above ``max_points`` rows a deterministic stratified subsample is used.
+Rows at the reference point (C-rate ≤ 0.1 C, cycle ≤ 1: retention is 1 by definition) carry no
+information and are left out.
+
+Categories: the buffer vocabulary is ``categories[buffer]`` when given (a campaign passes its space's
+buffers, so an untried buffer keeps its prior), else learned at fit time (``categories_``); a buffer
+outside the vocabulary is predicted as a new member of the population (the mean buffer effect with the
+between-buffer prior variance). ``mean="constant"`` replaces the law by a constant: the model-free GP
+the campaign hedges with.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
+
+from surrogate.design import (
+    ANNEAL_TEMP_C,
+    BUFFER,
+    C_RATE,
+    CAPACITY_RETENTION,
+    CONDUCTIVITY,
+    CYCLES,
+    PROTOCOL,
+    RATE_RETENTION,
+    REFERENCE_C_RATE,
+    REFERENCE_CYCLE,
+    TEST_TEMP_C,
+    canonical_buffer,
+    canonical_protocol,
+)
+from surrogate.errors import InputError
+from surrogate.models.base import TARGET_SPACES
+from surrogate.physics import K_B_EV, ZERO_C_K, relative_rate_retention
+
+INPUTS: dict[str, tuple[str, ...]] = {
+    CONDUCTIVITY: (ANNEAL_TEMP_C, TEST_TEMP_C),
+    RATE_RETENTION: (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE),
+    CAPACITY_RETENTION: (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, CYCLES, PROTOCOL),
+}
+"""Design columns each target can depend on. The model uses those of them present in ``X`` at fit time."""
+
+_T25_K = 25.0 + ZERO_C_K
+_JITTER = 1e-8
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Normal prior of one law parameter: ``mean`` and ``sd`` in the parameter's units."""
+
+    mean: float
+    sd: float
+
+
+LAW_PRIORS: dict[str, dict[str, Prior]] = {
+    CONDUCTIVITY: {
+        # ln(σT / S K cm⁻¹) at 25 °C: σ ≈ 1e-5 S/cm, ± 3 (a factor of 20)
+        "ln_sigma_t_25c": Prior(np.log(1e-5 * _T25_K), 3.0),
+        "ea_ev": Prior(0.35, 0.2),  # oxide Li-ion conductors: 0.2-0.6 eV
+    },
+    RATE_RETENTION: {
+        "ln_interface_resistance": Prior(-1.5, 1.5),  # ln(1/C*) of the interface: C* ≈ 4.5 C, ± a factor 4.5
+        "buffer_effect": Prior(0.0, 1.0),  # per buffer, about the mean (hierarchical)
+        "interface_ea_ev": Prior(0.35, 0.2),  # charge transfer: 0.1-0.6 eV
+        "ln_electrolyte_resistance": Prior(-3.0, 1.5),
+        "electrolyte_ea_ev": Prior(0.3, 0.2),
+    },
+    CAPACITY_RETENTION: {
+        "ln_early_loss": Prior(np.log(0.35), 1.0),  # −ln R of the early drop
+        "early_buffer_effect": Prior(0.0, 0.7),
+        "ln_linear_loss": Prior(np.log(1.5e-3), 1.5),  # −ln R per cycle of the steady fade
+        "linear_buffer_effect": Prior(0.0, 0.7),
+        "ln_early_cycles": Prior(np.log(15.0), 0.7),  # time constant n₀ of the early drop
+        "fade_ea_ev": Prior(0.3, 0.2),  # temperature acceleration of fade: 0.1-0.6 eV
+        "long_early_offset": Prior(0.0, 1.5),
+        "long_linear_offset": Prior(0.0, 1.5),
+    },
+}
+"""Prior centre and spread of every law parameter: physically plausible ranges, not the lab's constants."""
+
+CONSTANT_PRIOR_SD = 3.0
+"""Prior sd (natural units) of the constant mean of ``mean="constant"`` (centred on 0)."""
+
+HYPER_PRIORS: dict[str, dict[str, Prior]] = {
+    # log-normal priors of the kernel hyper-parameters: Prior(ln centre, sd of ln)
+    "amplitude": {CONDUCTIVITY: Prior(np.log(0.3), 1.0), "retention": Prior(np.log(0.7), 1.0)},
+    "noise": {CONDUCTIVITY: Prior(np.log(0.04), 0.5), "retention": Prior(np.log(0.07), 0.5)},
+    "length": {
+        ANNEAL_TEMP_C: Prior(np.log(1.0), 0.7),  # anneal / 100 °C: about 100 °C
+        TEST_TEMP_C: Prior(np.log(0.3), 0.7),  # 1000/T in 1/K: about 30 °C near 60 °C
+        C_RATE: Prior(np.log(0.7), 0.7),  # log10 C-rate
+        CYCLES: Prior(np.log(0.7), 0.7),  # log10 cycles
+        PROTOCOL: Prior(np.log(1.0), 0.7),  # 0/1
+    },
+}
+"""Log-normal priors of the discrepancy's amplitude, the noise sd (natural units) and the length scales."""
+
+_HYPER_BOUNDS = {"amplitude": (1e-3, 20.0), "noise": (1e-3, 3.0), "length": (0.02, 50.0)}
+AMPLITUDE_FLOOR = {CONDUCTIVITY: 0.1, "retention": 0.25}
+"""Least amplitude (natural units: decades; logit or ln loss) of the shared discrepancy.
+
+Data inside a range cannot show that the law holds outside it: a law that fits the data well would
+otherwise shrink the discrepancy's amplitude, and with it the variance far from the data, to nothing
+(measured: 90% intervals then covered 5-55% of fresh capacity readings at 70-110 °C for cells trained at
+25-45 °C in a world with other fade laws). With the floor the variance far from the data stays at least
+this large.
+"""
+
+
+# ------------------------------------------------------------------ input handling
+def _u(test_temp_c: np.ndarray) -> np.ndarray:
+    """(1/T − 1/T₂₅)/k_B in 1/eV: 0 at 25 °C, negative above (an activation energy times it is a ln factor)."""
+    return (1.0 / (test_temp_c + ZERO_C_K) - 1.0 / _T25_K) / K_B_EV
+
+
+def _gp_coordinate(column: str, values: np.ndarray) -> np.ndarray:
+    """The discrepancy's coordinate of a design column (see :data:`HYPER_PRIORS` for units)."""
+    if column == ANNEAL_TEMP_C:
+        return values / 100.0
+    if column == TEST_TEMP_C:
+        return 1000.0 / (values + ZERO_C_K)
+    if column in (C_RATE, CYCLES):
+        return np.log10(values)
+    return values  # protocol: 0 standard, 1 long
+
+
+@dataclass
+class _Inputs:
+    """Encoded rows: GP coordinates ``z`` (rows × inputs), buffer codes, and the law's columns (rows × 1)."""
+
+    z: np.ndarray
+    buffer: np.ndarray
+    law: dict[str, np.ndarray]
+
+
+# ------------------------------------------------------------------ laws (θ of shape parameters × k)
+def _law_names(target: str, mean: str, n_slots: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Parameter names, prior means and prior sds of the law (buffer effects: ``n_slots`` of them)."""
+    if mean == "constant":
+        return ["constant"], np.zeros(1), np.full(1, CONSTANT_PRIOR_SD)
+    priors = LAW_PRIORS[target]
+    names: list[str] = []
+    for name in priors:
+        if name.endswith("buffer_effect"):
+            names += [f"{name}[{i}]" for i in range(n_slots)]
+        else:
+            names.append(name)
+    base = [n.split("[")[0] for n in names]
+    return names, np.array([priors[b].mean for b in base]), np.array([priors[b].sd for b in base])
+
+
+def _law(target: str, mean: str, theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) -> np.ndarray:
+    """Natural-space law values, (rows × k) for θ of shape (parameters × k) and columns of shape (rows × 1)."""
+    if mean == "constant":
+        return np.broadcast_to(theta[0], (len(next(iter(columns.values()))), theta.shape[1])).copy()
+    if target == CONDUCTIVITY:
+        temp_k = columns[TEST_TEMP_C] + ZERO_C_K
+        v = 1.0 / (K_B_EV * temp_k) - 1.0 / (K_B_EV * _T25_K)
+        return (theta[0] - theta[1] * v - np.log(temp_k)) / np.log(10.0)
+    codes = columns[BUFFER].astype(int).ravel()
+    u = _u(columns[TEST_TEMP_C])
+    if target == RATE_RETENTION:
+        rho = theta[0] + theta[1 + codes]
+        ea_i, eps, ea_el = theta[1 + n_slots], theta[2 + n_slots], theta[3 + n_slots]
+        ln_inverse_c_star = np.logaddexp(rho + ea_i * u, eps + ea_el * u)
+        c_star = np.exp(-np.clip(ln_inverse_c_star, -20.0, 20.0))
+        retention = relative_rate_retention(columns[C_RATE], c_star)
+        return TARGET_SPACES[RATE_RETENTION].forward(retention)
+    s = n_slots
+    long = columns[PROTOCOL]
+    ln_early = theta[0] + theta[1 + codes] + long * theta[4 + 2 * s]
+    ln_linear = theta[1 + s] + theta[2 + s + codes] + long * theta[5 + 2 * s]
+    ln_n0, ea_f = theta[2 + 2 * s], theta[3 + 2 * s]
+    ln_steps = np.log(np.maximum(columns[CYCLES] - 1.0, 1e-9)) - np.clip(ea_f * u, -30.0, 30.0)
+    early_share = np.log(-np.expm1(-np.exp(ln_steps - ln_n0)) + 1e-300)
+    return np.logaddexp(ln_early + early_share, ln_linear + ln_steps)  # ln of the loss −ln R
+
+
+# ------------------------------------------------------------------ modelling spaces
+MODEL_SPACES: dict[str, str] = {
+    CONDUCTIVITY: "log10",
+    RATE_RETENTION: "logit",
+    CAPACITY_RETENTION: "log_loss",
+}
+"""Where each target is modelled: log10 σ; logit of rate retention; ln(−ln R) of capacity retention.
+
+The fade law is nearly linear in its parameters in ln(−ln R) (ln loss = λ + ln cycles − Ea·u when the
+steady fade dominates), and a cell's multiplicative fade scatter is constant there; a linearised
+posterior in logit space would put impossible mass near retention 1 at strongly accelerated designs.
+:meth:`PhysicsPriorGP.predict` answers in the target's natural space all the same.
+"""
+_RETENTION_RANGE = (1e-3, 1.0 - 1e-4)
+
+
+def natural_to_model(target: str, natural: np.ndarray) -> np.ndarray:
+    """The target's natural-space values (log10 σ, logit R) in its modelling space (:data:`MODEL_SPACES`)."""
+    if MODEL_SPACES[target] != "log_loss":
+        return np.asarray(natural, dtype=float)
+    retention = np.clip(TARGET_SPACES[target].inverse(natural), *_RETENTION_RANGE)
+    return np.log(-np.log(retention))
+
+
+def model_to_contract(target: str, values: np.ndarray) -> np.ndarray:
+    """Modelling-space values in contract units (S/cm, fractions)."""
+    if MODEL_SPACES[target] == "log_loss":
+        return np.exp(-np.exp(np.minimum(values, 50.0)))
+    return TARGET_SPACES[target].inverse(values)
+
+
+def model_to_natural(target: str, values: np.ndarray) -> np.ndarray:
+    """Modelling-space values in the target's natural space (log10 σ, logit R)."""
+    if MODEL_SPACES[target] != "log_loss":
+        return np.asarray(values, dtype=float)
+    return TARGET_SPACES[target].forward(model_to_contract(target, values))
+
+
+def reading_variance(target: str, model_values: np.ndarray, reading_sd: float) -> np.ndarray:
+    """Variance in the modelling space of a reading error of ``reading_sd`` (contract units) of a retention.
+
+    ``reading_sd`` × |d model / d R| squared: logit → 1/(R(1 − R)), ln loss → 1/(R·|ln R|). It is large
+    where a reading says little (a retention near 1 in logit or ln-loss space; a dead cell read as 0).
+    Conductivity: 0 (its errors are relative, in the noise term).
+    """
+    if target == CONDUCTIVITY or reading_sd <= 0:
+        return np.zeros(np.shape(model_values))
+    retention = np.clip(model_to_contract(target, model_values), *_RETENTION_RANGE)
+    if MODEL_SPACES[target] == "log_loss":
+        slope = 1.0 / (retention * -np.log(retention))
+    else:
+        slope = 1.0 / (retention * (1.0 - retention))
+    return (reading_sd * slope) ** 2
+
+
+# ------------------------------------------------------------------ the estimator
+class PhysicsPriorGP(RegressorMixin, BaseEstimator):
+    """Physics law as a prior mean with uncertain parameters + a GP discrepancy (see the module docstring).
+
+    Parameters
+    ----------
+    target : ``conductivity_s_cm``, ``rate_retention`` or ``capacity_retention``.
+    mean : ``"physics"`` (the target's law) or ``"constant"`` (a model-free GP).
+    max_points : rows the GP is fitted on at most (a deterministic stratified subsample above that).
+    categories : optional ``{"buffer": [ids]}``: the buffer vocabulary; None learns it from the data.
+    reading_sd : resolution of a retention reading (fraction): its variance, mapped to the modelling space
+        (:func:`reading_variance`), is added to each row's noise, so readings that say little weigh little.
+    max_iter : L-BFGS-B iterations of the hyper-parameter fit.
+
+    ``fit(X, y)``: X has design columns (those of :data:`INPUTS` [target] present are used), y the target
+    in natural space. ``predict(X, return_std=True)``: mean and the std of a fresh measurement (natural
+    space). :meth:`posterior` gives the latent (noise-free) joint mean and covariance.
+    """
+
+    def __init__(
+        self,
+        target: str = CONDUCTIVITY,
+        mean: str = "physics",
+        max_points: int = 150,
+        categories: dict[str, Any] | None = None,
+        reading_sd: float = 0.005,
+        max_iter: int = 60,
+    ) -> None:
+        self.target = target
+        self.mean = mean
+        self.max_points = max_points
+        self.categories = categories
+        self.reading_sd = reading_sd
+        self.max_iter = max_iter
+
+    # -------------------------------------------------------------- encoding
+    def _check_params(self) -> None:
+        if self.target not in INPUTS:
+            raise InputError(f"target: {self.target!r} is not a target; allowed are {', '.join(INPUTS)}")
+        if self.mean not in ("physics", "constant"):
+            raise InputError(f"mean: {self.mean!r} must be 'physics' or 'constant'")
+        if int(self.max_points) < 2:
+            raise InputError(f"max_points: {self.max_points} must be at least 2")
+        if not np.isfinite(float(self.reading_sd)) or float(self.reading_sd) < 0:
+            raise InputError(f"reading_sd: {self.reading_sd} must be a number ≥ 0")
+
+    def _frame(self, X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+        """``X``'s ``columns`` checked: numbers finite and physical, buffer and protocol canonical."""
+        if not isinstance(X, pd.DataFrame):
+            raise InputError(f"X: a pandas DataFrame with columns {list(columns)} is required")
+        missing = [c for c in columns if c not in X.columns]
+        if missing:
+            raise InputError(f"X: missing column(s) {missing} (the {self.target} model needs {list(columns)})")
+        out = pd.DataFrame(index=X.index)
+        for column in columns:
+            if column in (BUFFER, PROTOCOL):
+                canon = canonical_buffer if column == BUFFER else canonical_protocol
+                mapping = {v: canon(v) for v in pd.unique(X[column])}
+                out[column] = X[column].map(mapping).to_numpy(dtype=object)
+                continue
+            try:
+                values = pd.to_numeric(X[column], errors="raise").to_numpy(dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"{column}: every value must be a number") from None
+            if not np.all(np.isfinite(values)):
+                raise InputError(f"{column}: every value must be finite (found NaN or infinity)")
+            if column in (ANNEAL_TEMP_C, TEST_TEMP_C) and np.any(values <= -ZERO_C_K):
+                raise InputError(f"{column}: temperatures in °C must be above absolute zero (-273.15 °C)")
+            if column in (C_RATE, CYCLES) and np.any(values <= 0):
+                raise InputError(f"{column}: every value must be > 0")
+            out[column] = values
+        return out
+
+    def _encode(self, frame: pd.DataFrame) -> _Inputs:
+        n = len(frame)
+        vocabulary = {b: i for i, b in enumerate(self.categories_.get(BUFFER, ()))}
+        other = len(vocabulary)  # the slot of a buffer outside the vocabulary
+        if BUFFER in frame:
+            buffer = np.array([vocabulary.get(b, other) for b in frame[BUFFER].tolist()], dtype=int)
+        else:
+            buffer = np.zeros(n, dtype=int)
+        law = {
+            TEST_TEMP_C: frame[TEST_TEMP_C].to_numpy(float)[:, None] if TEST_TEMP_C in frame else np.full((n, 1), 25.0),
+            BUFFER: buffer[:, None],
+            C_RATE: frame[C_RATE].to_numpy(float)[:, None] if C_RATE in frame else np.full((n, 1), 1.0),
+            CYCLES: frame[CYCLES].to_numpy(float)[:, None] if CYCLES in frame else np.full((n, 1), 100.0),
+            PROTOCOL: (frame[PROTOCOL].to_numpy() == "long").astype(float)[:, None]
+            if PROTOCOL in frame
+            else np.zeros((n, 1)),
+        }
+        numeric = []
+        for column in self.gp_inputs_:
+            values = law[PROTOCOL][:, 0] if column == PROTOCOL else frame[column].to_numpy(float)
+            numeric.append(_gp_coordinate(column, values))
+        z = np.column_stack(numeric) if numeric else np.zeros((n, 0))
+        return _Inputs(z, buffer, law)
+
+    def _law_values(self, theta: np.ndarray, inputs: _Inputs) -> np.ndarray:
+        return _law(self.target, self.mean, theta, inputs.law, self.n_slots_)
+
+    def _law_and_jacobian(self, theta: np.ndarray, inputs: _Inputs) -> tuple[np.ndarray, np.ndarray]:
+        """Law values (rows) and their Jacobian (rows × parameters) at θ, by forward differences."""
+        steps = 1e-5 * np.maximum(1.0, np.abs(theta))
+        thetas = np.column_stack([theta, theta[:, None] + np.diag(steps)])
+        values = self._law_values(thetas, inputs)
+        return values[:, 0], (values[:, 1:] - values[:, :1]) / steps
+
+    # -------------------------------------------------------------- kernel
+    def _hyper_layout(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Names, prior means, prior sds, lower and upper bounds of the log hyper-parameters."""
+        kind = CONDUCTIVITY if self.target == CONDUCTIVITY else "retention"
+        amplitude, noise = HYPER_PRIORS["amplitude"][kind], HYPER_PRIORS["noise"][kind]
+        names, mean, sd, low, high = ["shared_amplitude"], [amplitude.mean], [amplitude.sd], [], []
+        if self.use_buffer_:
+            names.append("buffer_amplitude")
+            mean.append(amplitude.mean + np.log(0.7))
+            sd.append(amplitude.sd)
+        floor = AMPLITUDE_FLOOR[kind] if self.mean == "physics" else _HYPER_BOUNDS["amplitude"][0]
+        bounds = [(floor, _HYPER_BOUNDS["amplitude"][1])] + [_HYPER_BOUNDS["amplitude"]] * (len(names) - 1)
+        for column in self.gp_inputs_:
+            prior = HYPER_PRIORS["length"][column]
+            names.append(f"length_{column}")
+            mean.append(prior.mean)
+            sd.append(prior.sd)
+            bounds.append(_HYPER_BOUNDS["length"])
+        names.append("noise")
+        mean.append(noise.mean)
+        sd.append(noise.sd)
+        bounds.append(_HYPER_BOUNDS["noise"])
+        low, high = np.log([b[0] for b in bounds]), np.log([b[1] for b in bounds])
+        return names, np.array(mean), np.array(sd), low, high
+
+    def _kernel_parts(
+        self, h: np.ndarray, a: _Inputs, b: _Inputs
+    ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        """(shared part, buffer part or None, squared differences per input / length²) of k(a, b)."""
+        k = 1 + int(self.use_buffer_)
+        lengths = np.exp(h[k : k + len(self.gp_inputs_)])
+        scaled = [((a.z[:, [d]] - b.z[:, d][None, :]) / lengths[d]) ** 2 for d in range(len(lengths))]
+        rbf = np.exp(-0.5 * sum(scaled)) if scaled else np.ones((len(a.buffer), len(b.buffer)))
+        shared = np.exp(2 * h[0]) * rbf
+        per_buffer = None
+        if self.use_buffer_:
+            same = a.buffer[:, None] == b.buffer[None, :]
+            per_buffer = np.exp(2 * h[1]) * rbf * same
+        return shared, per_buffer, scaled
+
+    def _kernel(self, h: np.ndarray, a: _Inputs, b: _Inputs) -> np.ndarray:
+        shared, per_buffer, _ = self._kernel_parts(h, a, b)
+        return shared if per_buffer is None else shared + per_buffer
+
+    def _prior_variance(self, h: np.ndarray) -> float:
+        return float(np.exp(2 * h[0]) + (np.exp(2 * h[1]) if self.use_buffer_ else 0.0))
+
+    # -------------------------------------------------------------- fitting
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsPriorGP:
+        """Fit to design columns ``X`` and the target ``y`` in natural space (see the module docstring)."""
+        self._check_params()
+        with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend on shared cores
+            return self._fit(X, y)
+
+    def _fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsPriorGP:
+        used = tuple(c for c in INPUTS[self.target] if c in getattr(X, "columns", ()))
+        for required in (TEST_TEMP_C,) + ((C_RATE,) if self.target == RATE_RETENTION else ()) + (
+            (CYCLES,) if self.target == CAPACITY_RETENTION else ()
+        ):
+            if required not in used:
+                raise InputError(f"X: missing column {required!r} (the {self.target} model needs it)")
+        frame = self._frame(X, used).reset_index(drop=True)
+        values = np.asarray(y, dtype=float).ravel()
+        if values.shape[0] != len(frame):
+            raise InputError(f"y: {values.shape[0]} values for {len(frame)} rows of X")
+        if not np.all(np.isfinite(values)):
+            raise InputError("y: every target value must be finite (natural space: log10 σ or logit retention)")
+        informative = np.ones(len(frame), dtype=bool)
+        if self.target == RATE_RETENTION:
+            informative = frame[C_RATE].to_numpy() > REFERENCE_C_RATE
+        elif self.target == CAPACITY_RETENTION:
+            informative = frame[CYCLES].to_numpy() > REFERENCE_CYCLE
+        frame, values = frame[informative].reset_index(drop=True), values[informative]
+        if len(frame) > int(self.max_points):
+            from surrogate.models.features import stratified_subsample
+
+            keep = stratified_subsample(frame, int(self.max_points))
+            frame, values = frame.iloc[keep].reset_index(drop=True), values[keep]
+
+        self.feature_names_in_ = np.array(list(used), dtype=object)
+        self.n_features_in_ = len(used)
+        self.use_buffer_ = BUFFER in used and self.target != CONDUCTIVITY
+        given = (self.categories or {}).get(BUFFER)
+        if given is not None:
+            vocabulary = tuple(dict.fromkeys(canonical_buffer(b) for b in given))
+        else:
+            vocabulary = tuple(sorted(set(frame[BUFFER]))) if BUFFER in frame else ()
+        self.categories_ = {BUFFER: vocabulary} if self.use_buffer_ else {}
+        self.n_slots_ = len(self.categories_.get(BUFFER, ())) + 1
+        self.gp_inputs_ = tuple(c for c in used if c != BUFFER)
+        self.param_names_, self.prior_mean_, self.prior_sd_ = _law_names(self.target, self.mean, self.n_slots_)
+        names, h_mean, h_sd, h_low, h_high = self._hyper_layout()
+        self.hyper_names_ = names
+        inputs = self._encode(frame)
+        self.n_train_ = len(values)
+        values = natural_to_model(self.target, values)
+        self.train_reading_variance_ = reading_variance(self.target, values, float(self.reading_sd))
+        theta = self.prior_mean_.copy()
+        h = h_mean.copy()
+        if len(values):
+            theta = self._gauss_newton(theta, h, inputs, values)
+            h = self._fit_hyper(theta, h, (h_mean, h_sd, h_low, h_high), inputs, values)
+            theta = self._gauss_newton(theta, h, inputs, values)
+        self.theta_, self.hyper_ = theta, h
+        self.noise_std_ = float(np.exp(h[-1]))
+        self._condition(inputs, values)
+        return self
+
+    def _objective_theta(self, theta: np.ndarray, factor: Any, inputs: _Inputs, values: np.ndarray) -> float:
+        residual = values - self._law_values(theta[:, None], inputs)[:, 0]
+        return float(
+            0.5 * residual @ cho_solve(factor, residual) + 0.5 * np.sum(((theta - self.prior_mean_) / self.prior_sd_) ** 2)
+        )
+
+    def _noisy_factor(self, h: np.ndarray, inputs: _Inputs) -> Any:
+        k = self._kernel(h, inputs, inputs)
+        k[np.diag_indices_from(k)] += np.exp(2 * h[-1]) + self.train_reading_variance_ + _JITTER
+        return cho_factor(k, lower=True)
+
+    def _gauss_newton(self, theta: np.ndarray, h: np.ndarray, inputs: _Inputs, values: np.ndarray) -> np.ndarray:
+        """θ maximising the joint posterior (GP-correlated residuals, normal prior) at hyper-parameters ``h``."""
+        factor = self._noisy_factor(h, inputs)
+        precision = 1.0 / self.prior_sd_**2
+        current = self._objective_theta(theta, factor, inputs, values)
+        for _ in range(30):
+            law, jac = self._law_and_jacobian(theta, inputs)
+            residual = values - law
+            solved_jac = cho_solve(factor, jac)
+            a = jac.T @ solved_jac + np.diag(precision)
+            g = solved_jac.T @ residual - precision * (theta - self.prior_mean_)
+            step = np.linalg.solve(a, g)
+            accepted = False
+            for t in (1.0, 0.5, 0.25, 0.1, 0.03):
+                trial = theta + t * step
+                value = self._objective_theta(trial, factor, inputs, values)
+                if value < current:
+                    theta, accepted = trial, True
+                    improvement, current = current - value, value
+                    break
+            if not accepted or improvement < 1e-6:
+                break
+        return theta
+
+    def _fit_hyper(
+        self, theta: np.ndarray, h0: np.ndarray, priors: tuple[np.ndarray, ...], inputs: _Inputs, values: np.ndarray
+    ) -> np.ndarray:
+        """Hyper-parameters maximising the marginal likelihood of the linearised model times their priors."""
+        h_mean, h_sd, h_low, h_high = priors
+        law, jac = self._law_and_jacobian(theta, inputs)
+        basis = (jac * self.prior_sd_**2) @ jac.T  # covariance the law's parameter uncertainty adds
+        error = values - law - jac @ (self.prior_mean_ - theta)
+        n = len(values)
+        k_buffer = 1 + int(self.use_buffer_)
+
+        def negative_log_posterior(h: np.ndarray) -> tuple[float, np.ndarray]:
+            shared, per_buffer, scaled = self._kernel_parts(h, inputs, inputs)
+            signal = shared if per_buffer is None else shared + per_buffer
+            noise = np.exp(2 * h[-1])
+            c = signal + basis
+            c[np.diag_indices(n)] += noise + self.train_reading_variance_ + _JITTER
+            try:
+                factor = cho_factor(c, lower=True)
+            except np.linalg.LinAlgError:
+                return 1e10, np.zeros_like(h)
+            alpha = cho_solve(factor, error)
+            value = 0.5 * error @ alpha + np.log(np.diag(factor[0])).sum()
+            w = cho_solve(factor, np.eye(n)) - np.outer(alpha, alpha)
+            grad = np.empty_like(h)
+            grad[0] = np.sum(w * shared)  # 0.5 tr(W dC/dh) with dC/dlog s = 2 K
+            if per_buffer is not None:
+                grad[1] = np.sum(w * per_buffer)
+            for d, sq in enumerate(scaled):
+                grad[k_buffer + d] = 0.5 * np.sum(w * signal * sq)
+            grad[-1] = np.trace(w) * noise
+            z = (h - h_mean) / h_sd
+            return float(value + 0.5 * z @ z), grad + z / h_sd
+
+        start = np.clip(h0, h_low, h_high)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = minimize(
+                negative_log_posterior,
+                start,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=list(zip(h_low, h_high, strict=True)),
+                options={"maxiter": int(self.max_iter)},
+            )
+        return result.x if np.all(np.isfinite(result.x)) else start
+
+    def _condition(self, inputs: _Inputs, values: np.ndarray) -> None:
+        """Store what prediction needs: the Cholesky factor, weights and the law's posterior precision."""
+        self.train_inputs_ = inputs
+        precision = np.diag(1.0 / self.prior_sd_**2)
+        if not len(values):
+            self.factor_ = None
+            self.alpha_ = np.zeros(0)
+            self.solved_basis_ = np.zeros((0, len(self.theta_)))
+            self.theta_cov_ = np.linalg.inv(precision)
+            self.theta_shift_ = self.prior_mean_ - self.theta_
+            return
+        law, jac = self._law_and_jacobian(self.theta_, inputs)
+        factor = self._noisy_factor(self.hyper_, inputs)
+        residual = values - law
+        self.factor_ = factor
+        solved_jac = cho_solve(factor, jac)
+        a = jac.T @ solved_jac + precision
+        self.theta_cov_ = np.linalg.inv(a)
+        self.theta_cov_ = 0.5 * (self.theta_cov_ + self.theta_cov_.T)
+        # β̄ of R&W eq. 2.42 (0 when θ̂ is exactly the joint posterior mode)
+        self.theta_shift_ = self.theta_cov_ @ (solved_jac.T @ residual + precision @ (self.prior_mean_ - self.theta_))
+        self.alpha_ = cho_solve(factor, residual - jac @ self.theta_shift_)
+        self.solved_basis_ = solved_jac
+
+    # -------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "theta_"):
+            raise NotFittedError("PhysicsPriorGP is not fitted yet: call fit(X, y) first")
+
+    def posterior(self, X: pd.DataFrame, full_cov: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Latent (noise-free) posterior of the target at the rows of ``X``: mean and covariance (or variance).
+
+        In the modelling space (:data:`MODEL_SPACES`; :func:`model_to_contract` maps samples to contract
+        units). ``full_cov=False`` returns the variance per row instead of the covariance matrix.
+        """
+        self._check_fitted()
+        inputs = self._encode(self._frame(X, tuple(self.feature_names_in_)).reset_index(drop=True))
+        law, jac = self._law_and_jacobian(self.theta_, inputs)
+        h = self.hyper_
+        if self.factor_ is None:
+            mean = law + jac @ self.theta_shift_
+            r = jac
+            prior = self._kernel(h, inputs, inputs) if full_cov else np.full(len(law), self._prior_variance(h))
+            v_term = 0.0
+        else:
+            k_star = self._kernel(h, inputs, self.train_inputs_)
+            mean = law + k_star @ self.alpha_ + jac @ self.theta_shift_
+            v = solve_triangular(self.factor_[0], k_star.T, lower=True, check_finite=False)
+            r = jac - k_star @ self.solved_basis_
+            if full_cov:
+                prior, v_term = self._kernel(h, inputs, inputs), v.T @ v
+            else:
+                prior, v_term = np.full(len(law), self._prior_variance(h)), np.einsum("ij,ij->j", v, v)
+        if full_cov:
+            cov = prior - v_term + r @ self.theta_cov_ @ r.T
+            return mean, 0.5 * (cov + cov.T)
+        variance = prior - v_term + np.einsum("ij,jk,ik->i", r, self.theta_cov_, r)
+        return mean, np.maximum(variance, 0.0)
+
+    def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean and, with ``return_std``, the std of a fresh measurement (latent + noise + reading), natural space.
+
+        For capacity retention (modelled in ln-loss space) the mean is the image of the modelling-space
+        mean (the median) and the std half the natural-space width of the ±1 sd band.
+        """
+        mean, variance = self.posterior(X, full_cov=False)
+        natural = model_to_natural(self.target, mean)
+        if not return_std:
+            return natural
+        fresh = variance + self.noise_std_**2 + reading_variance(self.target, mean, float(self.reading_sd))
+        sd = np.sqrt(fresh)
+        if MODEL_SPACES[self.target] != "log_loss":
+            return natural, sd
+        band = model_to_natural(self.target, mean - sd) - model_to_natural(self.target, mean + sd)
+        return natural, np.maximum(0.5 * np.abs(band), 1e-6)
+
+    def law_parameters(self) -> pd.DataFrame:
+        """The law's parameters: ``name``, prior ``prior_mean`` / ``prior_sd`` and posterior ``mean`` / ``sd``."""
+        self._check_fitted()
+        names = list(self.param_names_)
+        vocabulary = list(self.categories_.get(BUFFER, ())) + ["(other)"]
+        names = [n.split("[")[0] + f"[{vocabulary[int(n.split('[')[1][:-1])]}]" if "[" in n else n for n in names]
+        return pd.DataFrame(
+            {
+                "name": names,
+                "prior_mean": self.prior_mean_,
+                "prior_sd": self.prior_sd_,
+                "mean": self.theta_ + self.theta_shift_,
+                "sd": np.sqrt(np.diag(self.theta_cov_)),
+            }
+        )
