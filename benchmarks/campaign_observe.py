@@ -40,7 +40,7 @@ import pandas as pd  # noqa: E402
 
 from surrogate.campaign import Campaign  # noqa: E402
 from surrogate.objectives import Objective  # noqa: E402
-from surrogate.storage import Finish, get_storage, write_trials  # noqa: E402
+from surrogate.storage import get_storage, write_trials  # noqa: E402
 
 OBJECTIVE = Objective("rate_x_capacity", c_rate=10, cycles=300)
 BUFFERS = ("none", "llto_ncm", "sio2", "lipon")

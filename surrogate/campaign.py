@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from surrogate.design import (
@@ -53,6 +53,7 @@ from surrogate.design import (
     BUFFER,
     C_RATE,
     CAPACITY_RETENTION,
+    CONDUCTIVITY,
     CYCLES,
     PROTOCOL,
     RATE_RETENTION,
@@ -282,6 +283,7 @@ class Campaign:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([objective.name])
+        _store_warm_start_studies(store, name, rows, space, warm_start_source)
         study.set_user_attr(CAMPAIGN_ATTR, json.dumps(config))  # last: a study without it is not a campaign yet
         return cls(study, config, store)
 
@@ -909,6 +911,90 @@ class Campaign:
         }
 
 
+WARM_START_KIND = "surrogate-campaign-warm-start"
+"""Value of the study user attribute ``kind`` of the studies showing a campaign's warm-start rows."""
+
+
+def warm_start_study_name(campaign: str, target: str) -> str:
+    """Name of the study showing ``campaign``'s warm-start rows of ``target`` (':' never occurs in campaign names)."""
+    return f"{campaign}:warm-start:{target}"
+
+
+def _store_warm_start_studies(
+    storage: optuna.storages.BaseStorage,
+    campaign: str,
+    rows: pd.DataFrame,
+    space: DesignSpace,
+    source: str | None,
+) -> None:
+    """Show the warm-start rows as COMPLETE trials, one study per target (``<campaign>:warm-start:<target>``).
+
+    Each row measures one target at its own conditions (a rate test at some C-rate, a capacity after some
+    cycles), not the campaign's objective, so the rows live in their own studies: value = the measured target,
+    params = the design and its conditions, user attributes ``source`` = ``warm-start`` and ``origin``. The
+    campaign's study, its counts and its best-so-far hold only the campaign's own observations. The campaign
+    keeps reading the rows from its configuration (as in format 1); these studies are for people and the
+    dashboard.
+    """
+    from surrogate.storage import write_trials
+
+    if rows.empty:
+        return
+    for target in (t for t in (CONDUCTIVITY, RATE_RETENTION, CAPACITY_RETENTION) if t in rows):
+        data = rows[rows[target].notna()]
+        if data.empty:
+            continue
+        dists: dict[str, Any] = {
+            BUFFER: CategoricalDistribution(list(space.buffers)),
+            ANNEAL_TEMP_C: FloatDistribution(
+                min(space.anneal_temp_c[0], float(data[ANNEAL_TEMP_C].min())),
+                max(space.anneal_temp_c[1], float(data[ANNEAL_TEMP_C].max())),
+            ),
+            TEST_TEMP_C: FloatDistribution(
+                min(space.test_temp_c[0], float(data[TEST_TEMP_C].min())),
+                max(space.test_temp_c[1], float(data[TEST_TEMP_C].max())),
+            ),
+        }
+        if target == RATE_RETENTION:
+            dists[C_RATE] = FloatDistribution(float(data[C_RATE].min()), float(data[C_RATE].max()))
+        if target == CAPACITY_RETENTION:
+            dists[CYCLES] = IntDistribution(int(data[CYCLES].min()), int(data[CYCLES].max()))
+            dists[PROTOCOL] = CategoricalDistribution(sorted(data[PROTOCOL].astype(str).unique()))
+        name = warm_start_study_name(campaign, target)
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:  # left by a creation of this campaign that did not finish
+            optuna.delete_study(study_name=name, storage=storage)
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study.set_user_attr("kind", WARM_START_KIND)
+        study.set_user_attr("warm_start_of", campaign)  # not "campaign": that key marks a campaign
+        study.set_user_attr("note", "measurements the campaign started from, not campaign observations")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([target])
+        trials = []
+        for record in data.to_dict("records"):
+            params = {}
+            for key, dist in dists.items():
+                value = record[key]
+                if isinstance(dist, FloatDistribution):
+                    value = float(value)
+                elif isinstance(dist, IntDistribution):
+                    value = int(value)
+                else:
+                    value = str(value)
+                params[key] = value
+            trials.append(
+                optuna.trial.create_trial(
+                    value=float(record[target]),
+                    params=params,
+                    distributions=dists,
+                    user_attrs={"source": "warm-start", "origin": source or ""},
+                )
+            )
+        write_trials(storage, storage.get_study_id_from_name(name), new=trials)
+
+
 class _DesignIndex:
     """Finished trials by design, to find those within :data:`MATCH_TOLERANCE_C` of a design quickly."""
 
@@ -1017,14 +1103,15 @@ def list_campaigns(storage: str | optuna.storages.BaseStorage | None = None) -> 
     store = _open_storage(storage)
     out = []
     for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
-        raw = summary.user_attrs.get(CAMPAIGN_ATTR)
-        if raw is None:
+        try:
+            config = json.loads(summary.user_attrs.get(CAMPAIGN_ATTR))
+            objective = Objective.from_dict(config["objective"]).name
+        except Exception:  # not a campaign (another study, or another tool's "campaign" attribute)
             continue
-        config = json.loads(raw)
         out.append(
             {
                 "name": summary.study_name,
-                "objective": Objective.from_dict(config["objective"]).name,
+                "objective": objective,
                 "created": config.get("created"),
                 "trials": summary.n_trials,
             }

@@ -481,3 +481,30 @@ def test_the_readme_example_observations_file_is_accepted(tmp_stores, capsys):
     assert json.loads(capsys.readouterr().out)["already_recorded"] == outcome["trials"]
     status = Campaign.load("films").status()
     assert status["observed"] == 4 and status["warm_start_rows"] == 16
+    assert [c["name"] for c in list_campaigns()] == ["films"]
+
+
+def test_warm_start_rows_are_visible_as_complete_trials_of_their_own_studies(tmp_stores):
+    from surrogate.campaign import warm_start_study_name
+    from surrogate.dataset import load_default_dataset
+    from surrogate.storage import get_storage
+
+    campaign = Campaign.create("warm", OBJECTIVE, warm_start=load_default_dataset(), warm_start_source="embedded")
+    storage = get_storage()
+    shown = 0
+    for target in ("rate_retention", "capacity_retention"):
+        study = optuna.load_study(study_name=warm_start_study_name("warm", target), storage=storage)
+        assert study.user_attrs["warm_start_of"] == "warm" and study.metric_names == [target]
+        trials = study.get_trials()
+        assert trials and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        assert all(t.user_attrs["source"] == "warm-start" for t in trials)
+        shown += len(trials)
+    warm_rows = pd.DataFrame(campaign.config["warm_start"]["rows"])
+    assert shown == len(warm_rows) == 16
+    rate = warm_rows[warm_rows["rate_retention"].notna()].sort_values(["buffer", "test_temp_c"])
+    study = optuna.load_study(study_name=warm_start_study_name("warm", "rate_retention"), storage=storage)
+    assert sorted(t.value for t in study.get_trials()) == sorted(rate["rate_retention"])
+    status = campaign.status()  # the campaign's own counts are its observations only
+    assert status["observed"] == 0 and status["best"] is None and status["warm_start_rows"] == 16
+    assert campaign.study.get_trials() == []
+    assert [c["name"] for c in list_campaigns()] == ["warm"]
