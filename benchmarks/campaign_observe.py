@@ -72,8 +72,8 @@ def _rows(campaign: Campaign, n_rows: int, seed: int) -> pd.DataFrame:
     free = pd.DataFrame(
         {
             "buffer": rng.choice(BUFFERS, n_free),
-            "anneal_temp_c": rng.uniform(25, 500, n_free).round(3),
-            "test_temp_c": rng.uniform(25, 120, n_free).round(3),
+            "anneal_temp_c": rng.uniform(25, 500, n_free).round(1),
+            "test_temp_c": rng.uniform(25, 120, n_free).round(1),
             "c_rate": 10.0,
             "cycles": 300,
         }

@@ -793,7 +793,7 @@ class Campaign:
                 c_rate = record.get(C_RATE)
                 if c_rate is None or pd.isna(c_rate):
                     problems.append((C_RATE, f"missing: the objective asks {self.objective.c_rate:g} C"))
-                elif not np.isclose(float(c_rate), self.objective.c_rate):
+                elif not math.isclose(float(c_rate), self.objective.c_rate, rel_tol=1e-5, abs_tol=1e-8):
                     problems.append((C_RATE, f"{float(c_rate):g} C but the objective asks {self.objective.c_rate:g} C"))
             if target == CAPACITY_RETENTION:
                 cycles = record.get(CYCLES)

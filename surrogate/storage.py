@@ -199,12 +199,18 @@ def _write_trials_rdb(
     params = models.TrialParamModel.__table__
     user_attrs = models.TrialUserAttributeModel.__table__
     studies = models.StudyModel.__table__
-    finite = models.TrialValueModel.TrialValueType.FINITE
     now = datetime.now(UTC).replace(tzinfo=None)  # Optuna stores naive UTC
+
+    dist_json: dict[int, str] = {}  # the same few distributions serve every trial: serialise each once
+
+    def to_json(dist: Any) -> str:
+        if id(dist) not in dist_json:
+            dist_json[id(dist)] = distribution_to_json(dist)
+        return dist_json[id(dist)]
 
     def value_row(trial_id: int, value: float) -> dict[str, Any]:
         stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
-        return {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind or finite}
+        return {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}
 
     with storage.engine.begin() as connection:
         # Lock the study's row (PostgreSQL row lock, SQLite write lock): Optuna's create_new_trial takes the same
@@ -289,7 +295,7 @@ def _write_trials_rdb(
                     "trial_id": ids[base + i],
                     "param_name": name,
                     "param_value": t.distributions[name].to_internal_repr(value),
-                    "distribution_json": distribution_to_json(t.distributions[name]),
+                    "distribution_json": to_json(t.distributions[name]),
                 }
                 for i, t in enumerate(new)
                 for name, value in t.params.items()

@@ -271,6 +271,20 @@ def test_unanswered_suggestions_expire_and_a_late_answer_is_a_conflict(store):
     assert [s.trial for s in campaign.renew(client_id="robot")] == [s.trial for s in again]
 
 
+def test_optuna_heartbeat_reaping_leaves_campaign_suggestions_to_their_lease(store):
+    """Optuna's fail_stale_trials (run by any study.optimize worker with a short grace period) must not fail a
+    suggestion a lab holds for hours: campaign suggestions record no Optuna heartbeat; their lease decides."""
+    from surrogate.storage import fail_stale_trials, get_storage
+
+    url, name = store
+    Campaign.create(name, OBJECTIVE, storage=url)
+    (suggestion,) = Campaign.load(name, url).suggest(1)
+    hasty = get_storage(url, heartbeat_interval=1, grace_period=1)
+    time.sleep(2.2)
+    assert fail_stale_trials(optuna.load_study(study_name=name, storage=hasty)) == []
+    assert [s.trial for s in Campaign.load(name, url).pending()] == [suggestion.trial]
+
+
 def test_lease_from_the_environment_and_its_checks(tmp_stores, monkeypatch):
     monkeypatch.setenv("SURROGATE_LEASE_S", "7200")
     campaign = Campaign.create("leased", OBJECTIVE)
