@@ -29,6 +29,7 @@ optimisation over every buffer of the space).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -36,7 +37,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -279,12 +280,18 @@ class Campaign:
             study = optuna.create_study(study_name=name, storage=store, direction="maximize")
         except optuna.exceptions.DuplicatedStudyError:
             raise InputError(f"campaign {name!r} already exists; pick another name") from None
-        study.set_user_attr("kind", TAG)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([objective.name])
-        _store_warm_start_studies(store, name, rows, space, warm_start_source)
-        study.set_user_attr(CAMPAIGN_ATTR, json.dumps(config))  # last: a study without it is not a campaign yet
+        try:
+            study.set_user_attr("kind", TAG)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([objective.name])
+            _store_warm_start_studies(store, name, rows, space, warm_start_source)
+            study.set_user_attr(CAMPAIGN_ATTR, json.dumps(config))  # last: a study without it is not a campaign
+        except BaseException:  # leave no half-made campaign behind: the name stays free
+            for leftover in (name, *(warm_start_study_name(name, t) for t in (CONDUCTIVITY, *RETENTIONS))):
+                with suppress(KeyError):
+                    optuna.delete_study(study_name=leftover, storage=store)
+            raise
         return cls(study, config, store)
 
     @classmethod
@@ -435,9 +442,11 @@ class Campaign:
             while not stop.wait(interval):
                 try:
                     self.renew(numbers)
-                except InputError:
+                except ConflictError:
                     lost.set()
                     return
+                except Exception as exc:  # a passing database error: say so and try again next time
+                    logging.getLogger(__name__).warning("campaign %s: lease renewal failed (%s)", self.name, exc)
 
         thread = threading.Thread(target=beat, name=f"lease-renewal-{self.name}", daemon=True)
         thread.start()
@@ -911,6 +920,7 @@ class Campaign:
         }
 
 
+RETENTIONS = (RATE_RETENTION, CAPACITY_RETENTION)
 WARM_START_KIND = "surrogate-campaign-warm-start"
 """Value of the study user attribute ``kind`` of the studies showing a campaign's warm-start rows."""
 
