@@ -674,8 +674,16 @@ class Campaign:
         self, rows: list[dict[str, Any]], problems: list[Problem], source: str
     ) -> tuple[list[dict[str, Any]], list[int]]:
         """Match prepared rows to the campaign's current trials (call under the lock); raise on any problem."""
-        pending = {t.number: t for t in self._trials((TrialState.RUNNING,))}
-        finished = {t.number: t for t in self._trials((TrialState.COMPLETE, TrialState.FAIL))}
+        from surrogate.storage import read_trials
+
+        current = read_trials(
+            self.storage,
+            self.study_id,
+            (TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL),
+            ("measured", "lease_expired", "failure_reason"),
+        )
+        pending = {t.number: t for t in current if t.state == TrialState.RUNNING}
+        finished = {t.number: t for t in current if t.state != TrialState.RUNNING}
         index = _DesignIndex([(t, self._design_of(t)) for t in finished.values() if BUFFER in t.params])
         problems = list(problems)
         conflicts: list[tuple[int, str]] = []

@@ -97,23 +97,23 @@ def _assert_consistent(campaign: Campaign, number: int) -> dict:
 def _race(url: str, name: str, rows: list[dict], monkeypatch) -> list[object]:
     """Observe each row from its own thread (own storage connection) at the same moment; outcomes or errors.
 
-    Each call waits (up to 1.5 s) for the others just before it reads the campaign's trials. Code that reads
-    and writes without a lock then always interleaves (every call reads the trial as pending, every call
-    writes); code that reads under the campaign's lock waits out the timeout alone.
+    Each call waits (up to 1.5 s) for the others when it matches its row to a pending suggestion, after it
+    has read the campaign and before it writes. Code that reads and writes without a lock then always
+    interleaves (every call reads the trial as pending, every call writes); code that reads and writes under
+    the campaign's lock waits out the timeout alone while the other call waits for the lock.
     """
     barrier = threading.Barrier(len(rows))
-    original = Campaign._trials
+    original = Campaign._match
     local = threading.local()
 
-    def waiting(self, states):
-        racing = threading.current_thread().name.startswith("race-")
-        if racing and not getattr(local, "met", False) and optuna.trial.TrialState.RUNNING in states:
+    def waiting(self, *args, **kwargs):
+        if threading.current_thread().name.startswith("race-") and not getattr(local, "met", False):
             local.met = True
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=1.5)
-        return original(self, states)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Campaign, "_trials", waiting)
+    monkeypatch.setattr(Campaign, "_match", waiting)
     out: list[object] = [None] * len(rows)
 
     def run(i: int) -> None:
@@ -127,7 +127,7 @@ def _race(url: str, name: str, rows: list[dict], monkeypatch) -> list[object]:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    monkeypatch.setattr(Campaign, "_trials", original)
+    monkeypatch.setattr(Campaign, "_match", original)
     return out
 
 
@@ -170,17 +170,17 @@ RACE_WORKER = textwrap.dedent(
     from surrogate.errors import ConflictError
     url, name, row, folder, me = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
     campaign = Campaign.load(name, url)
-    original = Campaign._trials
+    original = Campaign._match
     met = []
-    def waiting(self, states):  # meet the other process just before reading the trials (at most 3 s)
-        if not met and optuna.trial.TrialState.RUNNING in states:
+    def waiting(self, *args, **kwargs):  # meet the other process after reading, before writing (at most 3 s)
+        if not met:
             met.append(1)
             (folder / me).touch()
             deadline = time.time() + 3
             while len(list(folder.iterdir())) < 2 and time.time() < deadline:
                 time.sleep(0.01)
-        return original(self, states)
-    Campaign._trials = waiting
+        return original(self, *args, **kwargs)
+    Campaign._match = waiting
     try:
         print(json.dumps(campaign.observe(pd.DataFrame([row]))))
     except ConflictError as exc:
