@@ -758,7 +758,7 @@ class Campaign:
                 (trial.state == TrialState.FAIL) == failed
                 and not trial.user_attrs.get("lease_expired")
                 and measured.keys() == values.keys()
-                and all(np.isclose(measured[k], values[k], rtol=1e-12, atol=0.0) for k in values)
+                and all(math.isclose(measured[k], values[k], rel_tol=1e-12) for k in values)
             )
             if same_design and same_result:
                 return trial.number
