@@ -553,14 +553,6 @@ class Campaign:
             for number, template, method in zip(numbers, templates, methods, strict=True)
         ]
 
-    def _add_trial(self, trial: optuna.trial.FrozenTrial) -> int:
-        """Add a trial and return its number (safe when other processes add trials at the same time)."""
-        trial_id = self.storage.create_new_trial(self.study_id, template_trial=trial)
-        return self.storage.get_trial_number_from_id(trial_id)
-
-    def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
-        return self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
-
     # ---------------------------------------------------------------- tell
     def observe(self, data: pd.DataFrame, source: str = "observations") -> dict[str, Any]:
         """Record results: validated like any measurement file, matched to suggestions, all or nothing.
