@@ -3,32 +3,50 @@
 A campaign is an Optuna study in Optuna storage (see :mod:`surrogate.storage`),
 so a crash loses nothing and several processes or hosts can work one campaign:
 
-* its configuration (design space, objective, warm-start rows, seed) is the
-  study's user attribute ``campaign`` (JSON, never pickle);
-* each suggestion is a RUNNING trial carrying ``client_id`` and ``batch``; an
-  observation completes it (value = the measured objective, the measured
-  targets in the user attribute ``measured``); a failed or infeasible
-  experiment is a FAIL trial with ``failure_reason``; an unsolicited
-  observation is added as a new COMPLETE trial.
+* its configuration (design space, objective, warm-start rows, seed, lease) is
+  the study's user attribute ``campaign`` (JSON, never pickle); the study is
+  labelled ``kind`` = ``surrogate-campaign`` and its metric is named after the
+  objective (what optuna-dashboard shows);
+* each suggestion is a RUNNING trial carrying ``client_id``, ``batch`` and a
+  lease (``lease_expires_at``, UTC); an observation completes it (value = the
+  measured objective, the measured targets in the user attribute
+  ``measured``); a failed or infeasible experiment is a FAIL trial with
+  ``failure_reason``; an unsolicited observation is added as a new COMPLETE
+  trial; a suggestion whose lease ran out goes back to the pool as a FAIL trial
+  with ``lease_expired`` = true and a ``failure_reason`` saying so.
+
+Every change of state (suggest, observe, renew, reclaiming expired leases)
+holds the campaign's lock (:func:`surrogate.storage.exclusive`: a PostgreSQL
+advisory lock, a file lock next to an SQLite file), re-reads the trials under
+it and writes with :func:`surrogate.storage.write_trials` (one transaction, all
+or nothing). What this guarantees, and the tests that prove it, is in
+docs/reliability.md.
 
 Suggestions come from :mod:`surrogate.suggester` (physics-informed Bayesian
-optimisation over every buffer of the space). Suggesting holds a lock per
-campaign (:func:`surrogate.storage.exclusive`).
+optimisation over every buffer of the space).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import os
+import re
+import threading
 import uuid
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from surrogate.design import (
@@ -36,6 +54,7 @@ from surrogate.design import (
     BUFFER,
     C_RATE,
     CAPACITY_RETENTION,
+    CONDUCTIVITY,
     CYCLES,
     PROTOCOL,
     RATE_RETENTION,
@@ -43,7 +62,7 @@ from surrogate.design import (
     TEST_TEMP_C,
     DesignSpace,
 )
-from surrogate.errors import DataValidationError, InputError, Problem
+from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError, Problem
 from surrogate.objectives import Objective
 from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batch, space_filling
 
@@ -55,6 +74,23 @@ STATUS_COLUMN = "status"
 REASON_COLUMN = "reason"
 FAILED_STATUSES = ("failed", "infeasible")
 TAG = "surrogate-campaign"
+"""Value of the study user attribute ``kind`` that labels a study as a campaign."""
+LOCK_PREFIX = "surrogate-campaign-suggest:"
+"""Prefix of the campaign's lock name (:func:`surrogate.storage.exclusive`); kept from format 1 for compatibility."""
+
+MAX_OBSERVATIONS_PER_CALL = 10_000
+"""Rows one observe call accepts, from the CLI and over HTTP alike (``serving/`` imports this number)."""
+MAX_CYCLES = 1_000_000
+"""Largest ``cycles`` an observation row may carry (checked before any conversion to int)."""
+CAMPAIGN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Campaign names: 1-64 characters, letters, digits, '.', '_' and '-', starting with a letter or digit."""
+_NAME_RE = re.compile(CAMPAIGN_NAME_PATTERN)
+
+LEASE_ENV = "SURROGATE_LEASE_S"
+"""Environment variable: lease of a suggestion in seconds, for campaigns created without their own."""
+DEFAULT_LEASE_S = 24 * 3600.0
+"""Lease of a suggestion when neither the campaign nor ``$SURROGATE_LEASE_S`` sets one: 24 h."""
+MAX_LEASE_S = 366 * 24 * 3600.0
 
 
 # ==================================================================== film conductivity (Gaussian process)
@@ -70,6 +106,8 @@ class Suggestion:
     client_id: str | None
     batch: str
     method: str
+    lease_expires_at: str | None = None
+    """UTC time (ISO 8601) after which an unanswered suggestion goes back to the pool; renew to keep it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,11 +116,42 @@ class Suggestion:
             "client_id": self.client_id,
             "batch": self.batch,
             "method": self.method,
+            "lease_expires_at": self.lease_expires_at,
         }
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    """An ISO 8601 time as aware UTC (naive times are taken as UTC); None if absent or unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def check_lease_s(value: Any, field: str = "lease_s") -> float:
+    """A lease in seconds: a finite number > 0 and at most a year; an :class:`InputError` naming ``field`` otherwise."""
+    try:
+        lease = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{field}: {value!r} is not a number of seconds") from None
+    if isinstance(value, bool) or not math.isfinite(lease) or lease <= 0 or lease > MAX_LEASE_S:
+        raise InputError(f"{field}: {value!r} must be a number of seconds > 0 and at most {MAX_LEASE_S:.0f} (a year)")
+    return lease
+
+
+def default_lease_s() -> float:
+    """``$SURROGATE_LEASE_S`` when set, else :data:`DEFAULT_LEASE_S` (24 h)."""
+    text = os.environ.get(LEASE_ENV, "").strip()
+    return check_lease_s(text, LEASE_ENV) if text else DEFAULT_LEASE_S
 
 
 def _distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:
@@ -153,6 +222,21 @@ class Campaign:
     def name(self) -> str:
         return self.study.study_name
 
+    @property
+    def lease_s(self) -> float:
+        """Seconds a suggestion stays pending without a result: the campaign's ``lease_s``, else
+        ``$SURROGATE_LEASE_S``, else 24 h."""
+        own = self.config.get("lease_s")
+        return check_lease_s(own, "campaign lease_s") if own is not None else default_lease_s()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the campaign's lock (every process and host sharing the storage)."""
+        from surrogate.storage import exclusive
+
+        with exclusive(self.storage, LOCK_PREFIX + self.name):
+            yield
+
     # ---------------------------------------------------------------- create / load
     @classmethod
     def create(
@@ -164,11 +248,17 @@ class Campaign:
         warm_start: pd.DataFrame | None = None,
         warm_start_source: str | None = None,
         seed: int = 0,
+        lease_s: float | None = None,
     ) -> Campaign:
-        """Create campaign ``name`` (an :class:`InputError` if it exists); ``warm_start`` is a validated frame."""
+        """Create campaign ``name`` (an :class:`InputError` if it exists); ``warm_start`` is a validated frame.
+
+        ``lease_s``: seconds a suggestion stays pending without a result before it goes back to the pool
+        (default: ``$SURROGATE_LEASE_S``, else 24 h, read when suggesting).
+        """
         name = _check_name(name)
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise InputError(f"seed: {seed!r} must be a whole number >= 0")
+        lease = check_lease_s(lease_s) if lease_s is not None else None
         space = space or DesignSpace()
         objective.check_space(space)
         rows = warm_start_rows(warm_start, objective, space) if warm_start is not None else pd.DataFrame()
@@ -183,29 +273,46 @@ class Campaign:
                 "rows": json.loads(rows.to_json(orient="records")) if not rows.empty else [],
             },
         }
+        if lease is not None:
+            config["lease_s"] = lease
         store = _open_storage(storage)
         try:
             study = optuna.create_study(study_name=name, storage=store, direction="maximize")
         except optuna.exceptions.DuplicatedStudyError:
             raise InputError(f"campaign {name!r} already exists; pick another name") from None
-        study.set_user_attr(CAMPAIGN_ATTR, json.dumps(config))
-        study.set_user_attr("kind", TAG)
+        try:
+            study.set_user_attr("kind", TAG)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([objective.name])
+            _store_warm_start_studies(store, name, rows, space, warm_start_source)
+            study.set_user_attr(CAMPAIGN_ATTR, json.dumps(config))  # last: a study without it is not a campaign
+        except BaseException:  # leave no half-made campaign behind: the name stays free
+            for leftover in (name, *(warm_start_study_name(name, t) for t in (CONDUCTIVITY, *RETENTIONS))):
+                with suppress(KeyError):
+                    optuna.delete_study(study_name=leftover, storage=store)
+            raise
         return cls(study, config, store)
 
     @classmethod
     def load(cls, name: str, storage: str | optuna.storages.BaseStorage | None = None) -> Campaign:
-        """Open campaign ``name``; an :class:`InputError` naming the known campaigns if it does not exist."""
+        """Open campaign ``name``; a :class:`NotFoundError` if it does not exist (no store is created then)."""
+        from surrogate.storage import store_exists
+
+        name = _check_name(name)
+        missing = NotFoundError(
+            f"campaign {name!r} does not exist (`surrogate campaign list` lists the campaigns of this storage)"
+        )
+        if not isinstance(storage, optuna.storages.BaseStorage) and not store_exists(storage):
+            raise missing
         store = _open_storage(storage)
         try:
             study = optuna.load_study(study_name=name, storage=store)
         except KeyError:
-            known = [c["name"] for c in list_campaigns(store)]
-            raise InputError(
-                f"campaign {name!r} does not exist; known campaigns: {', '.join(known) or '(none)'}"
-            ) from None
+            raise missing from None
         raw = study.user_attrs.get(CAMPAIGN_ATTR)
         if raw is None:
-            raise InputError(f"study {name!r} is not a campaign (no {CAMPAIGN_ATTR!r} attribute)")
+            raise NotFoundError(f"study {name!r} is not a campaign (no {CAMPAIGN_ATTR!r} attribute)")
         return cls(study, json.loads(raw), store)
 
     # ---------------------------------------------------------------- data
@@ -238,7 +345,10 @@ class Campaign:
         return frame
 
     def pending(self, client_id: str | None = None) -> list[Suggestion]:
-        """Suggestions handed out and not yet observed (all, or those of ``client_id``)."""
+        """Suggestions handed out and not yet observed (all, or those of ``client_id``).
+
+        A suggestion past its lease stays here until the next ``suggest`` or ``status`` reclaims it.
+        """
         out = []
         for trial in self._trials((TrialState.RUNNING,)):
             if client_id is not None and trial.user_attrs.get("client_id") != client_id:
@@ -250,30 +360,122 @@ class Campaign:
                     trial.user_attrs.get("client_id"),
                     trial.user_attrs.get("batch", ""),
                     trial.user_attrs.get("method", ""),
+                    _iso(self._lease_expiry(trial)),
                 )
             )
         return out
 
+    # ---------------------------------------------------------------- leases
+    def _lease_expiry(self, trial: optuna.trial.FrozenTrial) -> datetime:
+        """When a pending trial's lease ends: its ``lease_expires_at``, else (format 1 suggestions) its
+        suggestion time plus the campaign's lease."""
+        expiry = _parse_time(trial.user_attrs.get("lease_expires_at"))
+        if expiry is not None:
+            return expiry
+        start = _parse_time(trial.user_attrs.get("suggested_at"))
+        if start is None:
+            start = (trial.datetime_start or datetime.now()).astimezone(UTC)
+        return start + timedelta(seconds=self.lease_s)
+
+    def _reclaim_expired(self) -> list[int]:
+        """Return suggestions past their lease to the pool (their trials FAIL, ``lease_expired``); call locked."""
+        from surrogate.storage import Finish, write_trials
+
+        now = datetime.now(UTC)
+        finish = []
+        for trial in self._trials((TrialState.RUNNING,)):
+            expiry = self._lease_expiry(trial)
+            if expiry <= now:
+                reason = f"lease expired at {_iso(expiry)}: no result or renewal in time (lease {self.lease_s:g} s)"
+                finish.append(
+                    Finish(trial.number, TrialState.FAIL, None, {"failure_reason": reason, "lease_expired": True})
+                )
+        if finish:
+            write_trials(self.storage, self.study_id, finish=finish)
+        return [f.number for f in finish]
+
+    def reclaim_expired(self) -> list[int]:
+        """Return every suggestion past its lease to the pool now; the numbers of the trials reclaimed."""
+        with self._locked():
+            return self._reclaim_expired()
+
+    def renew(self, trials: Iterable[int] | None = None, client_id: str | None = None) -> list[Suggestion]:
+        """Extend the lease of pending suggestions (a heartbeat): by trial number, or all of ``client_id``.
+
+        A suggestion that is no longer pending (observed, failed, or its lease already ran out) raises
+        :class:`ConflictError` naming the trial, and no lease is changed: its holder has lost it.
+        """
+        numbers = None if trials is None else [_check_trial_number(t) for t in trials]
+        if numbers is None and client_id is None:
+            raise InputError("renew: give trial numbers or a client_id")
+        with self._locked():
+            self._reclaim_expired()
+            mine = {s.trial: s for s in self.pending(client_id)}
+            chosen = list(mine) if numbers is None else numbers
+            for number in chosen:
+                if number not in mine:
+                    raise ConflictError(
+                        f"trial {number}: not a pending suggestion{' of ' + repr(client_id) if client_id else ''} "
+                        "(observed, failed, or its lease ran out and it went back to the pool)",
+                        trial=number,
+                    )
+            expiry = _iso(datetime.now(UTC) + timedelta(seconds=self.lease_s))
+            for number in chosen:
+                trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+                self.storage.set_trial_user_attr(trial_id, "lease_expires_at", expiry)
+                mine[number].lease_expires_at = expiry
+            return [mine[n] for n in chosen]
+
+    @contextmanager
+    def keep_alive(self, trials: Iterable[int], every_s: float | None = None) -> Iterator[threading.Event]:
+        """Renew the leases of ``trials`` every ``every_s`` seconds (default: a third of the lease) while the
+        block runs: a worker that holds suggestions for longer than the lease runs its work inside this.
+
+        If the process dies (even ``kill -9``) the renewals stop and the suggestions go back to the pool one
+        lease later. The event yielded is set when a renewal failed because a trial is no longer pending.
+        """
+        numbers = [_check_trial_number(t) for t in trials]
+        interval = float(every_s) if every_s is not None else self.lease_s / 3.0
+        stop, lost = threading.Event(), threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.renew(numbers)
+                except ConflictError:
+                    lost.set()
+                    return
+                except Exception as exc:  # a passing database error: say so and try again next time
+                    logging.getLogger(__name__).warning("campaign %s: lease renewal failed (%s)", self.name, exc)
+
+        thread = threading.Thread(target=beat, name=f"lease-renewal-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            stop.set()
+            thread.join()
+
     # ---------------------------------------------------------------- ask
     def suggest(self, n: int = 1, client_id: str | None = None) -> list[Suggestion]:
-        """``n`` designs to measure next, stored as pending suggestions.
+        """``n`` designs to measure next, stored as pending suggestions with a lease (:attr:`lease_s`).
 
         With a ``client_id`` that already has pending suggestions, those are returned again and nothing
         new is created (a retried request gets the same batch); asking for another ``n`` then is an
-        :class:`InputError`. Suggesting holds the campaign's lock
-        (:func:`surrogate.storage.exclusive`), so simultaneous calls, from any process or host sharing the
-        storage, run one after the other: two calls with the same new ``client_id`` create one batch, and
-        each call sees the others' suggestions as pending.
+        :class:`InputError`. Suggesting holds the campaign's lock, so simultaneous calls, from any process
+        or host sharing the storage, run one after the other: two calls with the same new ``client_id``
+        create one batch, and each call sees the others' live suggestions as pending. Suggestions past
+        their lease are reclaimed first.
         """
-        from surrogate.storage import exclusive
-
-        if not isinstance(n, int) or n < 1 or n > 100:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > 100:
             raise InputError(f"n: {n!r} must be a whole number from 1 to 100")
         if client_id is not None:
             client_id = str(client_id).strip()
             if not client_id:
                 raise InputError("client_id: must not be empty")
-        with exclusive(self.storage, f"surrogate-campaign-suggest:{self.name}"):
+        lease = self.lease_s
+        with self._locked():
+            self._reclaim_expired()
             if client_id is not None:
                 existing = self.pending(client_id)
                 if existing and len(existing) != n:
@@ -285,13 +487,17 @@ class Campaign:
                     )
                 if existing:
                     return existing
-            return self._suggest_new(n, client_id)
+            return self._suggest_new(n, client_id, lease)
 
-    def _suggest_new(self, n: int, client_id: str | None) -> list[Suggestion]:
+    def _suggest_new(self, n: int, client_id: str | None, lease_s: float) -> list[Suggestion]:
         observed = self.observations()
         pending = pd.DataFrame([s.design for s in self.pending()], columns=[BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C])
         failed = pd.DataFrame(
-            [self._design_of(t) for t in self._trials((TrialState.FAIL,)) if BUFFER in t.params],
+            [
+                self._design_of(t)
+                for t in self._trials((TrialState.FAIL,))
+                if BUFFER in t.params and not t.user_attrs.get("lease_expired")  # an expired lease is no evidence
+            ],
             columns=[BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C],
         )
         modelled = (
@@ -313,47 +519,60 @@ class Campaign:
             )
         frame = pd.concat(designs, ignore_index=True)
         methods = ["space-filling"] * n_fill + ["bayes-ei"] * (len(frame) - n_fill)
-        return self._store_suggestions(frame, methods, client_id)
+        return self._store_suggestions(frame, methods, client_id, lease_s)
 
-    def _store_suggestions(self, frame: pd.DataFrame, methods: list[str], client_id: str | None) -> list[Suggestion]:
+    def _store_suggestions(
+        self, frame: pd.DataFrame, methods: list[str], client_id: str | None, lease_s: float
+    ) -> list[Suggestion]:
+        from surrogate.storage import write_trials
+
         batch = uuid.uuid4().hex[:12]
         dists = _distributions(self.space, self.objective)
-        out = []
+        now = datetime.now(UTC)
+        expiry = _iso(now + timedelta(seconds=lease_s))
+        templates = []
         for design, method in zip(frame.to_dict("records"), methods, strict=True):
             params = {k: (design[k] if k == BUFFER else float(design[k])) for k in dists}
-            attrs = {"batch": batch, "method": method, "suggested_at": _now()}
+            attrs = {
+                "batch": batch,
+                "method": method,
+                "suggested_at": _iso(now),
+                "lease_expires_at": expiry,
+                "lease_s": lease_s,
+            }
             if client_id is not None:
                 attrs["client_id"] = client_id
-            number = self._add_trial(
+            templates.append(
                 optuna.trial.create_trial(
                     state=TrialState.RUNNING, params=params, distributions=dists, user_attrs=attrs
                 )
             )
-            out.append(Suggestion(number, self._design_of(self._frozen(number)), client_id, batch, method))
-        return out
-
-    def _add_trial(self, trial: optuna.trial.FrozenTrial) -> int:
-        """Add a trial and return its number (safe when other processes add trials at the same time)."""
-        trial_id = self.storage.create_new_trial(self.study_id, template_trial=trial)
-        return self.storage.get_trial_number_from_id(trial_id)
-
-    def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
-        return self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+        numbers = write_trials(self.storage, self.study_id, new=templates)
+        return [
+            Suggestion(number, self._design_of(template), client_id, batch, method, expiry)
+            for number, template, method in zip(numbers, templates, methods, strict=True)
+        ]
 
     # ---------------------------------------------------------------- tell
     def observe(self, data: pd.DataFrame, source: str = "observations") -> dict[str, Any]:
         """Record results: validated like any measurement file, matched to suggestions, all or nothing.
 
-        ``data`` is a raw table (as read from CSV): design columns, the objective's targets at its
-        conditions, and optionally ``trial`` (the suggestion's number), ``status`` (``ok``, ``failed``
-        or ``infeasible``) and ``reason``. Every row is checked first; any problem raises
-        :class:`InputError` (a :class:`DataValidationError` listing every problem) and nothing is
-        written. Returns counts and the trial numbers written.
+        ``data`` is a raw table (as read from CSV), at most :data:`MAX_OBSERVATIONS_PER_CALL` rows: design
+        columns, the objective's targets at its conditions, and optionally ``trial`` (the suggestion's
+        number), ``status`` (``ok``, ``failed`` or ``infeasible``) and ``reason``. Every row is checked
+        first; any problem raises :class:`InputError` (a :class:`DataValidationError` listing every problem)
+        and nothing is written. A row that contradicts a result already recorded for its trial (for example
+        the loser of two simultaneous calls answering one suggestion differently) raises
+        :class:`ConflictError` naming the trial when it is the only kind of problem; a row identical to one
+        already recorded is reported in ``already_recorded`` and not written again.
+
+        Matching to the pending suggestions and writing happen under the campaign's lock, in one
+        transaction (:func:`surrogate.storage.write_trials`). Returns counts and the trial numbers written.
         """
-        records, already = self._validate_observations(data, source)
-        written = []
-        for record in records:
-            written.append(self._write(record))
+        rows, problems = self._prepare_observations(data, source)
+        with self._locked():
+            records, already = self._resolve_observations(rows, problems, source)
+            written = self._write(records)
         return {
             "campaign": self.name,
             "observed": sum(r["state"] == TrialState.COMPLETE for r in records),
@@ -362,40 +581,18 @@ class Campaign:
             "already_recorded": already,
         }
 
-    def _recorded_before(
-        self,
-        given: int | None | str,
-        design: dict[str, Any],
-        values: dict[str, float],
-        failed: bool,
-        finished: dict[int, optuna.trial.FrozenTrial],
-    ) -> int | None:
-        """A row already in the campaign: its trial number (a retry, nothing to write), -1 if that trial
-        holds another result, None if the row is new. Observing the same file twice is therefore safe."""
-        candidates = [finished[given]] if isinstance(given, int) and given in finished else []
-        if isinstance(given, int) and not candidates:
-            return None
-        if given is None:
-            candidates = list(finished.values())
-        for trial in candidates:
-            same_design = self._design_of(trial)[BUFFER] == design[BUFFER] and all(
-                abs(self._design_of(trial)[k] - design[k]) <= MATCH_TOLERANCE_C for k in (ANNEAL_TEMP_C, TEST_TEMP_C)
-            )
-            measured = json.loads(trial.user_attrs.get("measured", "{}"))
-            same_result = (
-                (trial.state == TrialState.FAIL) == failed
-                and measured.keys() == values.keys()
-                and all(np.isclose(measured[k], values[k], rtol=1e-12, atol=0.0) for k in values)
-            )
-            if same_design and same_result:
-                return trial.number
-        return -1 if candidates and isinstance(given, int) else None
-
-    def _validate_observations(self, data: pd.DataFrame, source: str) -> tuple[list[dict[str, Any]], list[int]]:
+    def _prepare_observations(self, data: pd.DataFrame, source: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+        """Row by row checks that need no campaign state: schema, design space, objective conditions."""
         from surrogate.schema import check_frame
 
         if data is None or data.empty:
             raise InputError(f"{source}: no rows to observe")
+        if len(data) > MAX_OBSERVATIONS_PER_CALL:
+            raise InputError(
+                f"{source}: {len(data):,} rows; at most {MAX_OBSERVATIONS_PER_CALL:,} rows per observe call. Split "
+                f"the file into parts of at most {MAX_OBSERVATIONS_PER_CALL:,} rows and observe each (each part is "
+                "all or nothing; observing a part again is harmless)"
+            )
         raw = data.reset_index(drop=True).copy()
         raw.columns = [str(c).strip().lower() for c in raw.columns]
         status = raw[STATUS_COLUMN].fillna("").astype(str).str.strip().str.lower() if STATUS_COLUMN in raw else None
@@ -405,74 +602,169 @@ class Campaign:
                 if value not in ("", "ok", *FAILED_STATUSES):
                     problems.append(Problem(i + 1, STATUS_COLUMN, f"{value!r} is not ok, failed or infeasible"))
         failed = status.isin(FAILED_STATUSES).to_numpy() if status is not None else np.zeros(len(raw), dtype=bool)
+        bad_cycles = np.zeros(len(raw), dtype=bool)
+        if CYCLES in raw:  # bounds before any int(): 1e20 or 10**30 must be a problem, not an OverflowError
+            for i, value in enumerate(raw[CYCLES].tolist()):
+                reason = _cycles_problem(value)
+                if reason is not None and not failed[i]:
+                    problems.append(Problem(i + 1, CYCLES, reason))
+                    bad_cycles[i] = True
         extra = [c for c in (TRIAL_COLUMN, STATUS_COLUMN, REASON_COLUMN) if c in raw]
-        ok_index = np.flatnonzero(~failed)
-        checked = None
+        ok_index = np.flatnonzero(~failed & ~bad_cycles)
+        checked_rows: list[dict[str, Any]] = []
         if len(ok_index):
             result = check_frame(raw.iloc[ok_index].drop(columns=extra).reset_index(drop=True), source)
             for p in result.problems:
                 row = int(ok_index[p.row - 1]) + 1 if p.row is not None else None
                 problems.append(Problem(row, p.column, p.reason))
-            checked = result.frame
-        pending = {t.number: t for t in self._trials((TrialState.RUNNING,))}
-        finished = {t.number: t for t in self._trials((TrialState.COMPLETE, TrialState.FAIL))}
-        claimed: set[int] = set()
-        records = []
-        already: list[int] = []
-        for i in range(len(raw)):
+            checked_rows = result.frame.to_dict("records") if result.frame is not None else []
+        raw_rows = raw.to_dict("records")
+        position = {int(i): j for j, i in enumerate(ok_index)}
+        rows = []
+        for i, row in enumerate(raw_rows):
+            if bad_cycles[i]:
+                continue
             row_no = i + 1
-            given = _trial_number(raw.iloc[i])
+            given = _trial_number(row)
             if failed[i]:
-                known = pending.get(given) or finished.get(given) if isinstance(given, int) else None
-                if known is not None and _blank(raw.iloc[i].get(BUFFER)):
-                    design, row_problems = self._design_of(known), []  # "trial N failed" needs no design
+                if isinstance(given, int) and _blank(row.get(BUFFER)):
+                    design, row_problems = None, []  # "trial N failed" needs no design: taken from the trial
                 else:
-                    design, row_problems = self._design_from_raw(raw.iloc[i])
+                    design, row_problems = self._design_from_raw(row)
                 values: dict[str, float] = {}
             else:
-                j = int(np.searchsorted(ok_index, i))
-                record = checked.iloc[j] if checked is not None else None
+                j = position.get(i)
+                record = checked_rows[j] if j is not None and j < len(checked_rows) else None
                 design, row_problems = self._design_from_raw(record)
-                values, more = self._measured(record)
+                values, more = self._measured(record) if record is not None else ({}, [])
                 row_problems += more
             problems += [Problem(row_no, col, why) for col, why in row_problems]
             if row_problems:
                 continue
-            done = self._recorded_before(given, design, values, bool(failed[i]), finished)
+            reason = str(row.get(REASON_COLUMN, "") or "").strip() if REASON_COLUMN in row else ""
+            if _blank(reason):
+                reason = ""
+            rows.append(
+                {
+                    "row": row_no,
+                    "given": given,
+                    "design": design,
+                    "values": values,
+                    "failed": bool(failed[i]),
+                    "reason": reason or (status.iloc[i] if status is not None and failed[i] else ""),
+                }
+            )
+        seen: set[tuple[int | None, str | None]] = set()
+        unique = []
+        for problem in problems:  # one problem per cell: the schema's, when it already named the cell
+            if problem.row is None or (problem.row, problem.column) not in seen:
+                seen.add((problem.row, problem.column))
+                unique.append(problem)
+        return rows, unique
+
+    def _resolve_observations(
+        self, rows: list[dict[str, Any]], problems: list[Problem], source: str
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Match prepared rows to the campaign's current trials (call under the lock); raise on any problem."""
+        from surrogate.storage import read_trials
+
+        current = read_trials(
+            self.storage,
+            self.study_id,
+            (TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL),
+            ("measured", "lease_expired", "failure_reason"),
+        )
+        pending = {t.number: t for t in current if t.state == TrialState.RUNNING}
+        finished = {t.number: t for t in current if t.state != TrialState.RUNNING}
+        index = _DesignIndex([(t, self._design_of(t)) for t in finished.values() if BUFFER in t.params])
+        problems = list(problems)
+        conflicts: list[tuple[int, str]] = []
+        claimed: set[int] = set()
+        records = []
+        already: list[int] = []
+        for row in rows:
+            row_no, given, design = row["row"], row["given"], row["design"]
+            if design is None:
+                known = pending.get(given) or finished.get(given)
+                if known is None:
+                    problems.append(
+                        Problem(row_no, TRIAL_COLUMN, f"{given} is not a suggestion of this campaign (give the design)")
+                    )
+                    continue
+                design = self._design_of(known)
+            done = self._recorded_before(given, design, row["values"], row["failed"], finished, index)
             if done is not None:
                 if done >= 0:
                     already.append(done)  # a retried observation: nothing to write
                 else:
-                    problems.append(
-                        Problem(row_no, TRIAL_COLUMN, f"suggestion {given} was already observed with another result")
-                    )
+                    why = _conflict_reason(finished[given])
+                    problems.append(Problem(row_no, TRIAL_COLUMN, why))
+                    conflicts.append((given, why))
                 continue
-            trial_no = self._match(raw.iloc[i], design, pending, claimed, row_no, problems)
+            trial_no = self._match(given, design, pending, claimed, row_no, problems)
             if trial_no is not None:
                 claimed.add(trial_no)
-            reason = str(raw.iloc[i].get(REASON_COLUMN, "") or "").strip() if REASON_COLUMN in raw else ""
             records.append(
                 {
                     "design": design,
-                    "values": values,
+                    "values": row["values"],
                     "trial": trial_no,
-                    "state": TrialState.FAIL if failed[i] else TrialState.COMPLETE,
-                    "reason": reason or (status.iloc[i] if status is not None and failed[i] else ""),
+                    "state": TrialState.FAIL if row["failed"] else TrialState.COMPLETE,
+                    "reason": row["reason"],
                 }
             )
         if problems:
+            if len(conflicts) == len(problems):
+                detail = "; ".join(f"trial {trial}: {why}" for trial, why in conflicts)
+                raise ConflictError(f"{source}: {detail}", trial=conflicts[0][0])
             problems.sort(key=lambda p: (p.row is not None, p.row or 0))
             raise DataValidationError(problems, source)
         return records, sorted(set(already))
 
-    def _design_from_raw(self, row: pd.Series | None) -> tuple[dict[str, Any], list[tuple[str | None, str]]]:
+    def _recorded_before(
+        self,
+        given: int | None | str,
+        design: dict[str, Any],
+        values: dict[str, float],
+        failed: bool,
+        finished: dict[int, optuna.trial.FrozenTrial],
+        index: _DesignIndex,
+    ) -> int | None:
+        """A row already in the campaign: its trial number (a retry, nothing to write), -1 if that trial
+        holds another result, None if the row is new. Observing the same file twice is therefore safe."""
+        if isinstance(given, int):
+            if given not in finished:
+                return None
+            candidates = [finished[given]]
+        elif given is None:
+            candidates = index.near(design)
+        else:
+            return None
+        for trial in candidates:
+            suggested = self._design_of(trial)
+            same_design = suggested[BUFFER] == design[BUFFER] and all(
+                abs(suggested[k] - design[k]) <= MATCH_TOLERANCE_C for k in (ANNEAL_TEMP_C, TEST_TEMP_C)
+            )
+            measured = json.loads(trial.user_attrs.get("measured", "{}"))
+            same_result = (
+                (trial.state == TrialState.FAIL) == failed
+                and not trial.user_attrs.get("lease_expired")
+                and measured.keys() == values.keys()
+                and all(math.isclose(measured[k], values[k], rel_tol=1e-12) for k in values)
+            )
+            if same_design and same_result:
+                return trial.number
+        return -1 if isinstance(given, int) else None
+
+    def _design_from_raw(self, row: dict[str, Any] | None) -> tuple[dict[str, Any], list[tuple[str | None, str]]]:
         """The design of one row, with problems: missing values, outside the space, wrong fixed temperature."""
         from surrogate.design import canonical_buffer
 
         problems: list[tuple[str | None, str]] = []
         design: dict[str, Any] = {}
-        value = row.get(BUFFER) if row is not None else None
-        if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
+        row = row or {}
+        value = row.get(BUFFER)
+        if _blank(value):
             problems.append((BUFFER, "missing (required; or give the trial number of a suggestion)"))
         else:
             try:
@@ -485,7 +777,7 @@ class Campaign:
                 if not np.isfinite(value):
                     raise ValueError
                 design[name] = value
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 problems.append((name, "a number in °C is required"))
         if problems:
             return design, problems
@@ -497,7 +789,7 @@ class Campaign:
             problems.append((TEST_TEMP_C, f"{design[TEST_TEMP_C]:g} °C but the objective fixes {fixed:g} °C"))
         return design, problems
 
-    def _measured(self, record: pd.Series) -> tuple[dict[str, float], list[tuple[str | None, str]]]:
+    def _measured(self, record: dict[str, Any]) -> tuple[dict[str, float], list[tuple[str | None, str]]]:
         """The objective's targets of a validated row, checking they were measured at the objective's conditions."""
         values, problems = {}, []
         for target in self.objective.targets:
@@ -506,20 +798,28 @@ class Campaign:
                 problems.append((target, "missing: the objective needs it (or give status=failed)"))
                 continue
             values[target] = float(value)
-            if target == "rate_retention" and not np.isclose(float(record[C_RATE]), self.objective.c_rate):
-                problems.append((C_RATE, f"{record[C_RATE]:g} C but the objective asks {self.objective.c_rate:g} C"))
-            if target == "capacity_retention":
-                if int(record[CYCLES]) != self.objective.cycles:
-                    problems.append(
-                        (CYCLES, f"{int(record[CYCLES])} but the objective asks {self.objective.cycles} cycles")
-                    )
-                if record[PROTOCOL] != self.objective.protocol:
-                    problems.append((PROTOCOL, f"{record[PROTOCOL]} but the objective asks {self.objective.protocol}"))
+            if target == RATE_RETENTION:
+                c_rate = record.get(C_RATE)
+                if c_rate is None or pd.isna(c_rate):
+                    problems.append((C_RATE, f"missing: the objective asks {self.objective.c_rate:g} C"))
+                elif not math.isclose(float(c_rate), self.objective.c_rate, rel_tol=1e-5, abs_tol=1e-8):
+                    problems.append((C_RATE, f"{float(c_rate):g} C but the objective asks {self.objective.c_rate:g} C"))
+            if target == CAPACITY_RETENTION:
+                cycles = record.get(CYCLES)
+                if cycles is None or pd.isna(cycles):
+                    problems.append((CYCLES, f"missing: the objective asks {self.objective.cycles} cycles"))
+                elif _cycles_problem(cycles) is not None:
+                    problems.append((CYCLES, _cycles_problem(cycles)))
+                elif int(cycles) != self.objective.cycles:
+                    problems.append((CYCLES, f"{int(cycles)} but the objective asks {self.objective.cycles} cycles"))
+                protocol = record.get(PROTOCOL)
+                if protocol != self.objective.protocol:
+                    problems.append((PROTOCOL, f"{protocol} but the objective asks {self.objective.protocol}"))
         return values, problems
 
     def _match(
         self,
-        raw: pd.Series,
+        given: int | str | None,
         design: dict[str, Any],
         pending: dict[int, optuna.trial.FrozenTrial],
         claimed: set[int],
@@ -527,26 +827,23 @@ class Campaign:
         problems: list[Problem],
     ) -> int | None:
         """The pending suggestion a row answers: by its ``trial`` number, else by design; None if unsolicited."""
-        given = raw.get(TRIAL_COLUMN) if TRIAL_COLUMN in raw.index else None
-        if given is not None and not (isinstance(given, str) and not given.strip()) and not pd.isna(given):
-            try:
-                number = int(float(given))
-            except (TypeError, ValueError):
-                problems.append(Problem(row_no, TRIAL_COLUMN, f"{given!r} is not a trial number"))
+        if isinstance(given, str):
+            problems.append(Problem(row_no, TRIAL_COLUMN, f"{given!r} is not a trial number"))
+            return None
+        if isinstance(given, int):
+            if given not in pending:
+                problems.append(Problem(row_no, TRIAL_COLUMN, f"{given} is not a pending suggestion of this campaign"))
                 return None
-            if number not in pending:
-                problems.append(Problem(row_no, TRIAL_COLUMN, f"{number} is not a pending suggestion of this campaign"))
+            if given in claimed:
+                problems.append(Problem(row_no, TRIAL_COLUMN, f"suggestion {given} is answered twice"))
                 return None
-            if number in claimed:
-                problems.append(Problem(row_no, TRIAL_COLUMN, f"suggestion {number} is answered twice"))
-                return None
-            suggested = self._design_of(pending[number])
+            suggested = self._design_of(pending[given])
             if suggested[BUFFER] != design[BUFFER] or any(
                 abs(suggested[k] - design[k]) > MATCH_TOLERANCE_C for k in (ANNEAL_TEMP_C, TEST_TEMP_C)
             ):
-                problems.append(Problem(row_no, TRIAL_COLUMN, f"the design differs from suggestion {number}'s"))
+                problems.append(Problem(row_no, TRIAL_COLUMN, f"the design differs from suggestion {given}'s"))
                 return None
-            return number
+            return given
         for number, trial in pending.items():
             if number in claimed:
                 continue
@@ -557,93 +854,274 @@ class Campaign:
                 return number
         return None
 
-    def _write(self, record: dict[str, Any]) -> int:
-        attrs = {"observed_at": _now()}
-        if record["values"]:
-            attrs["measured"] = json.dumps(record["values"])
-        if record["state"] == TrialState.FAIL:
-            attrs["failure_reason"] = record["reason"] or "failed"
-        value = float(self.objective.value(record["values"])) if record["state"] == TrialState.COMPLETE else None
-        if record["trial"] is not None:
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, record["trial"])
-            for key, item in attrs.items():
-                self.storage.set_trial_user_attr(trial_id, key, item)
-            self.study.tell(record["trial"], value, state=record["state"])
-            return record["trial"]
+    def _write(self, records: list[dict[str, Any]]) -> list[int]:
+        """Write resolved records in one transaction; the trial number of each record, in order."""
+        from surrogate.storage import Finish, write_trials
+
+        finish, new, order = [], [], []
         dists = _distributions(self.space, self.objective)
-        params = {k: (record["design"][k] if k == BUFFER else float(record["design"][k])) for k in dists}
-        return self._add_trial(
-            optuna.trial.create_trial(
-                state=record["state"], value=value, params=params, distributions=dists, user_attrs=attrs
+        stamp = _now()
+        for record in records:
+            attrs: dict[str, Any] = {"observed_at": stamp}
+            if record["values"]:
+                attrs["measured"] = json.dumps(record["values"])
+            if record["state"] == TrialState.FAIL:
+                attrs["failure_reason"] = record["reason"] or "failed"
+            value = float(self.objective.value(record["values"])) if record["state"] == TrialState.COMPLETE else None
+            if record["trial"] is not None:
+                finish.append(Finish(record["trial"], record["state"], value, attrs))
+                order.append(("pending", record["trial"]))
+                continue
+            params = {k: (record["design"][k] if k == BUFFER else float(record["design"][k])) for k in dists}
+            new.append(
+                optuna.trial.create_trial(
+                    state=record["state"], value=value, params=params, distributions=dists, user_attrs=attrs
+                )
             )
-        )
+            order.append(("new", len(new) - 1))
+        if not records:
+            return []
+        numbers = write_trials(self.storage, self.study_id, new=new, finish=finish)
+        return [item if kind == "pending" else numbers[item] for kind, item in order]
 
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
-        """Counts, the best observation so far and the pending suggestions (JSON-ready)."""
+        """Counts, the best observation so far and the pending suggestions (JSON-ready).
+
+        Reclaims suggestions past their lease first. ``failed`` counts failed or infeasible experiments;
+        ``expired`` counts suggestions that went back to the pool unanswered.
+        """
+        with self._locked():
+            self._reclaim_expired()
         trials = self.study.get_trials(deepcopy=False)
-        counts = {
-            s.name.lower(): sum(t.state == s for t in trials)
-            for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)
-        }
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        expired = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("lease_expired")]
         best = None
         if complete:
             top = max(complete, key=lambda t: t.value)
             best = {"trial": top.number, **self._design_of(top), "objective": top.value} | json.loads(
                 top.user_attrs.get("measured", "{}")
             )
+        pending = self.pending()
         return {
             "campaign": self.name,
             "objective": self.objective.to_dict() | {"name": self.objective.name, "unit": self.objective.unit},
             "space": self.space.to_dict(),
             "created": self.config.get("created"),
-            "observed": counts["complete"],
-            "failed": counts["fail"],
-            "pending": counts["running"],
+            "observed": len(complete),
+            "failed": sum(t.state == TrialState.FAIL for t in trials) - len(expired),
+            "expired": len(expired),
+            "pending": len(pending),
+            "lease_s": self.lease_s,
             "warm_start_rows": len(self.config["warm_start"]["rows"]),
             "warm_start_source": self.config["warm_start"]["source"],
             "best": best,
-            "pending_suggestions": [s.to_dict() for s in self.pending()],
+            "pending_suggestions": [s.to_dict() for s in pending],
         }
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip()
+RETENTIONS = (RATE_RETENTION, CAPACITY_RETENTION)
+WARM_START_KIND = "surrogate-campaign-warm-start"
+"""Value of the study user attribute ``kind`` of the studies showing a campaign's warm-start rows."""
 
 
-def _trial_number(row: pd.Series) -> int | str | None:
-    """The row's ``trial`` as an int; the raw text when it is not a number (reported by the matcher); None if blank."""
-    given = row.get(TRIAL_COLUMN) if TRIAL_COLUMN in row.index else None
-    if _blank(given):
+def warm_start_study_name(campaign: str, target: str) -> str:
+    """Name of the study showing ``campaign``'s warm-start rows of ``target`` (':' never occurs in campaign names)."""
+    return f"{campaign}:warm-start:{target}"
+
+
+def _store_warm_start_studies(
+    storage: optuna.storages.BaseStorage,
+    campaign: str,
+    rows: pd.DataFrame,
+    space: DesignSpace,
+    source: str | None,
+) -> None:
+    """Show the warm-start rows as COMPLETE trials, one study per target (``<campaign>:warm-start:<target>``).
+
+    Each row measures one target at its own conditions (a rate test at some C-rate, a capacity after some
+    cycles), not the campaign's objective, so the rows live in their own studies: value = the measured target,
+    params = the design and its conditions, user attributes ``source`` = ``warm-start`` and ``origin``. The
+    campaign's study, its counts and its best-so-far hold only the campaign's own observations. The campaign
+    keeps reading the rows from its configuration (as in format 1); these studies are for people and the
+    dashboard.
+    """
+    from surrogate.storage import write_trials
+
+    if rows.empty:
+        return
+    for target in (t for t in (CONDUCTIVITY, RATE_RETENTION, CAPACITY_RETENTION) if t in rows):
+        data = rows[rows[target].notna()]
+        if data.empty:
+            continue
+        dists: dict[str, Any] = {
+            BUFFER: CategoricalDistribution(list(space.buffers)),
+            ANNEAL_TEMP_C: FloatDistribution(
+                min(space.anneal_temp_c[0], float(data[ANNEAL_TEMP_C].min())),
+                max(space.anneal_temp_c[1], float(data[ANNEAL_TEMP_C].max())),
+            ),
+            TEST_TEMP_C: FloatDistribution(
+                min(space.test_temp_c[0], float(data[TEST_TEMP_C].min())),
+                max(space.test_temp_c[1], float(data[TEST_TEMP_C].max())),
+            ),
+        }
+        if target == RATE_RETENTION:
+            dists[C_RATE] = FloatDistribution(float(data[C_RATE].min()), float(data[C_RATE].max()))
+        if target == CAPACITY_RETENTION:
+            dists[CYCLES] = IntDistribution(int(data[CYCLES].min()), int(data[CYCLES].max()))
+            dists[PROTOCOL] = CategoricalDistribution(sorted(data[PROTOCOL].astype(str).unique()))
+        name = warm_start_study_name(campaign, target)
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:  # left by a creation of this campaign that did not finish
+            optuna.delete_study(study_name=name, storage=storage)
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study.set_user_attr("kind", WARM_START_KIND)
+        study.set_user_attr("warm_start_of", campaign)  # not "campaign": that key marks a campaign
+        study.set_user_attr("note", "measurements the campaign started from, not campaign observations")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([target])
+        trials = []
+        for record in data.to_dict("records"):
+            params = {}
+            for key, dist in dists.items():
+                value = record[key]
+                if isinstance(dist, FloatDistribution):
+                    value = float(value)
+                elif isinstance(dist, IntDistribution):
+                    value = int(value)
+                else:
+                    value = str(value)
+                params[key] = value
+            trials.append(
+                optuna.trial.create_trial(
+                    value=float(record[target]),
+                    params=params,
+                    distributions=dists,
+                    user_attrs={"source": "warm-start", "origin": source or ""},
+                )
+            )
+        write_trials(storage, storage.get_study_id_from_name(name), new=trials)
+
+
+class _DesignIndex:
+    """Finished trials by design, to find those within :data:`MATCH_TOLERANCE_C` of a design quickly."""
+
+    def __init__(self, trials: list[tuple[optuna.trial.FrozenTrial, dict[str, Any]]]) -> None:
+        self._cells: dict[tuple[str, int, int], list[optuna.trial.FrozenTrial]] = {}
+        for trial, design in trials:
+            self._cells.setdefault(self._key(design), []).append(trial)
+
+    @staticmethod
+    def _key(design: dict[str, Any]) -> tuple[str, int, int]:
+        return (
+            str(design[BUFFER]),
+            math.floor(design[ANNEAL_TEMP_C] / MATCH_TOLERANCE_C),
+            math.floor(design[TEST_TEMP_C] / MATCH_TOLERANCE_C),
+        )
+
+    def near(self, design: dict[str, Any]) -> list[optuna.trial.FrozenTrial]:
+        buffer, a, t = self._key(design)
+        out = []
+        for da in (-1, 0, 1):
+            for dt in (-1, 0, 1):
+                out += self._cells.get((buffer, a + da, t + dt), [])
+        return out
+
+
+def _conflict_reason(trial: optuna.trial.FrozenTrial) -> str:
+    if trial.user_attrs.get("lease_expired"):
+        return (
+            f"suggestion {trial.number}'s lease expired ({trial.user_attrs.get('failure_reason', '')}); it went back "
+            "to the pool. Send the row without 'trial' to record the result as a new observation"
+        )
+    return f"suggestion {trial.number} was already observed with another result"
+
+
+def _cycles_problem(value: Any) -> str | None:
+    """Why a ``cycles`` cell is out of bounds (None if blank or fine); never converts to int before checking."""
+    if isinstance(value, bool):
+        return f"{value!r} is not a number of cycles"
+    if _blank(value) or (not isinstance(value, str) and pd.isna(value)):
         return None
     try:
-        number = float(given)
+        number = float(value)
     except (TypeError, ValueError):
+        return None  # not a number: the schema check names it
+    except OverflowError:
+        return f"{value} is more than {MAX_CYCLES:,} cycles"
+    if not math.isfinite(number):
+        return f"{value} is not a finite number of cycles"
+    if number < 1:
+        return f"{value} must be at least 1 cycle"
+    if number > MAX_CYCLES:
+        return f"{value} is more than {MAX_CYCLES:,} cycles"
+    return None
+
+
+def _check_trial_number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InputError(f"trial: {value!r} is not a trial number")
+    return int(value)
+
+
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    if value is pd.NA or value is pd.NaT:
+        return True
+    return not str(value).strip()
+
+
+def _trial_number(row: dict[str, Any]) -> int | str | None:
+    """The row's ``trial`` as an int; the raw text when it is not a number (reported by the matcher); None if blank."""
+    given = row.get(TRIAL_COLUMN)
+    if _blank(given):
+        return None
+    if isinstance(given, bool):
         return str(given)
-    return int(number) if number.is_integer() else str(given)
+    try:
+        number = float(given)
+    except (TypeError, ValueError, OverflowError):
+        return str(given)
+    if not math.isfinite(number) or not number.is_integer() or number < 0 or number > 2**31:
+        return str(given)
+    return int(number)
 
 
-def _check_name(name: str) -> str:
-    name = str(name or "").strip()
-    if not name or len(name) > 200 or any(c in name for c in "\n\r\t"):
-        raise InputError(f"campaign name: {name!r} must be 1-200 printable characters")
-    return name
+def _check_name(name: Any) -> str:
+    """The campaign name, checked against :data:`CAMPAIGN_NAME_PATTERN` before any storage access."""
+    text = name if isinstance(name, str) else ""
+    if not _NAME_RE.fullmatch(text):
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+        raise InputError(
+            f"campaign name: {shown} is not a valid name: 1-64 characters, letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return text
 
 
 def list_campaigns(storage: str | optuna.storages.BaseStorage | None = None) -> list[dict[str, Any]]:
-    """Every campaign in the storage: name, objective, counts of observations and pending suggestions."""
+    """Every campaign in the storage: name, objective, number of trials. Creates no store: none, no campaigns."""
+    from surrogate.storage import store_exists
+
+    if not isinstance(storage, optuna.storages.BaseStorage) and not store_exists(storage):
+        return []
     store = _open_storage(storage)
     out = []
     for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
-        raw = summary.user_attrs.get(CAMPAIGN_ATTR)
-        if raw is None:
+        try:
+            config = json.loads(summary.user_attrs.get(CAMPAIGN_ATTR))
+            objective = Objective.from_dict(config["objective"]).name
+        except Exception:  # not a campaign (another study, or another tool's "campaign" attribute)
             continue
-        config = json.loads(raw)
         out.append(
             {
                 "name": summary.study_name,
-                "objective": Objective.from_dict(config["objective"]).name,
+                "objective": objective,
                 "created": config.get("created"),
                 "trials": summary.n_trials,
             }

@@ -5,19 +5,29 @@ variable ``SURROGATE_OPTUNA_STORAGE``, then the local default, an SQLite file
 ``optuna.db`` under ``$SURROGATE_HOME`` (or ``./.surrogate/`` when unset) that
 needs no server. Any SQLAlchemy URL works, PostgreSQL included
 (``postgresql://user@host:5432/db``); several processes or hosts can then share
-one study. RDB storages record a heartbeat of running trials so that a crashed
-worker's trial is marked failed (see :func:`fail_stale_trials`).
+one study. RDB storages record a heartbeat of running trials of ``study.optimize``
+workers so that a crashed worker's trial is marked failed (see
+:func:`fail_stale_trials`); campaign suggestions use leases instead (see
+:mod:`surrogate.campaign`).
+
+Read-only commands call :func:`store_exists` first, so that they never create a
+database file. :func:`write_trials` writes many trials in one database
+transaction (all or nothing), which the per-trial Optuna API cannot do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -35,17 +45,31 @@ def surrogate_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or ".surrogate")
 
 
-def default_storage_url() -> str:
-    """The local SQLite URL (``sqlite:///<home>/optuna.db``); the folder is created if missing."""
+def default_storage_url(create: bool = True) -> str:
+    """The local SQLite URL (``sqlite:///<home>/optuna.db``); the folder is created if missing and ``create``."""
     home = surrogate_home()
-    home.mkdir(parents=True, exist_ok=True)
+    if create:
+        home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(home / DEFAULT_FILENAME).resolve()}"
 
 
-def resolve_storage_url(url: str | None = None) -> str:
+def resolve_storage_url(url: str | None = None, create: bool = True) -> str:
     """``url`` if given, else ``$SURROGATE_OPTUNA_STORAGE``, else :func:`default_storage_url`."""
     chosen = (url or "").strip() or os.environ.get(STORAGE_ENV, "").strip()
-    return chosen or default_storage_url()
+    return chosen or default_storage_url(create=create)
+
+
+def store_exists(url: str | None = None) -> bool:
+    """Whether the storage ``url`` (resolved as by :func:`resolve_storage_url`) may hold studies already.
+
+    False only for an SQLite file that does not exist; servers (PostgreSQL, ...) are assumed to exist.
+    Creates nothing, so read-only commands can answer "no such campaign" without creating a store.
+    """
+    resolved = resolve_storage_url(url, create=False)
+    if resolved.startswith("sqlite:///"):
+        database = resolved.split(":///", 1)[1]
+        return database in ("", ":memory:") or Path(database).exists()
+    return True
 
 
 def database_url(url: str) -> str:
@@ -108,6 +132,277 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
         optuna.storages.fail_stale_trials(study)
     failed = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
     return sorted(running & failed)
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How to finish one RUNNING trial: its number, final state, value (None for FAIL) and user attributes."""
+
+    number: int
+    state: optuna.trial.TrialState
+    value: float | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+INSERT_CHUNK_ROWS = 2000
+"""Rows per INSERT statement of :func:`write_trials` (each statement is one executemany round trip)."""
+
+
+def write_trials(
+    storage: optuna.storages.BaseStorage,
+    study_id: int,
+    new: Sequence[optuna.trial.FrozenTrial] = (),
+    finish: Sequence[Finish] = (),
+) -> list[int]:
+    """Add the ``new`` trials and finish the RUNNING trials ``finish``: all in one transaction, or nothing.
+
+    Returns the numbers of the new trials, in order. Every trial to finish is re-read inside the transaction;
+    one that is no longer RUNNING raises :class:`~surrogate.errors.ConflictError` naming it, and nothing is
+    written. In a finished trial the user attributes are written before the state, in the same transaction,
+    so no reader ever sees a value without its attributes.
+
+    RDB storages (SQLite, PostgreSQL, MySQL): one database transaction, a handful of statements whatever the
+    number of trials (Optuna's own API is one transaction per call). The rows are written with Optuna's
+    table models (``optuna.storages._rdb.models``, schema of the pinned Optuna); the study's row is updated
+    first so that trial numbers cannot race with another writer. Other storages (in-memory, journal):
+    trial by trial through the public API, which is not atomic if it fails midway.
+    """
+    backend = getattr(storage, "_backend", storage)  # optuna's _CachedStorage wraps an RDBStorage
+    if isinstance(backend, optuna.storages.RDBStorage):
+        return _write_trials_rdb(backend, study_id, list(new), list(finish))
+    return _write_trials_one_by_one(storage, study_id, list(new), list(finish))
+
+
+def _insert(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` into ``table`` in chunks of :data:`INSERT_CHUNK_ROWS` (one executemany each)."""
+    import sqlalchemy
+
+    for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+        connection.execute(sqlalchemy.insert(table), rows[start : start + INSERT_CHUNK_ROWS])
+
+
+def _write_trials_rdb(
+    storage: optuna.storages.RDBStorage,
+    study_id: int,
+    new: list[optuna.trial.FrozenTrial],
+    finish: list[Finish],
+) -> list[int]:
+    import sqlalchemy
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+
+    from surrogate.errors import ConflictError
+
+    running = optuna.trial.TrialState.RUNNING
+    trials = models.TrialModel.__table__
+    values = models.TrialValueModel.__table__
+    params = models.TrialParamModel.__table__
+    user_attrs = models.TrialUserAttributeModel.__table__
+    studies = models.StudyModel.__table__
+    now = datetime.now(UTC).replace(tzinfo=None)  # Optuna stores naive UTC
+
+    dist_json: dict[int, str] = {}  # the same few distributions serve every trial: serialise each once
+
+    def to_json(dist: Any) -> str:
+        if id(dist) not in dist_json:
+            dist_json[id(dist)] = distribution_to_json(dist)
+        return dist_json[id(dist)]
+
+    def value_row(trial_id: int, value: float) -> dict[str, Any]:
+        stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
+        return {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}
+
+    with storage.engine.begin() as connection:
+        # Lock the study's row (PostgreSQL row lock, SQLite write lock): Optuna's create_new_trial takes the same
+        # lock before numbering a trial, so the numbers below cannot race with another writer.
+        connection.execute(
+            sqlalchemy.update(studies).where(studies.c.study_id == study_id).values(study_name=studies.c.study_name)
+        )
+        if finish:
+            by_number = {f.number: f for f in finish}
+            found = connection.execute(
+                sqlalchemy.select(trials.c.number, trials.c.trial_id, trials.c.state).where(
+                    trials.c.study_id == study_id, trials.c.number.in_(list(by_number))
+                )
+            ).all()
+            ids = {number: trial_id for number, trial_id, _ in found}
+            for number in by_number:
+                if number not in ids:
+                    raise ConflictError(f"trial {number}: no such trial in the study", trial=number)
+            for number, _, state in found:
+                if state != running:
+                    raise ConflictError(f"trial {number}: already {state.name.lower()}, not pending", trial=number)
+            keys = sorted({key for f in finish for key in f.user_attrs})
+            connection.execute(
+                sqlalchemy.delete(user_attrs).where(
+                    user_attrs.c.trial_id.in_(list(ids.values())), user_attrs.c.key.in_(keys)
+                )
+            )
+            _insert(
+                connection,
+                user_attrs,
+                [
+                    {"trial_id": ids[f.number], "key": key, "value_json": json.dumps(value)}
+                    for f in finish
+                    for key, value in f.user_attrs.items()
+                ],
+            )
+            _insert(connection, values, [value_row(ids[f.number], f.value) for f in finish if f.value is not None])
+            for state in {f.state for f in finish}:  # the state last
+                chosen = [ids[f.number] for f in finish if f.state == state]
+                done = connection.execute(
+                    sqlalchemy.update(trials)
+                    .where(trials.c.trial_id.in_(chosen), trials.c.state == running)
+                    .values(state=state, datetime_complete=now)
+                )
+                if done.rowcount != len(chosen):
+                    raise ConflictError("another writer finished some of these trials at the same time; retry")
+        if not new:
+            return []
+        base = connection.execute(
+            sqlalchemy.select(sqlalchemy.func.count(trials.c.trial_id)).where(trials.c.study_id == study_id)
+        ).scalar_one()
+        _insert(
+            connection,
+            trials,
+            [
+                {
+                    "number": base + i,
+                    "study_id": study_id,
+                    "state": t.state,
+                    "datetime_start": now,
+                    "datetime_complete": now if t.state.is_finished() else None,
+                }
+                for i, t in enumerate(new)
+            ],
+        )
+        ids = dict(
+            connection.execute(
+                sqlalchemy.select(trials.c.number, trials.c.trial_id).where(
+                    trials.c.study_id == study_id, trials.c.number >= base
+                )
+            ).all()
+        )
+        if sorted(ids) != list(range(base, base + len(new))):
+            raise RuntimeError(
+                f"study {study_id}: trial numbers {base}.. were taken by another writer; nothing written"
+            )
+        _insert(
+            connection,
+            params,
+            [
+                {
+                    "trial_id": ids[base + i],
+                    "param_name": name,
+                    "param_value": t.distributions[name].to_internal_repr(value),
+                    "distribution_json": to_json(t.distributions[name]),
+                }
+                for i, t in enumerate(new)
+                for name, value in t.params.items()
+            ],
+        )
+        _insert(
+            connection, values, [value_row(ids[base + i], t.value) for i, t in enumerate(new) if t.value is not None]
+        )
+        _insert(
+            connection,
+            user_attrs,
+            [
+                {"trial_id": ids[base + i], "key": key, "value_json": json.dumps(value)}
+                for i, t in enumerate(new)
+                for key, value in t.user_attrs.items()
+            ],
+        )
+        return [base + i for i in range(len(new))]
+
+
+def _write_trials_one_by_one(
+    storage: optuna.storages.BaseStorage,
+    study_id: int,
+    new: list[optuna.trial.FrozenTrial],
+    finish: list[Finish],
+) -> list[int]:
+    from surrogate.errors import ConflictError
+
+    for f in finish:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, f.number)
+        state = storage.get_trial(trial_id).state
+        if state != optuna.trial.TrialState.RUNNING:
+            raise ConflictError(f"trial {f.number}: already {state.name.lower()}, not pending", trial=f.number)
+    for f in finish:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, f.number)
+        for key, value in f.user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        storage.set_trial_state_values(trial_id, f.state, None if f.value is None else [float(f.value)])
+    return [storage.get_trial_number_from_id(storage.create_new_trial(study_id, template_trial=t)) for t in new]
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """The parts of a trial :func:`read_trials` returns: number, state, params (external values), user attributes."""
+
+    number: int
+    state: optuna.trial.TrialState
+    params: dict[str, Any]
+    user_attrs: dict[str, Any]
+
+
+def read_trials(
+    storage: optuna.storages.BaseStorage,
+    study_id: int,
+    states: Sequence[optuna.trial.TrialState],
+    attr_keys: Sequence[str],
+) -> list[StoredTrial]:
+    """The trials of ``study_id`` in ``states``, with their params and the user attributes ``attr_keys``.
+
+    RDB storages: three plain queries, which reads 10,000 trials about ten times faster than Optuna's
+    ``get_trials`` (it loads every relation of every trial through the ORM). Other storages: ``get_all_trials``.
+    """
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return [
+            StoredTrial(t.number, t.state, dict(t.params), {k: t.user_attrs[k] for k in attr_keys if k in t.user_attrs})
+            for t in storage.get_all_trials(study_id, deepcopy=False, states=tuple(states))
+        ]
+    import sqlalchemy
+    from optuna.distributions import json_to_distribution
+    from optuna.storages._rdb import models
+
+    trials = models.TrialModel.__table__
+    params = models.TrialParamModel.__table__
+    user_attrs = models.TrialUserAttributeModel.__table__
+    chosen = sqlalchemy.and_(trials.c.study_id == study_id, trials.c.state.in_(list(states)))
+    with storage_connection(backend) as connection:
+        found = {
+            trial_id: StoredTrial(number, state, {}, {})
+            for trial_id, number, state in connection.execute(
+                sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state).where(chosen)
+            )
+        }
+        distributions: dict[str, Any] = {}
+        for trial_id, name, value, dist_json in connection.execute(
+            sqlalchemy.select(params.c.trial_id, params.c.param_name, params.c.param_value, params.c.distribution_json)
+            .join(trials, trials.c.trial_id == params.c.trial_id)
+            .where(chosen)
+        ):
+            if dist_json not in distributions:
+                distributions[dist_json] = json_to_distribution(dist_json)
+            found[trial_id].params[name] = distributions[dist_json].to_external_repr(value)
+        if attr_keys:
+            for trial_id, key, value_json in connection.execute(
+                sqlalchemy.select(user_attrs.c.trial_id, user_attrs.c.key, user_attrs.c.value_json)
+                .join(trials, trials.c.trial_id == user_attrs.c.trial_id)
+                .where(chosen, user_attrs.c.key.in_(list(attr_keys)))
+            ):
+                found[trial_id].user_attrs[key] = json.loads(value_json)
+    return sorted(found.values(), key=lambda t: t.number)
+
+
+@contextmanager
+def storage_connection(storage: optuna.storages.RDBStorage) -> Iterator[Any]:
+    """A connection of the storage's engine for reading (closed at the end of the block)."""
+    with storage.engine.connect() as connection:
+        yield connection
 
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}

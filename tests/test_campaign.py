@@ -298,3 +298,22 @@ def test_single_target_objectives_are_modelled(tmp_stores, objective):
     batch = campaign.suggest(2)
     assert [s.method for s in batch] == ["bayes-ei", "bayes-ei"]
     assert campaign.status()["observed"] == 6
+
+
+def test_a_failed_creation_leaves_no_half_made_campaign(tmp_stores, monkeypatch):
+    import surrogate.campaign as campaign_module
+    from surrogate.dataset import load_default_dataset
+
+    original = campaign_module._store_warm_start_studies
+
+    def broken(*args, **kwargs):
+        original(*args, **kwargs)  # the warm-start studies are written, then the creation fails
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(campaign_module, "_store_warm_start_studies", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        Campaign.create("half", OBJECTIVE, warm_start=load_default_dataset())
+    assert list_campaigns() == []
+    monkeypatch.setattr(campaign_module, "_store_warm_start_studies", original)
+    campaign = Campaign.create("half", OBJECTIVE, warm_start=load_default_dataset())  # the name is free again
+    assert campaign.status()["warm_start_rows"] == 16

@@ -77,6 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--warm-start", default=None, help="measurements to start from: a CSV/Parquet file, or 'embedded' (paper data)"
     )
     create.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the campaign (>= 0)")
+    create.add_argument(
+        "--lease-s",
+        type=float,
+        default=None,
+        help="seconds a suggestion stays pending without a result before it goes back to the pool "
+        "(default: $SURROGATE_LEASE_S, else 86400 = 24 h)",
+    )
     add_json_flag(create)
     create.set_defaults(func=_create)
 
@@ -93,7 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="record measured results (CSV/Parquet, validated like any data file)",
         description=(
             "Record results: design columns, the objective's targets at its conditions, optional 'trial' (the "
-            "suggestion's number), 'status' (ok, failed, infeasible) and 'reason'. All rows or nothing."
+            "suggestion's number), 'status' (ok, failed, infeasible) and 'reason'. All rows or nothing, in one "
+            "transaction; at most 10,000 rows per file (the HTTP limit too): split larger files."
         ),
     )
     observe.add_argument("name")
@@ -101,6 +109,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     observe.add_argument("--storage", default=None)
     add_json_flag(observe)
     observe.set_defaults(func=_observe)
+
+    renew = commands.add_parser(
+        "renew",
+        help="extend the lease of pending suggestions (a heartbeat for workers that hold them long)",
+        description=(
+            "Extend the lease of pending suggestions by the campaign's lease: the trials given, or all of a "
+            "client id. Exit 2 when one of them is no longer pending (observed, failed, or its lease ran out)."
+        ),
+    )
+    renew.add_argument("name")
+    renew.add_argument("--trial", type=non_negative_int, action="append", help="trial number (repeatable)")
+    renew.add_argument("--client-id", default=None, help="every pending suggestion of this client id")
+    renew.add_argument("--storage", default=None)
+    add_json_flag(renew)
+    renew.set_defaults(func=_renew)
 
     status = commands.add_parser("status", help="counts, best so far, pending", description="Campaign status.")
     status.add_argument("name")
@@ -229,7 +252,7 @@ def _create(args: argparse.Namespace) -> int:
 
             warm, source = load_measurements(args.warm_start), args.warm_start
     campaign = Campaign.create(
-        args.name, _objective(args, args.objective), _space(args), args.storage, warm, source, args.seed
+        args.name, _objective(args, args.objective), _space(args), args.storage, warm, source, args.seed, args.lease_s
     )
     status = campaign.status()
     if args.json:
@@ -261,7 +284,7 @@ def _observe(args: argparse.Namespace) -> int:
 
     from surrogate.campaign import Campaign, read_observations
 
-    campaign = Campaign.load(args.name, args.storage)
+    campaign = Campaign.load(args.name, args.storage)  # before reading the file: an unknown campaign is named first
     outcome = campaign.observe(read_observations(args.file), Path(args.file).name)
     if args.json:
         print_json(outcome)
@@ -269,6 +292,23 @@ def _observe(args: argparse.Namespace) -> int:
         print(f"{outcome['observed']} observation(s), {outcome['failed']} failed, trials {outcome['trials']}")
         if outcome["already_recorded"]:
             print(f"already recorded before (not written again): trials {outcome['already_recorded']}")
+    return EXIT_OK
+
+
+def _renew(args: argparse.Namespace) -> int:
+    from surrogate.campaign import Campaign
+
+    renewed = Campaign.load(args.name, args.storage).renew(args.trial, args.client_id)
+    if args.json:
+        print_json(
+            {
+                "campaign": args.name,
+                "renewed": [{"trial": s.trial, "lease_expires_at": s.lease_expires_at} for s in renewed],
+            }
+        )
+    else:
+        for s in renewed:
+            print(f"trial {s.trial}: lease until {s.lease_expires_at}")
     return EXIT_OK
 
 
@@ -280,7 +320,12 @@ def _status(args: argparse.Namespace) -> int:
         print_json(status)
         return EXIT_OK
     print(f"campaign {status['campaign']}: maximise {status['objective']['name']}")
-    print(f"observed {status['observed']}, failed {status['failed']}, pending {status['pending']}")
+    print(
+        f"observed {status['observed']}, failed {status['failed']}, pending {status['pending']}, "
+        f"expired (returned to the pool unanswered) {status['expired']}; lease {status['lease_s']:g} s"
+    )
+    if status["warm_start_rows"]:
+        print(f"warm start: {status['warm_start_rows']} rows from {status['warm_start_source']} (not counted above)")
     if status["best"]:
         b = status["best"]
         print(
@@ -288,7 +333,10 @@ def _status(args: argparse.Namespace) -> int:
             f"{b['test_temp_c']:.1f} °C -> {b['objective']:.4g}"
         )
     for s in status["pending_suggestions"]:
-        print(f"pending trial {s['trial']}: {s['buffer']} {s['anneal_temp_c']:.1f} °C / {s['test_temp_c']:.1f} °C")
+        print(
+            f"pending trial {s['trial']}: {s['buffer']} {s['anneal_temp_c']:.1f} °C / {s['test_temp_c']:.1f} °C"
+            f" (lease until {s['lease_expires_at']})"
+        )
     return EXIT_OK
 
 
@@ -298,6 +346,8 @@ def _list(args: argparse.Namespace) -> int:
     campaigns = list_campaigns(args.storage)
     if args.json:
         print_json({"campaigns": campaigns})
+    elif not campaigns:
+        print("no campaigns yet (create one with `surrogate campaign create NAME --objective K`)")
     else:
         for c in campaigns:
             print(f"{c['name']:30s} {c['objective']:50s} trials {c['trials']}")
