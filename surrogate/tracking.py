@@ -169,7 +169,7 @@ def coverage_warnings(surrogate: Surrogate, level: float) -> dict[str, str]:
         if coverage is not None and coverage < level:
             warnings[target] = (
                 f"CV coverage {coverage:.0%} is below the {level:.0%} interval level: the {target} intervals "
-                "are too narrow for designs left out of training; widen them in your head or measure more"
+                "are too narrow for designs left out of training: treat them as optimistic"
             )
     return warnings
 
