@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from surrogate.design import (  # noqa: E402
     ANNEAL_TEMP_C,
@@ -230,7 +231,7 @@ def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
     Points are the data; lines and bands the surrogate's mean and ``level`` interval from the
     0.1 C reference (where retention is 1 by definition) upward. Between 0.1 C and the lowest
     trained rate the line is dashed: the model has no data there (the reference rows are not
-    trained on), so that stretch is the model's interpolation towards 1.
+    trained on), so that stretch is the model's interpolation towards 1, drawn without a band.
     """
     rows = data.dropna(subset=[RATE_RETENTION])
     fig, ax = _new(7.0, 5.0)
@@ -250,9 +251,11 @@ def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
             below = rates <= trained.min()
             ax.plot(rates[inside], predicted["mean"][inside], color=color, lw=1.5)
             ax.plot(rates[below], predicted["mean"][below], color=color, lw=1.2, ls="--")
-            ax.fill_between(rates, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
-    ax.plot([], [], color="0.3", lw=1.5, label="surrogate mean (solid: trained rates)")
-    ax.plot([], [], color="0.3", lw=1.2, ls="--", label="below the lowest trained rate, towards 1 at 0.1 C")
+            ax.fill_between(
+                rates[inside], predicted["lower"][inside], predicted["upper"][inside], color=color, alpha=0.15, lw=0
+            )
+    ax.plot([], [], color="0.3", lw=1.5, label=f"surrogate mean and {level:.0%} band (trained rates)")
+    ax.plot([], [], color="0.3", lw=1.2, ls="--", label="mean below the lowest trained rate, towards 1 at 0.1 C")
     ax.set_xscale("log")
     ax.set_xlabel("discharge rate (C, log scale)")
     ax.set_ylabel(_AXIS_LABELS[RATE_RETENTION])
@@ -400,9 +403,11 @@ def pareto_figure(result) -> Figure:
             ax.set_xlabel(_objective_label(x_obj))
             if x_obj.unit == "S/cm":
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(_objective_label(y_obj))
         if y_obj.unit == "S/cm":
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     what = "best designs" if single else "Pareto set"

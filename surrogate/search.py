@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,7 +188,9 @@ def run_search(
     study.set_user_attr("space", space.to_dict())
     if model_label:
         study.set_user_attr("model", model_label)
-    study.set_metric_names([f"{o.name} ({o.unit})" for o in objectives])
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard shows
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{o.name} ({o.unit})" for o in objectives])
     free_temp = any(o.test_temp_c is None for o in objectives)
 
     def objective_fn(trial: optuna.Trial) -> list[float]:
