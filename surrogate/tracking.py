@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -304,14 +305,15 @@ def log_surrogate(
     surrogate: Surrogate,
     name: str = "model",
     register: bool = True,
-    description: str | None = None,
+    description: str | Callable[[str], str] | None = None,
     version_tags: dict[str, str] | None = None,
 ) -> tuple[str, str | None]:
     """Log ``surrogate`` as a pyfunc model in the active run; register it and set the champion alias.
 
     The ``surrogate`` package goes with the model (``code_paths``), so it loads where this
-    repository is not installed. ``description`` (markdown) becomes the model version's and
-    the registered model's description; ``version_tags`` tag the model version.
+    repository is not installed. ``description`` (markdown, or a function of the new version
+    number returning it) becomes the model version's and the registered model's description
+    (:func:`describe_version`); ``version_tags`` tag the model version.
     Returns ``(model_uri, registered_version)`` (version ``None`` when ``register`` is false).
     """
     pyfunc_logger = logging.getLogger("mlflow.pyfunc")
@@ -341,17 +343,23 @@ def log_surrogate(
         client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
         for key, value in (version_tags or {}).items():
             client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, str(value)[:5000])
-        if description:
-            client.update_model_version(REGISTERED_MODEL_NAME, version, description=description)
-            client.update_registered_model(
-                REGISTERED_MODEL_NAME,
-                description=(
-                    "Surrogates of sputtered LLTO thin-film batteries (conductivity in S/cm, rate and capacity "
-                    f"retention as fractions), each with an interval. Alias @{CHAMPION_ALIAS} is the model the "
-                    f"service and the CLI use; it is version {version}:\n\n{description}"
-                ),
-            )
+        if description is not None:
+            describe_version(version, description(version) if callable(description) else description)
     return info.model_uri, version
+
+
+def describe_version(version: str, description: str) -> None:
+    """Set the description of model version ``version`` and, pointing to it, of the registered model."""
+    client = mlflow.MlflowClient()
+    client.update_model_version(REGISTERED_MODEL_NAME, version, description=description)
+    client.update_registered_model(
+        REGISTERED_MODEL_NAME,
+        description=(
+            "Surrogates of sputtered LLTO thin-film batteries (conductivity in S/cm, rate and capacity "
+            f"retention as fractions), each with an interval. Alias @{CHAMPION_ALIAS} is the model the "
+            f"service and the CLI use; it is version {version}:\n\n{description}"
+        ),
+    )
 
 
 def load_pyfunc(model_uri: str | None = None) -> mlflow.pyfunc.PyFuncModel:

@@ -26,7 +26,8 @@ import pytest  # noqa: E402
 TEST_ARTIFACTS_ENV = "SURROGATE_TEST_ARTIFACTS"
 
 
-def artifacts_dir() -> Path:
+@pytest.fixture(scope="session")
+def test_artifacts() -> Path:
     """Where tests keep screenshots and other artifacts: ``$SURROGATE_TEST_ARTIFACTS`` or ``tests/artifacts``."""
     path = Path(os.environ.get(TEST_ARTIFACTS_ENV) or Path(__file__).parent / "artifacts")
     path.mkdir(parents=True, exist_ok=True)

@@ -220,52 +220,6 @@ def test_tune_creates_nested_trial_runs(tmp_stores, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-@pytest.mark.server
-def test_ui_serves_the_project_store(tmp_stores):
-    """`surrogate ui` starts the MLflow UI on the project's store; it answers /health and lists the experiment."""
-    import socket
-    import urllib.request
-
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.create_experiment("ui-check")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "surrogate.cli", "ui", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600  # a liveness limit, not a time budget: the machine may be busy
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert ui.poll() is None, f"surrogate ui exited early: {ui.stderr.read()[-2000:]}"
-                assert time.monotonic() < deadline, "the MLflow UI never answered /health"
-                time.sleep(0.5)
-        request = urllib.request.Request(
-            f"{base}/ajax-api/2.0/mlflow/experiments/search",
-            data=json.dumps({"max_results": 10}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            names = {e["name"] for e in json.load(response)["experiments"]}
-        assert "ui-check" in names
-    finally:
-        ui.terminate()
-        try:
-            ui.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            ui.kill()
-
-
 # ------------------------------------------------------------------ never lose a good model
 def _without(target: str, folder: Path) -> Path:
     """The embedded data without any ``target`` rows, as a measurements CSV in ``folder``."""

@@ -564,17 +564,15 @@ def _train_run(
         report["kept"] = kept
         mlflow.log_dict(report, "cv_report.json")
         _log_plots(data, selection, ea, level, note)
-        description = champion_description(surrogate, level, kept)
-        mlflow.set_tag(NOTE_TAG, description)
+        mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept))
         model_uri, version = log_surrogate(
             surrogate,
             register=register,
-            description=description,
+            description=lambda number: champion_description(surrogate, level, kept, number),
             version_tags=_version_tags(surrogate, level, kept, digest, reconstruction),
         )
         if version is not None:
-            description = champion_description(surrogate, level, kept, version)
-            mlflow.set_tag(NOTE_TAG, description)
+            mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept, version))
         elapsed = time.perf_counter() - start
         mlflow.log_metric("time/train_s", elapsed)
     except BaseException as exc:
