@@ -127,6 +127,27 @@ def evaluate(
     return out
 
 
+def check_search(
+    surrogate: Surrogate, objectives: list[Objective], space: DesignSpace, n_trials: int, seed: int
+) -> None:
+    """Raise :class:`InputError` for a search that cannot run (checked before anything is written)."""
+    if not objectives:
+        raise InputError("objective: give at least one")
+    if not 1 <= n_trials <= 100_000:
+        raise InputError(f"n_trials: {n_trials} must be from 1 to 100000")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed: {seed!r} must be a whole number >= 0")
+    for objective in objectives:
+        objective.check_space(space)
+    missing = sorted({t for o in objectives for t in o.targets} - set(surrogate.targets))
+    if missing:
+        raise InputError(
+            f"model: has no model for {', '.join(missing)}, which the objective(s) "
+            f"{', '.join(o.name for o in objectives)} need (it has: {', '.join(surrogate.targets) or 'none'}); "
+            "use a model that has them, or train one on data that has them (surrogate train --data FILE)"
+        )
+
+
 def run_search(
     surrogate: Surrogate,
     objectives: list[Objective],
@@ -147,22 +168,8 @@ def run_search(
     labelled for optuna-dashboard: user attrs ``kind`` = ``search``, ``objectives``, ``units``, ``model``
     (``model_label``, e.g. the model version), and metric names with units.
     """
-    if not objectives:
-        raise InputError("objective: give at least one")
-    if not 1 <= n_trials <= 100_000:
-        raise InputError(f"n_trials: {n_trials} must be from 1 to 100000")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed: {seed!r} must be a whole number >= 0")
     space = space or DesignSpace()
-    for objective in objectives:
-        objective.check_space(space)
-    missing = sorted({t for o in objectives for t in o.targets} - set(surrogate.targets))
-    if missing:
-        raise InputError(
-            f"model: has no model for {', '.join(missing)}, which the objective(s) "
-            f"{', '.join(o.name for o in objectives)} need (it has: {', '.join(surrogate.targets) or 'none'}); "
-            "use a model that has them, or train one on data that has them (surrogate train --data FILE)"
-        )
+    check_search(surrogate, objectives, space, n_trials, seed)
     from surrogate.storage import get_storage, resolve_storage_url
 
     store = storage if isinstance(storage, optuna.storages.BaseStorage) else get_storage(storage)

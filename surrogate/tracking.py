@@ -76,6 +76,8 @@ def configure_mlflow(experiment: str | None = None) -> str:
     breaks). Returns the tracking URI.
     """
     uri = tracking_uri()
+    if experiment is not None and not experiment.strip():
+        raise InputError("experiment: the experiment name must not be empty")
     if experiment is not None:
         if _is_local(uri):
             ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
@@ -84,8 +86,6 @@ def configure_mlflow(experiment: str | None = None) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if experiment is not None:
-        if not experiment.strip():
-            raise InputError("experiment: the experiment name must not be empty")
         found = mlflow.get_experiment_by_name(experiment)
         if found is None:
             location = (ARTIFACT_ROOT / experiment).resolve().as_uri() if _is_local(uri) else None

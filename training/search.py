@@ -16,7 +16,7 @@ from typing import Any
 from surrogate.design import DesignSpace
 from surrogate.models.base import DEFAULT_LEVEL
 from surrogate.objectives import Objective
-from surrogate.search import SearchResult, hypervolume, hypervolume_unit, run_search
+from surrogate.search import SearchResult, check_search, hypervolume, hypervolume_unit, run_search
 
 EXPERIMENT = "design-search"
 
@@ -58,7 +58,9 @@ def search_and_log(
     """Load the champion (or ``model_uri``), search, and log everything to MLflow; returns (result, run id).
 
     Raises :class:`InputError` before anything is written when no model is trained ("run
-    `surrogate train` first") or the model lacks a target the objectives need.
+    `surrogate train` first"), the model lacks a target the objectives need, or an argument is
+    out of range. A study name that belongs to another search or a campaign, or a search that finds
+    no feasible design, raises :class:`InputError` after the run started: that run ends FAILED.
     """
     import mlflow
 
@@ -67,8 +69,7 @@ def search_and_log(
     surrogate = load_champion(model_uri)
     require_targets(surrogate, [t for o in objectives for t in o.targets], model_uri, "this search")
     space = space or DesignSpace()
-    for objective in objectives:
-        objective.check_space(space)
+    check_search(surrogate, objectives, space, n_trials, seed)
     resolved_uri, version = resolve_model_version(model_uri)
     configure_mlflow(EXPERIMENT)
     params: dict[str, Any] = {
