@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,24 @@ def store_env(folder: Path) -> dict[str, str]:
     }
 
 
+def _use_store(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the environment (and MLflow's process-wide client settings, if loaded) at ``folder``'s stores."""
+    env = store_env(folder)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(folder)
+    if "mlflow" in sys.modules:  # an earlier test may have pointed MLflow's global client elsewhere
+        import mlflow
+
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
+
+
 @pytest.fixture
 def tmp_stores(tmp_path, monkeypatch):
     """MLflow tracking, artifacts and Optuna storage under a temporary folder; returns that folder."""
     (tmp_path / "mlruns").mkdir()
-    for key, value in store_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)
+    _use_store(tmp_path, monkeypatch)
     return tmp_path
 
 
@@ -85,9 +97,7 @@ def trained_store(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
 def use_trained_store(trained_store, monkeypatch) -> tuple[Path, dict[str, Any]]:
     """The session's trained store as this test's stores (read it; use :func:`copy_trained_store` to write)."""
     folder, document = trained_store
-    for key, value in store_env(folder).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(folder)
+    _use_store(folder, monkeypatch)
     return folder, document
 
 
@@ -97,7 +107,5 @@ def copy_trained_store(trained_store, tmp_path, monkeypatch) -> tuple[Path, dict
     folder, document = trained_store
     copy = tmp_path / "store"
     shutil.copytree(folder, copy)
-    for key, value in store_env(copy).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(copy)
+    _use_store(copy, monkeypatch)
     return copy, document

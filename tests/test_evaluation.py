@@ -179,9 +179,10 @@ def test_fit_surrogate_without_cv(thin):
 
 
 @pytest.mark.slow
-def test_select_champions_on_embedded_data_scores_every_family(data):
-    """Every family is cross-validated on every target of the embedded data (its time: benchmarks/surrogate_accuracy.py)."""
-    selection = select_champions(data, progress=False)
+def test_select_champions_scores_every_family_on_every_target(thin):
+    """Every family is cross-validated on every target, in worker processes (the full embedded data set and
+    its training time: benchmarks/surrogate_accuracy.py)."""
+    selection = select_champions(thin, progress=False, n_jobs=2)
     surrogate, report = selection.surrogate, selection.report
     assert set(surrogate.targets) == set(TARGETS)
     for target in TARGETS:
