@@ -386,7 +386,9 @@ def _keep_earlier(
     surrogate: Surrogate, earlier: Surrogate, targets: list[str], version: str
 ) -> tuple[Surrogate, dict[str, str]]:
     """``surrogate`` plus ``earlier``'s models of ``targets``; info per target copied; returns (merged, kept)."""
-    kept = {target: f"{REGISTERED_MODEL_NAME} version {version}" for target in targets}
+    earlier_kept = earlier.info.get("kept") or {}  # a model the earlier version itself kept keeps its origin
+    earlier_runs = earlier.info.get("kept_run_ids") or {}
+    kept = {t: earlier_kept.get(t, f"{REGISTERED_MODEL_NAME} version {version}") for t in targets}
     models = dict(surrogate.models)
     domains = dict(surrogate.domains)
     info = dict(surrogate.info)
@@ -398,7 +400,7 @@ def _keep_earlier(
         merged.update({t: earlier.info[key][t] for t in targets if t in (earlier.info.get(key) or {})})
         info[key] = merged
     info["kept"] = kept
-    info["kept_run_ids"] = {t: earlier.info.get("run_id") for t in targets}
+    info["kept_run_ids"] = {t: earlier_runs.get(t, earlier.info.get("run_id")) for t in targets}
     ordered = {t: models[t] for t in TARGETS if t in models}
     return Surrogate(models=ordered, domains=domains, info=info), kept
 
