@@ -182,7 +182,12 @@ def test_fit_surrogate_without_cv(thin):
 def test_select_champions_scores_every_family_on_every_target(thin):
     """Every family is cross-validated on every target, in worker processes (the full embedded data set and
     its training time: benchmarks/surrogate_accuracy.py)."""
-    selection = select_champions(thin, progress=False, n_jobs=2)
+    cheap = {
+        "gp": {"max_points": 50, "max_iter": 30},
+        "torch": {"epochs": 60, "n_members": 3},
+        "trees": {"n_estimators": 20, "min_samples_leaf": 1},
+    }
+    selection = select_champions(thin, progress=False, n_jobs=2, params={t: cheap for t in TARGETS})
     surrogate, report = selection.surrogate, selection.report
     assert set(surrogate.targets) == set(TARGETS)
     for target in TARGETS:
