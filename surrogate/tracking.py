@@ -201,7 +201,9 @@ def champion_description(
     scores = info.get("cv_scores") or {}
     title = f"**{REGISTERED_MODEL_NAME}{' version ' + version if version else ''}**"
     source = info.get("data_source") or "?"
+    warnings = coverage_warnings(surrogate, level)
     lines = [f"{title}: a champion model per target, chosen by grouped cross-validation (CV)."]
+    lines += [f"⚠ **Warning:** {text}." for text in warnings.values()]  # first: the UI shows 3 lines folded
     lines.append(f"Data: {source}, sha256 {str(info.get('data_hash') or info.get('data_sha256') or '?')[:12]}.")
     if info.get("reconstruction"):
         lines.append("The data is a **reconstruction** from Tan et al. 2021 by the virtual lab, not measurements.")
@@ -210,7 +212,6 @@ def champion_description(
         f"| target (unit) | champion | CV error, physical units | CV coverage of {level:.0%} intervals |",
         "|---|---|---|---|",
     ]
-    warnings = coverage_warnings(surrogate, level)
     for target in surrogate.targets:
         family = (info.get("families") or {}).get(target, "?")
         if target in kept:
@@ -226,9 +227,7 @@ def champion_description(
 
     missing = [t for t in TARGETS if t not in surrogate.targets]
     if missing:
-        lines += ["", f"No model for: {', '.join(missing)} (not in the training data)."]
-    if warnings:
-        lines += [""] + [f"⚠ **Warning:** {text}." for text in warnings.values()]
+        lines += ["", f"No model for: {', '.join(missing)} (too few rows of them in the training data)."]
     if kept:
         lines += [
             "",

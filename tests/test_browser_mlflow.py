@@ -118,6 +118,11 @@ def test_mlflow_ui_shows_the_training_run_its_description_and_the_champion(mlflo
     body = page.inner_text("body")
     assert "capacity_retention (fraction of initial capacity)" in body
     page.get_by_text("Description", exact=True).first.scroll_into_view_if_needed()
+    show_more = page.get_by_text("Show more", exact=True)
+    if show_more.count():  # the UI folds long descriptions
+        show_more.first.click()
+    if "CV coverage" in document.get("coverage_warnings", {}).get("conductivity_s_cm", ""):
+        expect(page.get_by_text("Warning:", exact=False).first).to_be_visible()
     page.screenshot(path=shots / "mlflow_run.png")
 
     # the registry: llto-surrogate with alias @champion
