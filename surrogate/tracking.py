@@ -186,6 +186,16 @@ def _error_in_units(target: str, scores: dict[str, Any]) -> str:
     return "-" if rmse is None else f"± {rmse:.3f} (fraction; RMSE, {rmse * 100:.1f} percentage points)"
 
 
+def cv_note(family: str, target: str, summary: dict[str, Any], level: float) -> str:
+    """One line for a family's CV run: its error in physical units and its interval coverage."""
+    coverage = summary.get("coverage")
+    text = f"{family} on {target}: CV error {_error_in_units(target, summary)}; coverage of {level:.0%} intervals "
+    text += _percent(coverage)
+    if coverage is not None and coverage < level:
+        text += f" ⚠ below {level:.0%}"
+    return text
+
+
 def champion_description(
     surrogate: Surrogate,
     level: float,

@@ -43,6 +43,7 @@ from surrogate.tracking import (
     coverage_warnings,
     current_champion,
     cv_metrics,
+    cv_note,
     log_surrogate,
 )
 
@@ -199,7 +200,9 @@ def _log_cv_run(cv: CVResult) -> None:
             mlflow.set_tag(NOTE_TAG, f"{cv.family} on {cv.target}: skipped, {cv.skipped}")
         metrics: dict[str, float] = {"time/fit_s": cv.fit_seconds}
         if cv.score is not None:
-            metrics.update(cv_metrics(cv.target, cv_summary(cv)))
+            summary = cv_summary(cv)
+            metrics.update(cv_metrics(cv.target, summary))
+            mlflow.set_tag(NOTE_TAG, cv_note(cv.family, cv.target, summary, cv.level))
         for split, entry in cv.splits.items():
             for key, value in (entry["overall"] or {}).items():
                 name = _split_metric_name(cv.target, key)
