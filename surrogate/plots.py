@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from surrogate.design import (  # noqa: E402
     ANNEAL_TEMP_C,
@@ -95,18 +96,41 @@ def parity_figure(
 def residuals_figure(
     target: str, observed: np.ndarray, mean: np.ndarray, note: str = "", kind: str = "cross-validated"
 ) -> Figure:
-    """Residuals in the target's modelling space (log10 σ, or logit of a retention) against the prediction."""
+    """Residuals against the prediction, in two panels: the modelling space (log10 σ, or logit of a
+    retention) and natural units (the ratio observed / predicted σ, or the retention difference as a fraction)."""
     space = TARGET_SPACES[target]
-    predicted = space.forward(np.asarray(mean, float))
-    residual = space.forward(np.asarray(observed, float)) - predicted
-    fig, ax = _new()
-    ax.scatter(predicted, residual, s=12, color="tab:blue")
-    ax.axhline(0.0, color="k", lw=1, ls="--")
-    ax.set_xlabel(f"predicted {space.label}")
-    ax.set_ylabel(f"residual, observed − predicted ({space.label})")
+    observed, mean = np.asarray(observed, float), np.asarray(mean, float)
+    predicted = space.forward(mean)
+    residual = space.forward(observed) - predicted
+    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.scatter(predicted, residual, s=12, color="tab:blue")
+    left.axhline(0.0, color="k", lw=1, ls="--")
+    left.set_xlabel(f"predicted {space.label}")
+    left.set_ylabel(f"residual, observed − predicted ({space.label})")
     rmse = float(np.sqrt(np.mean(residual**2))) if len(residual) else float("nan")
-    ax.set_title(_title(f"Residuals: {target}, RMSE {rmse:.3g}\n{kind}", note), fontsize=9)
-    ax.grid(True, alpha=0.3)
+    left.set_title(f"modelling space: RMSE {rmse:.3g}", fontsize=9)
+    left.grid(True, alpha=0.3)
+    if target == CONDUCTIVITY:
+        ratio = observed / mean
+        right.scatter(mean, ratio, s=12, color="tab:green")
+        right.axhline(1.0, color="k", lw=1, ls="--")
+        right.set_xscale("log")
+        right.set_yscale("log")
+        right.set_xlabel(f"predicted σ ({TARGET_UNITS[target]})")
+        right.set_ylabel("observed σ / predicted σ")
+        factor = 10**rmse if np.isfinite(rmse) else float("nan")
+        right.set_title(f"natural units: typical factor ×/÷ {factor:.3g}", fontsize=9)
+    else:
+        difference = observed - mean
+        right.scatter(mean, difference, s=12, color="tab:green")
+        right.axhline(0.0, color="k", lw=1, ls="--")
+        right.set_xlabel(f"predicted {target} (fraction)")
+        right.set_ylabel("residual, observed − predicted (fraction)")
+        rmse_units = float(np.sqrt(np.mean(difference**2))) if len(difference) else float("nan")
+        right.set_title(f"natural units: RMSE {rmse_units:.3f} ({rmse_units * 100:.1f} percentage points)", fontsize=9)
+    right.grid(True, which="both", alpha=0.3)
+    fig.suptitle(_title(f"Residuals: {target}\n{kind}", note), fontsize=9)
     return fig
 
 
@@ -204,8 +228,10 @@ def _groups(rows: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFra
 def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 0.9, note: str = "") -> Figure:
     """Rate retention against C-rate (log axis) per buffer, at each cell's anneal and test temperature.
 
-    Points are the data; lines and bands the surrogate's mean and ``level`` interval above the
-    0.1 C reference (where retention is 1 by definition and nothing is modelled).
+    Points are the data; lines and bands the surrogate's mean and ``level`` interval from the
+    0.1 C reference (where retention is 1 by definition) upward. Between 0.1 C and the lowest
+    trained rate the line is dashed: the model has no data there (the reference rows are not
+    trained on), so that stretch is the model's interpolation towards 1, drawn without a band.
     """
     rows = data.dropna(subset=[RATE_RETENTION])
     fig, ax = _new(7.0, 5.0)
@@ -218,17 +244,25 @@ def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
             trained = subset.loc[subset[C_RATE] > REFERENCE_C_RATE, C_RATE]
             if trained.empty:
                 continue
-            rates = np.geomspace(trained.min(), trained.max(), 60)
+            rates = np.geomspace(REFERENCE_C_RATE, trained.max(), 80)
             design = _design({BUFFER: buffer, ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temp, C_RATE: rates}, len(rates))
             predicted = surrogate.predict_target(RATE_RETENTION, _numeric(design), level)
-            ax.plot(rates, predicted["mean"], color=color, lw=1.5)
-            ax.fill_between(rates, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
+            inside = rates >= trained.min()
+            below = rates <= trained.min()
+            ax.plot(rates[inside], predicted["mean"][inside], color=color, lw=1.5)
+            ax.plot(rates[below], predicted["mean"][below], color=color, lw=1.2, ls="--")
+            ax.fill_between(
+                rates[inside], predicted["lower"][inside], predicted["upper"][inside], color=color, alpha=0.15, lw=0
+            )
+    ax.plot([], [], color="0.3", lw=1.5, label=f"surrogate mean and {level:.0%} band (trained rates)")
+    ax.plot([], [], color="0.3", lw=1.2, ls="--", label="mean below the lowest trained rate, towards 1 at 0.1 C")
     ax.set_xscale("log")
     ax.set_xlabel("discharge rate (C, log scale)")
     ax.set_ylabel(_AXIS_LABELS[RATE_RETENTION])
+    ax.set_xlim(REFERENCE_C_RATE * 0.8, None)
     ax.set_ylim(0.0, 1.05)
     ax.set_title(_title(f"Rate retention per buffer: data, surrogate mean and {level:.0%} band", note), fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.3)
     return fig
 
@@ -241,7 +275,7 @@ def fade_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
     """
     rows = data.dropna(subset=[CAPACITY_RETENTION])
     protocols = [p for p in ("standard", "long") if (rows[PROTOCOL] == p).any()] or ["standard"]
-    fig = Figure(figsize=(6.0 * len(protocols), 4.8), layout="constrained")
+    fig = Figure(figsize=(6.4 * len(protocols), 5.6), layout="constrained")
     axes = fig.subplots(1, len(protocols), squeeze=False)[0]
     colors = plt.get_cmap("tab10")
     for ax, protocol in zip(axes, protocols, strict=True):
@@ -260,8 +294,126 @@ def fade_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
                 ax.fill_between(cycles, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
         ax.set_xlabel("cycle number")
         ax.set_ylabel(_AXIS_LABELS[CAPACITY_RETENTION])
-        ax.set_title(f"protocol {protocol}", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(f"protocol {protocol}", fontsize=10)
+        ax.legend(fontsize=9, markerscale=2.5, title="buffer, test temperature", title_fontsize=9, loc="lower left")
         ax.grid(True, alpha=0.3)
     fig.suptitle(_title(f"Capacity fade: data, surrogate mean and {level:.0%} band", note), fontsize=9)
+    return fig
+
+
+def _objective_label(objective) -> str:
+    """Axis label of an objective: its name, what it scores (mean or lower bound) and its unit."""
+    statistic = "lower bound" if objective.statistic == "lower" else "mean"
+    return f"{objective.name}\n(predicted {statistic}, {objective.unit})"
+
+
+def _design_label(row: pd.Series) -> str:
+    buffer = BUFFER_LABELS.get(row[BUFFER], row[BUFFER])
+    return f"{buffer} {row[ANNEAL_TEMP_C]:.0f}/{row[TEST_TEMP_C]:.0f} °C"
+
+
+def pareto_figure(result) -> Figure:
+    """Every pair of objectives of a :class:`~surrogate.search.SearchResult`, with units.
+
+    Background: every trial of the search (grey; crosses are infeasible, orange rims
+    extrapolations). Foreground: the Pareto set (or the best designs for one objective), the
+    predicted mean with its interval, coloured by buffer, each labelled "buffer anneal/test °C";
+    an extrapolated design (outside the training data) is drawn hollow with a red rim. A
+    conductivity axis is logarithmic.
+    """
+    objectives = list(result.objectives)
+    pairs = [(a, b) for i, a in enumerate(objectives) for b in objectives[i + 1 :]]
+    single = not pairs
+    fig = Figure(figsize=(6.4 * max(len(pairs), 1), 5.6), layout="constrained")
+    axes = fig.subplots(1, max(len(pairs), 1), squeeze=False)[0]
+    frame = result.designs
+    trials = getattr(result, "trials", None)
+    colors = {b: plt.get_cmap("tab10")(i) for i, b in enumerate(BUFFERS)}
+    for ax, pair in zip(axes, pairs or [(objectives[0], objectives[0])], strict=True):
+        x_obj, y_obj = pair
+        if single:
+            x_col, y_col = ANNEAL_TEMP_C, y_obj.name
+        else:
+            x_col, y_col = x_obj.name, y_obj.name
+        if trials is not None and len(trials):
+            feasible = trials["feasible"].to_numpy(bool)
+            extrapolated = trials["extrapolation"].to_numpy(bool)
+            ax.scatter(
+                trials.loc[feasible, x_col],
+                trials.loc[feasible, y_col],
+                s=10,
+                color="0.75",
+                label=f"all {len(trials)} trials",
+                zorder=1,
+            )
+            ax.scatter(
+                trials.loc[~feasible, x_col],
+                trials.loc[~feasible, y_col],
+                s=12,
+                marker="x",
+                color="0.8",
+                label="infeasible trial",
+                zorder=1,
+            )
+            ax.scatter(
+                trials.loc[feasible & extrapolated, x_col],
+                trials.loc[feasible & extrapolated, y_col],
+                s=14,
+                facecolors="none",
+                edgecolors="tab:orange",
+                linewidths=0.6,
+                label="trial extrapolated",
+                zorder=1,
+            )
+        for _, row in frame.iterrows():
+            color = colors.get(row[BUFFER], "k")
+            x = row[x_col] if single else row[f"{x_col}_mean"]
+            y_mean = row[f"{y_col}_mean"]
+            yerr = [[y_mean - row[f"{y_col}_lower"]], [row[f"{y_col}_upper"] - y_mean]]
+            xerr = None if single else [[x - row[f"{x_col}_lower"]], [row[f"{x_col}_upper"] - x]]
+            ax.errorbar(x, y_mean, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.5, zorder=2)
+            hollow = bool(row["extrapolation"])
+            ax.scatter(
+                [x],
+                [y_mean],
+                s=60,
+                zorder=3,
+                linewidths=1.6,
+                facecolors="white" if hollow else [color],
+                edgecolors="tab:red" if hollow else "k",
+            )
+            ax.annotate(_design_label(row), (x, y_mean), xytext=(5, 4), textcoords="offset points", fontsize=7)
+        for buffer in sorted(set(frame[BUFFER]), key=lambda b: BUFFERS.index(b) if b in BUFFERS else 99):
+            ax.scatter(
+                [], [], s=60, color=colors.get(buffer, "k"), edgecolors="k", label=BUFFER_LABELS.get(buffer, buffer)
+            )
+        if frame["extrapolation"].any():
+            ax.scatter(
+                [],
+                [],
+                s=60,
+                facecolors="white",
+                edgecolors="tab:red",
+                linewidths=1.6,
+                label="extrapolation (outside the training data)",
+            )
+        if single:
+            ax.set_xlabel("anneal temperature (°C)")
+        else:
+            ax.set_xlabel(_objective_label(x_obj))
+            if x_obj.unit == "S/cm":
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel(_objective_label(y_obj))
+        if y_obj.unit == "S/cm":
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    what = "best designs" if single else "Pareto set"
+    fig.suptitle(
+        f"{what} of {result.n_trials} trials: surrogate predictions with {result.level:.0%} intervals "
+        "(not measurements); labels: buffer anneal/test °C",
+        fontsize=9,
+    )
     return fig

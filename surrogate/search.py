@@ -10,6 +10,8 @@ sampler rather than silently clipped. The study lives in Optuna storage (:mod:`s
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +24,20 @@ from surrogate.errors import InputError
 from surrogate.models.base import DEFAULT_LEVEL, Surrogate
 from surrogate.objectives import Objective
 
+STUDY_PREFIX = "search-"
+"""Name prefix of search studies (campaigns use their own names); the study user attr ``kind`` is ``search``."""
+STUDY_KIND = "search"
+HYPERVOLUME_REFERENCE_S_CM = 1e-8
+"""Conductivity reference of :func:`hypervolume` (S/cm): a film below it is useless as an electrolyte."""
+
 
 @dataclass
 class SearchResult:
-    """The best designs (single objective) or the feasible Pareto set (several), with predictions."""
+    """The best designs (single objective) or the feasible Pareto set (several), with predictions.
+
+    ``trials`` holds every completed trial (design, objective scores, ``feasible``, ``extrapolation``)
+    for plots; ``duration_s`` is the wall time of the optimisation (s).
+    """
 
     study_name: str
     storage: str
@@ -34,9 +46,11 @@ class SearchResult:
     n_trials: int
     n_feasible: int
     level: float
+    trials: pd.DataFrame | None = None
+    duration_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "study_name": self.study_name,
             "storage": self.storage,
             "objectives": [o.to_dict() | {"name": o.name, "unit": o.unit} for o in self.objectives],
@@ -45,6 +59,38 @@ class SearchResult:
             "level": self.level,
             "designs": json.loads(self.designs.to_json(orient="records")),
         }
+        if len(self.objectives) > 1:
+            out["hypervolume"] = hypervolume(self)
+        return out
+
+
+def _hypervolume_axis(objective: Objective, values: np.ndarray) -> np.ndarray:
+    """An objective's scores on the hypervolume's axis: decades above 1e-8 S/cm, or the fraction itself."""
+    values = np.asarray(values, dtype=float)
+    if objective.unit == "S/cm":
+        return np.log10(np.maximum(values, HYPERVOLUME_REFERENCE_S_CM) / HYPERVOLUME_REFERENCE_S_CM)
+    return np.maximum(values, 0.0)
+
+
+def hypervolume(result: SearchResult) -> float:
+    """Hypervolume dominated by the result's designs (a Pareto search's quality: larger is better).
+
+    Axes: a conductivity objective in decades of σ above :data:`HYPERVOLUME_REFERENCE_S_CM`, a
+    retention (or product of retentions) as its fraction; the reference point is 0 on every axis.
+    So with conductivity, rate and capacity retention the unit is "decades × fraction × fraction".
+    """
+    from optuna._hypervolume import compute_hypervolume
+
+    points = np.column_stack([_hypervolume_axis(o, result.designs[o.name].to_numpy()) for o in result.objectives])
+    if len(points) == 0:
+        return 0.0
+    # Optuna's hypervolume is for minimisation: negate, with the reference point at the origin.
+    return float(compute_hypervolume(-points, np.zeros(points.shape[1]), assume_pareto=False))
+
+
+def hypervolume_unit(objectives: list[Objective]) -> str:
+    """The unit of :func:`hypervolume` for these objectives (e.g. ``decades × fraction × fraction``)."""
+    return " × ".join("decades" if o.unit == "S/cm" else "fraction" for o in objectives)
 
 
 def constraint_values(space: DesignSpace, design: dict[str, Any]) -> dict[str, float]:
@@ -81,6 +127,27 @@ def evaluate(
     return out
 
 
+def check_search(
+    surrogate: Surrogate, objectives: list[Objective], space: DesignSpace, n_trials: int, seed: int
+) -> None:
+    """Raise :class:`InputError` for a search that cannot run (checked before anything is written)."""
+    if not objectives:
+        raise InputError("objective: give at least one")
+    if not 1 <= n_trials <= 100_000:
+        raise InputError(f"n_trials: {n_trials} must be from 1 to 100000")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed: {seed!r} must be a whole number >= 0")
+    for objective in objectives:
+        objective.check_space(space)
+    missing = sorted({t for o in objectives for t in o.targets} - set(surrogate.targets))
+    if missing:
+        raise InputError(
+            f"model: has no model for {', '.join(missing)}, which the objective(s) "
+            f"{', '.join(o.name for o in objectives)} need (it has: {', '.join(surrogate.targets) or 'none'}); "
+            "use a model that has them, or train one on data that has them (surrogate train --data FILE)"
+        )
+
+
 def run_search(
     surrogate: Surrogate,
     objectives: list[Objective],
@@ -92,30 +159,23 @@ def run_search(
     level: float = DEFAULT_LEVEL,
     top: int = 10,
     show_progress: bool = True,
+    model_label: str | None = None,
 ) -> SearchResult:
     """Maximise ``objectives`` over ``space`` on ``surrogate`` with Optuna (TPE; constraints honoured).
 
     Returns the ``top`` best feasible designs (one objective) or the feasible Pareto set (several).
-    An existing ``study_name`` in ``storage`` is resumed when its objectives match.
+    An existing ``study_name`` in ``storage`` is resumed when its objectives match. The study is
+    labelled for optuna-dashboard: user attrs ``kind`` = ``search``, ``objectives``, ``units``, ``model``
+    (``model_label``, e.g. the model version), and metric names with units.
     """
-    if not objectives:
-        raise InputError("objective: give at least one")
-    if not 1 <= n_trials <= 100_000:
-        raise InputError(f"n_trials: {n_trials} must be from 1 to 100000")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed: {seed!r} must be a whole number >= 0")
     space = space or DesignSpace()
-    for objective in objectives:
-        objective.check_space(space)
-    missing = sorted({t for o in objectives for t in o.targets} - set(surrogate.targets))
-    if missing:
-        raise InputError(f"model: has no {', '.join(missing)} model; train one first (surrogate train)")
+    check_search(surrogate, objectives, space, n_trials, seed)
     from surrogate.storage import get_storage, resolve_storage_url
 
     store = storage if isinstance(storage, optuna.storages.BaseStorage) else get_storage(storage)
     storage_label = "in-memory" if isinstance(storage, optuna.storages.BaseStorage) else resolve_storage_url(storage)
     names = [o.name for o in objectives]
-    study_name = study_name or f"search-{'+'.join(names)}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}"
+    study_name = study_name or f"{STUDY_PREFIX}{'+'.join(names)}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}"
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(
         study_name=study_name,
@@ -127,8 +187,17 @@ def run_search(
     previous = study.user_attrs.get("objectives")
     if previous is not None and previous != names:
         raise InputError(f"study {study_name!r} exists with other objectives ({previous}); pick another name")
+    if study.user_attrs.get("kind", STUDY_KIND) != STUDY_KIND:
+        raise InputError(f"study {study_name!r} is a {study.user_attrs['kind']}, not a search; pick another name")
+    study.set_user_attr("kind", STUDY_KIND)
     study.set_user_attr("objectives", names)
+    study.set_user_attr("units", [o.unit for o in objectives])
     study.set_user_attr("space", space.to_dict())
+    if model_label:
+        study.set_user_attr("model", model_label)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard shows
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{o.name} ({o.unit})" for o in objectives])
     free_temp = any(o.test_temp_c is None for o in objectives)
 
     def objective_fn(trial: optuna.Trial) -> list[float]:
@@ -146,7 +215,9 @@ def run_search(
         return [float(row[name]) for name in names]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
     study.optimize(objective_fn, n_trials=n_trials, show_progress_bar=show_progress)
+    duration = time.perf_counter() - started
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     feasible = [t for t in complete if all(v <= 0 for v in t.constraints.values())]
     if not feasible:
@@ -167,7 +238,23 @@ def run_search(
         if len(objectives) == 1 and len(rows) >= top:
             break
     designs = evaluate(surrogate, objectives, pd.DataFrame(rows), level)
-    return SearchResult(study_name, storage_label, objectives, designs, len(complete), len(feasible), level)
+    trials = pd.DataFrame(
+        [
+            {
+                "trial": t.number,
+                BUFFER: t.params[BUFFER],
+                ANNEAL_TEMP_C: t.params[ANNEAL_TEMP_C],
+                TEST_TEMP_C: t.params.get(TEST_TEMP_C, objectives[0].test_temp_c),
+                **dict(zip(names, t.values, strict=True)),
+                "feasible": all(v <= 0 for v in t.constraints.values()),
+                "extrapolation": bool(t.user_attrs.get("extrapolation", False)),
+            }
+            for t in complete
+        ]
+    )
+    return SearchResult(
+        study_name, storage_label, objectives, designs, len(complete), len(feasible), level, trials, duration
+    )
 
 
 def _pareto(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -182,32 +269,7 @@ def _pareto(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenT
 
 
 def pareto_figure(result: SearchResult):
-    """A matplotlib figure: every pair of objectives of the result's designs (mean with interval)."""
-    import matplotlib
+    """The search's figure (see :func:`surrogate.plots.pareto_figure`); kept here for existing callers."""
+    from surrogate.plots import pareto_figure as figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [o.name for o in result.objectives]
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]] or [(names[0], names[0])]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
-    frame = result.designs
-    for ax, (x, y) in zip(axes[0], pairs, strict=True):
-        for buffer, group in frame.groupby(BUFFER):
-            ax.errorbar(
-                group[f"{x}_mean"],
-                group[f"{y}_mean"],
-                xerr=[group[f"{x}_mean"] - group[f"{x}_lower"], group[f"{x}_upper"] - group[f"{x}_mean"]],
-                yerr=[group[f"{y}_mean"] - group[f"{y}_lower"], group[f"{y}_upper"] - group[f"{y}_mean"]],
-                fmt="o",
-                label=buffer,
-                alpha=0.7,
-            )
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.legend(fontsize=8)
-    fig.suptitle(
-        f"{'Pareto set' if len(names) > 1 else 'best designs'} (surrogate predictions, {result.level:.0%} intervals)"
-    )
-    fig.tight_layout()
-    return fig
+    return figure(result)

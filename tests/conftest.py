@@ -1,8 +1,21 @@
-"""Shared test setup: no telemetry, stores in temporary folders, never the user's ./mlruns."""
+"""Shared test setup: no telemetry, stores in temporary folders, never the user's ./mlruns.
+
+Heavy modules (mlflow, torch, the service) are imported inside the tests and fixtures that need
+them, not here, so that collecting the suite stays fast.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -11,12 +24,88 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
+TEST_ARTIFACTS_ENV = "SURROGATE_TEST_ARTIFACTS"
+
+
+@pytest.fixture(scope="session")
+def test_artifacts() -> Path:
+    """Where tests keep screenshots and other artifacts: ``$SURROGATE_TEST_ARTIFACTS`` or ``tests/artifacts``."""
+    path = Path(os.environ.get(TEST_ARTIFACTS_ENV) or Path(__file__).parent / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store_env(folder: Path) -> dict[str, str]:
+    """Environment variables that put MLflow and Optuna stores under ``folder``."""
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+        "SURROGATE_HOME": str(folder),
+    }
+
+
+def _use_store(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the environment (and MLflow's process-wide client settings, if loaded) at ``folder``'s stores."""
+    env = store_env(folder)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(folder)
+    if "mlflow" in sys.modules:  # an earlier test may have pointed MLflow's global client elsewhere
+        import mlflow
+
+        mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
+
 
 @pytest.fixture
 def tmp_stores(tmp_path, monkeypatch):
     """MLflow tracking, artifacts and Optuna storage under a temporary folder; returns that folder."""
     (tmp_path / "mlruns").mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    monkeypatch.setenv("SURROGATE_HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
+    _use_store(tmp_path, monkeypatch)
     return tmp_path
+
+
+@contextlib.contextmanager
+def _in_store(folder: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    with mock.patch.dict(os.environ, store_env(folder)):
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    """One store with a physics-only champion (version 1) on the embedded data, trained once per session.
+
+    Returns ``(folder, the JSON document of `surrogate train --json`)``. Tests that only read it use
+    :func:`use_trained_store`; tests that write copy it (:func:`copy_trained_store`).
+    """
+    from surrogate.cli import main
+
+    folder = tmp_path_factory.mktemp("trained")
+    (folder / "mlruns").mkdir()
+    out = io.StringIO()
+    with _in_store(folder), contextlib.redirect_stdout(out):
+        code = main(["train", "--models", "physics", "--json"])
+    assert code == 0, out.getvalue()[-2000:]
+    return folder, json.loads(out.getvalue())
+
+
+@pytest.fixture
+def use_trained_store(trained_store, monkeypatch) -> tuple[Path, dict[str, Any]]:
+    """The session's trained store as this test's stores (read it; use :func:`copy_trained_store` to write)."""
+    folder, document = trained_store
+    _use_store(folder, monkeypatch)
+    return folder, document
+
+
+@pytest.fixture
+def copy_trained_store(trained_store, tmp_path, monkeypatch) -> tuple[Path, dict[str, Any]]:
+    """A private copy of the session's trained store, as this test's stores (free to write)."""
+    folder, document = trained_store
+    copy = tmp_path / "store"
+    shutil.copytree(folder, copy)
+    _use_store(copy, monkeypatch)
+    return copy, document

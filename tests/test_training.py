@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -13,13 +19,21 @@ import pytest
 from surrogate.cli import main
 from surrogate.design import CAPACITY_RETENTION, CONDUCTIVITY, RATE_RETENTION, TARGETS
 from surrogate.errors import DataValidationError, InputError
-from surrogate.tracking import CHAMPION_ALIAS, REGISTERED_MODEL_NAME, champion_info, load_champion, load_pyfunc
+from surrogate.tracking import (
+    CHAMPION_ALIAS,
+    EXPERIMENT_KIND_TAG,
+    REGISTERED_MODEL_NAME,
+    champion_info,
+    load_champion,
+    load_pyfunc,
+)
 
 BAD_DATA = Path(__file__).parent / "data" / "bad" / "many_problems.csv"
 FAST_FAMILIES = "physics"
 
 
 def _runs(status: str | None = None) -> pd.DataFrame:
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # this test's store, not the last one used
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     runs = mlflow.search_runs(experiment_ids=experiments) if experiments else pd.DataFrame()
     if status is not None and not runs.empty:
@@ -34,8 +48,8 @@ def _train_json(capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
     return json.loads(out)
 
 
-def test_train_end_to_end_tracks_registers_and_predicts(tmp_stores, capsys):
-    document = _train_json(capsys)
+def test_train_end_to_end_tracks_registers_and_predicts(use_trained_store, capsys):
+    _, document = use_trained_store
     assert document["data"]["reconstruction"] is True
     assert set(document["targets"]) == set(TARGETS)
     for entry in document["targets"].values():
@@ -43,7 +57,7 @@ def test_train_end_to_end_tracks_registers_and_predicts(tmp_stores, capsys):
         assert {"rmse", "mae", "r2", "coverage"} <= set(entry["families"]["physics"])
     assert [row["anneal_temp_c"] for row in document["activation_energies"]] == [25.0, 300.0, 400.0]
     assert all(0.1 < row["ea_ev"] < 0.5 and 0 < row["ea_se_ev"] < 0.05 for row in document["activation_energies"])
-    assert document["train_time_s"] > 0
+    assert document["train_time_s"] > 0 and document["kept"] == {}
 
     client = mlflow.MlflowClient()
     run = client.get_run(document["run_id"])
@@ -52,14 +66,26 @@ def test_train_end_to_end_tracks_registers_and_predicts(tmp_stores, capsys):
     assert (
         "coverage" in run.data.tags["selection_rule"] and document["selection_rule"] == run.data.tags["selection_rule"]
     )
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == "custom_model_development"  # model training, not GenAI
     for target in TARGETS:
         assert document["targets"][target]["champion_reason"].startswith("lowest CV score")
         assert document["targets"][target]["sample_variance"]["source"] in ("replicates", "prior")
+    # metrics: grouped by target, units in the names, no champion.* copy of a cv.* value
     metrics = run.data.metrics
-    for target in TARGETS:
-        assert f"champion.{target}.rmse" in metrics
-        assert f"cv.physics.{target}.coverage" in metrics
-    assert "ea_ev.anneal_300c" in metrics and "train_time_s" in metrics
+    assert not [k for k in metrics if k.startswith(("champion.", "cv."))]
+    assert "cv/conductivity_s_cm/rmse_log10_decades" in metrics and "cv/conductivity_s_cm/interval_coverage" in metrics
+    for target in (RATE_RETENTION, CAPACITY_RETENTION):
+        assert 0 < metrics[f"cv/{target}/rmse_fraction"] < 0.05 and f"cv/{target}/rmse_logit" in metrics
+    assert metrics["cv/conductivity_s_cm/rmse_log10_decades"] == pytest.approx(
+        document["targets"][CONDUCTIVITY]["families"]["physics"]["rmse"]
+    )
+    assert "arrhenius/anneal_300c/ea_ev" in metrics and "time/train_s" in metrics
+    # the description: champion per target in physical units, a warning where CV coverage is below the level
+    note = run.data.tags["mlflow.note.content"]
+    assert "S/cm" in note and "fraction" in note and "reconstruction" in note
+    coverage = document["targets"][CONDUCTIVITY]["families"]["physics"]["coverage"]
+    assert (coverage < 0.9) == ("⚠" in note) == (CONDUCTIVITY in document["coverage_warnings"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     for name in ("arrhenius", "rate_retention", "capacity_fade", "parity_conductivity_s_cm_anneal_state"):
         assert f"plots/{name}.png" in artifacts
@@ -70,13 +96,19 @@ def test_train_end_to_end_tracks_registers_and_predicts(tmp_stores, capsys):
     children = _runs()
     children = children[children["tags.mlflow.parentRunId"] == run.info.run_id]
     assert len(children) == len(TARGETS)  # one nested CV run per family × target
-    assert "metrics.anneal_state.rmse_natural" in children.columns
+    assert "metrics.split/anneal_state/rmse_log10_decades" in children.columns
+    assert "metrics.cv/rate_retention/rmse_fraction" in children.columns  # the same names as the parent's
 
     version = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
     assert version.run_id == run.info.run_id
+    assert "S/cm" in version.description and version.tags[f"champion.{CONDUCTIVITY}"] == "physics"
+    assert "@champion" in client.get_registered_model(REGISTERED_MODEL_NAME).description
     info = champion_info()
     assert info["version"] == str(version.version) and info["data_hash"] == document["data"]["hash"]
     assert set(info["cv_scores"]) == set(TARGETS) and "rmse" in info["cv_scores"][CONDUCTIVITY]
+    assert info["cv_scores"][RATE_RETENTION]["rmse_units"] == pytest.approx(
+        document["targets"][RATE_RETENTION]["families"]["physics"]["rmse_units"]
+    )
 
     # the loaded pyfunc answers exactly like the in-memory surrogate
     designs = pd.DataFrame(
@@ -135,13 +167,11 @@ def test_bad_data_is_reported_row_by_row_and_starts_no_run(tmp_stores, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "row 1" in err and "problem(s)" in err
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_stores / 'mlruns' / 'mlflow.db'}")
-    assert _runs("RUNNING").empty
     from training.train import train
 
     with pytest.raises(DataValidationError):
         train(BAD_DATA, families=["physics"], progress=False)
-    assert _runs().empty
+    assert not (tmp_stores / "mlruns" / "mlflow.db").exists()  # exit 2 writes nothing, not even the store
 
 
 def test_failure_inside_the_run_marks_it_failed(tmp_stores, monkeypatch):
@@ -190,51 +220,199 @@ def test_tune_creates_nested_trial_runs(tmp_stores, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-@pytest.mark.server
-def test_ui_serves_the_project_store(tmp_stores):
-    """`surrogate ui` starts the MLflow UI on the project's store; it answers /health and lists the experiment."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+# ------------------------------------------------------------------ never lose a good model
+def _without(target: str, folder: Path) -> Path:
+    """The embedded data without any ``target`` rows, as a measurements CSV in ``folder``."""
+    from surrogate.dataset import load_default_dataset
 
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    mlflow.create_experiment("ui-check")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "surrogate.cli", "ui", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
+    data = load_default_dataset()
+    path = folder / f"no_{target}.csv"
+    data[data[target].isna()].drop(columns=[target]).to_csv(path, index=False)
+    return path
+
+
+def test_training_without_a_champion_target_is_refused_and_writes_nothing(copy_trained_store, capsys):
+    folder, _ = copy_trained_store
+    before = len(_runs())
+    partial = _without(CAPACITY_RETENTION, folder)
+    assert main(["train", "--data", str(partial), "--models", FAST_FAMILIES]) == 2
+    err = capsys.readouterr().err
+    assert "version 1 has a model for capacity_retention" in err and "0 training rows" in err
+    assert "--missing-targets keep" in err and "Nothing was written" in err
+    assert len(_runs()) == before
+    assert champion_info()["version"] == "1"
+
+
+def test_keep_carries_the_earlier_champions_model_and_says_so(copy_trained_store, capsys):
+    folder, first = copy_trained_store
+    partial = _without(CAPACITY_RETENTION, folder)
+    document = _train_json(capsys, "--data", str(partial), "--missing-targets", "keep")
+    assert document["kept"] == {CAPACITY_RETENTION: f"{REGISTERED_MODEL_NAME} version 1"}
+    assert document["registered_model"]["version"] == "2"
+    champion = load_champion()
+    assert set(champion.targets) == set(TARGETS)
+    assert champion.info["families"][CAPACITY_RETENTION] == "physics"
+    design = pd.DataFrame([{"buffer": "sio2", "anneal_temp_c": 300.0, "test_temp_c": 25.0, "cycles": 300}])
+    earlier = load_champion(f"models:/{REGISTERED_MODEL_NAME}/1").predict(design)
+    np.testing.assert_allclose(champion.predict(design)["capacity_retention_mean"], earlier["capacity_retention_mean"])
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(REGISTERED_MODEL_NAME, "2")
+    assert "kept from llto-surrogate version 1" in version.description
+    assert version.tags[f"kept.{CAPACITY_RETENTION}"] == f"{REGISTERED_MODEL_NAME} version 1"
+    assert "kept from" in client.get_run(document["run_id"]).data.tags["mlflow.note.content"]
+    info = champion_info()
+    assert info["kept"] == {CAPACITY_RETENTION: f"{REGISTERED_MODEL_NAME} version 1"}
+    assert info["cv_scores"][CAPACITY_RETENTION]["rmse"] == pytest.approx(
+        first["targets"][CAPACITY_RETENTION]["families"]["physics"]["rmse"]
+    )
+    from surrogate.cli.train import format_train_report
+
+    assert f"{CAPACITY_RETENTION}: the model of {REGISTERED_MODEL_NAME} version 1" in format_train_report(document)
+
+
+def test_partial_model_facts_and_search_explain_what_is_missing(copy_trained_store, capsys):
+    folder, _ = copy_trained_store
+    partial = _without(CAPACITY_RETENTION, folder)
+    document = _train_json(capsys, "--data", str(partial), "--missing-targets", "drop")
+    assert (
+        document["registered_model"]["version"] == "2"
+        and CAPACITY_RETENTION not in document["targets"]
+        or (document["targets"][CAPACITY_RETENTION]["champion"] is None)
+    )
+    for argv in (
+        ["facts"],
+        ["facts", "--model", f"models:/{REGISTERED_MODEL_NAME}/2"],
+        ["search", "--objective", "rate_x_capacity", "--trials", "2"],
+        ["search", "--pareto", "--trials", "2", "--model", f"models:/{REGISTERED_MODEL_NAME}/2"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "has no model for capacity_retention" in err and "Traceback" not in err, err
+        assert "--model models:/llto-surrogate/<version>" in err
+    # the earlier, complete version still answers
+    assert main(["facts", "--model", f"models:/{REGISTERED_MODEL_NAME}/1", "--json"]) in (0, 1)
+    capsys.readouterr()
+
+
+def test_read_only_commands_create_no_store(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setenv("SURROGATE_HOME", str(tmp_path / ".surrogate"))
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["predict", "--buffer", "none", "--anneal-temp-c", "300", "--test-temp-c", "25"],
+        ["facts"],
+        ["search", "--pareto", "--trials", "2"],
+        ["ui", "--port", "5999"],
+    ):
+        assert main(argv) == 2, argv
+        assert "surrogate train" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the logged model outside the repository
+_LOAD_OUTSIDE = """
+import importlib.util, sys
+sys.path[:] = [p for p in sys.path if not p.startswith(sys.argv[2])]
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__module__)]
+assert importlib.util.find_spec("surrogate") is None, "the project is still importable"
+import mlflow.pyfunc, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+row = model.predict(pd.DataFrame({"buffer": ["sio2"], "anneal_temp_c": [300.0], "test_temp_c": [25.0]})).iloc[0]
+import surrogate
+print(float(row["conductivity_s_cm_mean"]), surrogate.__file__)
+"""
+
+
+def test_logged_model_loads_where_the_project_is_not_importable(use_trained_store, tmp_path):
+    """The model's artifacts carry the `surrogate` package: a python that cannot import the project loads it."""
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"))
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    script = tmp_path / "load.py"
+    script.write_text(_LOAD_OUTSIDE)
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), str(copy), repo],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    value, where = done.stdout.split()
+    expected = (
+        load_champion()
+        .predict_means(pd.DataFrame({"buffer": ["sio2"], "anneal_temp_c": [300.0], "test_temp_c": [25.0]}))[
+            CONDUCTIVITY
+        ]
+        .iloc[0]
+    )
+    assert float(value) == pytest.approx(expected, rel=1e-9)
+    assert where.startswith(str(copy / "code" / "surrogate"))
+
+
+# ------------------------------------------------------------------ SIGTERM and exit 2, for real
+def _store_env(folder: Path) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}", "SURROGATE_HOME": str(folder)}
+
+
+def _store_runs(folder: Path) -> pd.DataFrame:
+    import sqlite3
+
+    with sqlite3.connect(folder / "mlruns" / "mlflow.db") as db:
+        return pd.read_sql("select run_uuid, status, name from runs", db)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_killed_and_leaves_no_worker_processes(tmp_path):
+    import psutil
+
+    (tmp_path / "mlruns").mkdir()
+    env = os.environ | _store_env(tmp_path)
+    train = subprocess.Popen(
+        [sys.executable, "-m", "surrogate.cli", "train", "--models", "physics,trees", "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    parent = psutil.Process(train.pid)
+    workers: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert ui.poll() is None, f"surrogate ui exited early: {ui.stderr.read()[-2000:]}"
-                assert time.monotonic() < deadline, "the MLflow UI did not answer /health within 90 s"
-                time.sleep(0.5)
-        request = urllib.request.Request(
-            f"{base}/ajax-api/2.0/mlflow/experiments/search",
-            data=json.dumps({"max_results": 10}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            names = {e["name"] for e in json.load(response)["experiments"]}
-        assert "ui-check" in names
+        deadline = time.monotonic() + 900  # liveness limit only
+        while not workers:  # wait until cross-validation runs in worker processes
+            assert train.poll() is None, train.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no worker process ever started"
+            workers = [p for p in parent.children(recursive=True) if "python" in p.name().lower()]
+            time.sleep(0.5)
+        workers = parent.children(recursive=True)
+        train.send_signal(signal.SIGTERM)
+        _, err = train.communicate(timeout=300)
     finally:
-        ui.terminate()
-        try:
-            ui.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            ui.kill()
+        if train.poll() is None:
+            train.kill()
+    assert train.returncode == 143, err[-3000:]
+    assert "terminated" in err and "Traceback" not in err
+    runs = _store_runs(tmp_path)
+    assert "RUNNING" not in set(runs["status"])
+    assert runs.loc[runs["name"] == "train", "status"].tolist() == ["KILLED"]
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"worker processes left behind: {[p.pid for p in alive]}"
+
+
+@pytest.mark.slow
+def test_exit_2_writes_no_run_and_no_store(tmp_path):
+    env = os.environ | _store_env(tmp_path)
+    for data in (BAD_DATA, Path(__file__).parent / "data" / "good" / "with_extra_column.csv"):
+        done = subprocess.run(
+            [sys.executable, "-m", "surrogate.cli", "train", "--data", str(data), "--models", "physics"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -15,8 +15,12 @@ failure marks the run FAILED and re-raises.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +29,21 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES
+from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES, TARGETS
 from surrogate.errors import InputError
 from surrogate.evaluation import CVResult, Selection, check_families, data_hash, select_champions
 from surrogate.models.base import DEFAULT_LEVEL, TARGET_SPACES, Surrogate
 from surrogate.tracking import (
     CHAMPION_ALIAS,
-    CHAMPION_METRIC_PREFIX,
     DEFAULT_EXPERIMENT,
+    NOTE_TAG,
     REGISTERED_MODEL_NAME,
+    champion_description,
     configure_mlflow,
+    coverage_warnings,
+    current_champion,
+    cv_metrics,
+    cv_note,
     log_surrogate,
 )
 
@@ -58,6 +67,9 @@ class TrainResult:
     level: float
     train_time_s: float
     tuned_params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    """Target → the earlier model version whose model of that target this one keeps."""
+    experiment_id: str | None = None
 
     @property
     def champions(self) -> dict[str, str]:
@@ -101,6 +113,9 @@ class TrainResult:
                 "targets": targets,
                 "activation_energies": [{k: float(v) for k, v in row.items()} for row in ea],
                 "tuned_params": self.tuned_params,
+                "kept": self.kept,
+                "coverage_warnings": coverage_warnings(self.surrogate, self.level),
+                "experiment_id": self.experiment_id,
                 "train_time_s": round(self.train_time_s, 2),
             }
         )
@@ -150,8 +165,31 @@ def _mlflow_dataset(data: pd.DataFrame, data_path: Path | str | None, digest: st
 
 
 # ---------------------------------------------------------------------- logging
+def _split_metric_name(target: str, key: str) -> str | None:
+    """Per-split metric ``key`` (``rmse_natural``, ``coverage``, ``rmse_units`` …) with its unit in the name."""
+    space = TARGET_SPACES[target].name
+    natural = "log10_decades" if space == "log10" else "logit"
+    names = {
+        "rmse_natural": f"rmse_{natural}",
+        "mae_natural": f"mae_{natural}",
+        "r2_natural": f"r2_{space}",
+        "interval_width_natural": f"interval_width_{natural}",
+        "coverage": "interval_coverage",
+        "rmse_units": "rmse_fraction",
+        "mae_units": "mae_fraction",
+        "r2_units": "r2_fraction",
+        "interval_width_units": "interval_width_fraction",
+        "n": "n_rows",
+    }
+    return names.get(key)
+
+
 def _log_cv_run(cv: CVResult) -> None:
-    """One nested run per family × target: params, pooled metrics per split, per-fold metrics (step = fold)."""
+    """One nested run per family × target: its CV summary under the same names as the parent's champion
+    metrics (``cv/<target>/...``, so the UI compares families), per split (``split/<split>/...``) and per
+    fold (step = fold)."""
+    from surrogate.evaluation import cv_summary
+
     with mlflow.start_run(run_name=f"cv-{cv.family}-{cv.target}", nested=True):
         mlflow.set_tags({"kind": "cv", "family": cv.family, "target": cv.target})
         if cv.params:
@@ -159,38 +197,49 @@ def _log_cv_run(cv: CVResult) -> None:
         mlflow.log_params({"n_rows": cv.n_rows, "level": cv.level})
         if cv.skipped:
             mlflow.set_tag("skipped", cv.skipped)
-        metrics: dict[str, float] = {"fit_seconds": cv.fit_seconds}
+            mlflow.set_tag(NOTE_TAG, f"{cv.family} on {cv.target}: skipped, {cv.skipped}")
+        metrics: dict[str, float] = {"time/fit_s": cv.fit_seconds}
         if cv.score is not None:
-            metrics["score"] = cv.score
+            summary = cv_summary(cv)
+            metrics.update(cv_metrics(cv.target, summary))
+            mlflow.set_tag(NOTE_TAG, cv_note(cv.family, cv.target, summary, cv.level))
         for split, entry in cv.splits.items():
             for key, value in (entry["overall"] or {}).items():
-                if isinstance(value, (int, float)) and value is not None:
-                    metrics[f"{split}.{key}"] = float(value)
+                name = _split_metric_name(cv.target, key)
+                if name is not None and isinstance(value, (int, float)):
+                    metrics[f"split/{split}/{name}"] = float(value)
             for fold in entry["folds"]:
                 for key in ("rmse_natural", "mae_natural", "coverage", "rmse_units"):
                     if fold.get(key) is not None:
-                        mlflow.log_metric(f"{split}.fold.{key}", float(fold[key]), step=int(fold["fold"]))
+                        name = _split_metric_name(cv.target, key)
+                        mlflow.log_metric(f"split/{split}/fold/{name}", float(fold[key]), step=int(fold["fold"]))
         mlflow.log_metrics(metrics)
         mlflow.log_dict(cv.to_dict(), "cv_result.json")
 
 
-def _log_report_metrics(report: dict[str, Any]) -> None:
+def _log_report_metrics(report: dict[str, Any], level: float) -> None:
+    """The champion's CV metrics per target (``cv/<target>/...``), rows, sample spread; champion tags."""
     metrics: dict[str, float] = {}
     for target, entry in report["targets"].items():
-        for family, summary in entry["summary"].items():
-            for metric, value in summary.items():
-                if value is not None:
-                    metrics[f"cv.{family}.{target}.{metric}"] = float(value)
-                    if family == entry["champion"]:
-                        metrics[f"{CHAMPION_METRIC_PREFIX}.{target}.{metric}"] = float(value)
+        metrics[f"rows/{target}"] = float(entry["rows"])
+        champion = entry["champion"]
+        if champion is not None:
+            summary = entry["summary"][champion]
+            metrics.update(cv_metrics(target, summary))
+            coverage = summary.get("coverage")
+            if coverage is not None and coverage < level:
+                mlflow.set_tag(
+                    f"warning.{target}", f"CV coverage {coverage:.0%} is below the {level:.0%} interval level"
+                )
         for family, reason in entry["skipped_families"].items():
             mlflow.set_tag(f"skipped.{family}.{target}", reason[:5000])
-        mlflow.set_tag(f"champion.{target}", entry["champion"] or "none")
+        mlflow.set_tag(f"champion.{target}", champion or "none")
         if entry.get("champion_reason"):
             mlflow.set_tag(f"champion_reason.{target}", entry["champion_reason"][:5000])
         variance = entry.get("sample_variance")
         if variance:
-            metrics[f"between_sample_sd.{target}"] = float(np.sqrt(variance["between_variance"]))
+            space = "log10_decades" if TARGET_SPACES[target].name == "log10" else "logit"
+            metrics[f"sample_spread/{target}/sd_{space}"] = float(np.sqrt(variance["between_variance"]))
             mlflow.set_tag(f"between_sample_source.{target}", variance["source"])
     mlflow.set_tag("selection_rule", report["selection_rule"])
     mlflow.log_metrics(metrics)
@@ -214,8 +263,8 @@ def activation_energies(data: pd.DataFrame) -> pd.DataFrame | None:
 
 def _log_activation_energies(table: pd.DataFrame) -> None:
     for row in table.itertuples(index=False):
-        state = f"{getattr(row, ANNEAL_TEMP_C):g}c"
-        mlflow.log_metrics({f"ea_ev.anneal_{state}": row.ea_ev, f"ea_se_ev.anneal_{state}": row.ea_se_ev})
+        state = f"anneal_{getattr(row, ANNEAL_TEMP_C):g}c"
+        mlflow.log_metrics({f"arrhenius/{state}/ea_ev": row.ea_ev, f"arrhenius/{state}/ea_se_ev": row.ea_se_ev})
     mlflow.log_table(table, "activation_energies.json")
     mlflow.log_text(table.to_csv(index=False), "activation_energies.csv")
 
@@ -263,12 +312,100 @@ def _log_plots(data: pd.DataFrame, selection: Selection, ea: pd.DataFrame | None
 
 
 # ---------------------------------------------------------------------- train
+MISSING_TARGET_POLICIES = ("refuse", "keep", "drop")
+"""What :func:`train` does when the registered champion models a target the new data cannot train:
+``refuse`` (InputError before anything is written), ``keep`` (the new version keeps the earlier
+champion's model of that target, and says so), ``drop`` (the new version has no model for it)."""
+
+
+class Terminated(BaseException):  # noqa: N818 - named like KeyboardInterrupt, which it mirrors
+    """SIGTERM arrived during :func:`train`: the run is ended KILLED and the worker processes stopped."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while training (main thread only), so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_worker_processes() -> None:
+    """Kill joblib's loky worker processes (cross-validation runs in them), if any were started."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = reusable_executor._executor
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
+
+
 def fail_run(exc: BaseException) -> None:
-    """Mark the active run FAILED with the reason as tag ``error`` (never leave it RUNNING)."""
+    """End the active run FAILED (KILLED for SIGTERM or Ctrl-C) with the reason as tag ``error``.
+
+    Never leaves a run RUNNING.
+    """
+    killed = isinstance(exc, (Terminated, KeyboardInterrupt))
     try:
         mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
     finally:
-        mlflow.end_run("FAILED")
+        mlflow.end_run("KILLED" if killed else "FAILED")
+
+
+def trainable_targets(data: pd.DataFrame, families: list[str]) -> dict[str, int]:
+    """Target → training rows, for the targets with enough rows for at least one of ``families``."""
+    from surrogate.evaluation import training_xy
+    from surrogate.models.registry import FAMILIES
+
+    needed = min(FAMILIES[name].min_rows for name in families)
+    rows = {target: len(training_xy(data, target)[1]) for target in TARGETS}
+    return {target: n for target, n in rows.items() if n >= needed}
+
+
+def _missing_message(version: str, lacking: dict[str, int], source: str, families: list[str]) -> str:
+    from surrogate.models.registry import FAMILIES
+
+    needed = min(FAMILIES[name].min_rows for name in families)
+    what = ", ".join(f"{t} ({n} training rows)" for t, n in lacking.items())
+    targets = ", ".join(lacking)
+    return (
+        f"data: the current champion {REGISTERED_MODEL_NAME} version {version} has a model for {targets}, but "
+        f"{source} has too few rows to train one: {what}; at least {needed} are needed. Nothing was written. "
+        f"To proceed, choose one: add those measurements to the file; or --missing-targets keep (the new "
+        f"version keeps version {version}'s model for {targets}, and says so); or --missing-targets drop (the new "
+        f"champion has no model for {targets})."
+    )
+
+
+def _keep_earlier(
+    surrogate: Surrogate, earlier: Surrogate, targets: list[str], version: str
+) -> tuple[Surrogate, dict[str, str]]:
+    """``surrogate`` plus ``earlier``'s models of ``targets``; info per target copied; returns (merged, kept)."""
+    earlier_kept = earlier.info.get("kept") or {}  # a model the earlier version itself kept keeps its origin
+    earlier_runs = earlier.info.get("kept_run_ids") or {}
+    kept = {t: earlier_kept.get(t, f"{REGISTERED_MODEL_NAME} version {version}") for t in targets}
+    models = dict(surrogate.models)
+    domains = dict(surrogate.domains)
+    info = dict(surrogate.info)
+    for target in targets:
+        models[target] = earlier.models[target]
+        domains[target] = earlier.domains[target]
+    for key in ("families", "params", "cv_scores", "sample_variance", "rows"):
+        merged = dict(info.get(key) or {})
+        merged.update({t: earlier.info[key][t] for t in targets if t in (earlier.info.get(key) or {})})
+        info[key] = merged
+    info["kept"] = kept
+    info["kept_run_ids"] = {t: earlier_runs.get(t, earlier.info.get("run_id")) for t in targets}
+    ordered = {t: models[t] for t in TARGETS if t in models}
+    return Surrogate(models=ordered, domains=domains, info=info), kept
 
 
 def train(
@@ -279,6 +416,7 @@ def train(
     level: float = DEFAULT_LEVEL,
     progress: bool = True,
     register: bool = True,
+    missing_targets: str = "refuse",
 ) -> TrainResult:
     """Train, select and register the champion surrogate; everything tracked in one MLflow run.
 
@@ -286,19 +424,75 @@ def train(
     ``families`` defaults to every family of :data:`surrogate.models.registry.FAMILIES`;
     ``tune_trials`` > 0 first tunes each family × target with that many Optuna trials
     (nested runs) and cross-validates with the best parameters. ``level`` is the
-    central interval level (0.9 = 90 %). Bad data raises
-    :class:`~surrogate.errors.DataValidationError` before any run starts; bad
-    arguments raise :class:`InputError`; any failure during the run marks it FAILED
-    and re-raises. ``train_time_s`` is wall time from loading the data to registration.
+    central interval level (0.9 = 90 %). ``missing_targets`` (:data:`MISSING_TARGET_POLICIES`)
+    says what happens when the registered champion models a target this data cannot train.
+
+    Checked before anything is written (no run, no store): bad data
+    (:class:`~surrogate.errors.DataValidationError`), bad arguments, no trainable target,
+    and missing targets under ``refuse`` (:class:`InputError`). A failure during the run marks
+    it FAILED (KILLED on SIGTERM or Ctrl-C, after stopping the worker processes) and
+    re-raises. ``train_time_s`` is wall time from loading the data to registration.
     """
     start = time.perf_counter()
     if not 0.0 < float(level) < 1.0:
         raise InputError(f"level: {level} must be between 0 and 1 (e.g. 0.9 for a 90% interval)")
     if tune_trials < 0:
         raise InputError(f"tune: {tune_trials} trials; give 0 (no tuning) or more")
+    if missing_targets not in MISSING_TARGET_POLICIES:
+        raise InputError(f"missing-targets: {missing_targets!r}; choose one of {', '.join(MISSING_TARGET_POLICIES)}")
     names = check_families(families)
     data, source, reconstruction = load_data(data_path)
+    trainable = trainable_targets(data, names)
+    if not trainable:
+        raise InputError(
+            f"data: {source} has too few rows of every target to train a model (families {', '.join(names)}); "
+            "nothing was written"
+        )
+    current = current_champion() if register else None
+    lacking: dict[str, int] = {}
+    if current is not None:
+        from surrogate.evaluation import training_xy
+
+        lacking = {t: len(training_xy(data, t)[1]) for t in current[1].targets if t not in trainable}
+        if lacking and missing_targets == "refuse":
+            raise InputError(_missing_message(current[0], lacking, source, names))
     digest = data_hash(data)
+    with _sigterm_raises():
+        return _train_run(
+            data,
+            data_path,
+            source,
+            reconstruction,
+            digest,
+            experiment,
+            names,
+            tune_trials,
+            level,
+            progress,
+            register,
+            missing_targets,
+            current,
+            start,
+        )
+
+
+def _train_run(
+    data: pd.DataFrame,
+    data_path: Path | None,
+    source: str,
+    reconstruction: bool,
+    digest: str,
+    experiment: str,
+    names: list[str],
+    tune_trials: int,
+    level: float,
+    progress: bool,
+    register: bool,
+    missing_targets: str,
+    current: tuple[str, Surrogate] | None,
+    start: float,
+) -> TrainResult:
+    """The MLflow run of :func:`train` (its checks done): tune, select, log, register."""
     uri = configure_mlflow(experiment)
     note = "data: reconstruction from Tan et al. 2021, not measurements" if reconstruction else f"data: {source}"
     run = mlflow.start_run(run_name="train" + (f"-tune{tune_trials}" if tune_trials else ""))
@@ -309,9 +503,18 @@ def train(
                 "data_source": source,
                 "data_hash": digest,
                 "reconstruction": str(reconstruction).lower(),
+                NOTE_TAG: f"Training on {source} ({len(data)} rows): running.",
             }
         )
-        mlflow.log_params({"families": ",".join(names), "tune_trials": tune_trials, "level": level, "rows": len(data)})
+        mlflow.log_params(
+            {
+                "families": ",".join(names),
+                "tune_trials": tune_trials,
+                "level": level,
+                "rows": len(data),
+                "missing_targets": missing_targets,
+            }
+        )
         mlflow.log_input(_mlflow_dataset(data, data_path, digest), context="training")
 
         tuned: dict[str, dict[str, dict[str, Any]]] = {}
@@ -329,7 +532,7 @@ def train(
         for by_family in selection.results.values():
             for cv in by_family.values():
                 _log_cv_run(cv)
-        _log_report_metrics(report)
+        _log_report_metrics(report, level)
         surrogate.info.update(
             {
                 "data_source": source,
@@ -338,17 +541,49 @@ def train(
                 "run_id": run.info.run_id,
             }
         )
+        kept: dict[str, str] = {}
+        if current is not None:
+            lost = [t for t in current[1].targets if t not in surrogate.targets]
+            if lost and missing_targets == "refuse":  # every family failed on a target the checks let through
+                raise InputError(
+                    f"data: no model family could be trained for {', '.join(lost)}, which the current champion "
+                    f"(version {current[0]}) has; this run is marked FAILED and the champion is unchanged. "
+                    "Use --missing-targets keep or drop to register the other targets."
+                )
+            if lost and missing_targets == "keep":
+                surrogate, kept = _keep_earlier(surrogate, current[1], lost, current[0])
+                for target, origin in kept.items():
+                    mlflow.set_tags(
+                        {
+                            f"champion.{target}": surrogate.info["families"][target],
+                            f"kept.{target}": origin,
+                            f"kept_run.{target}": surrogate.info["kept_run_ids"][target] or "",
+                        }
+                    )
+            if lost and missing_targets == "drop":
+                mlflow.set_tag("dropped", ", ".join(lost))
         ea = activation_energies(data)
         if ea is not None:
             _log_activation_energies(ea)
             report["activation_energies"] = ea.to_dict("records")
+        report["kept"] = kept
         mlflow.log_dict(report, "cv_report.json")
         _log_plots(data, selection, ea, level, note)
-        model_uri, version = log_surrogate(surrogate, register=register)
+        mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept))
+        model_uri, version = log_surrogate(
+            surrogate,
+            register=register,
+            description=lambda number: champion_description(surrogate, level, kept, number),
+            version_tags=_version_tags(surrogate, level, kept, digest, reconstruction),
+        )
+        if version is not None:
+            mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept, version))
         elapsed = time.perf_counter() - start
-        mlflow.log_metric("train_time_s", elapsed)
+        mlflow.log_metric("time/train_s", elapsed)
     except BaseException as exc:
         fail_run(exc)
+        if isinstance(exc, (Terminated, KeyboardInterrupt)):
+            stop_worker_processes()
         raise
     mlflow.end_run("FINISHED")
     return TrainResult(
@@ -367,4 +602,17 @@ def train(
         level=level,
         train_time_s=elapsed,
         tuned_params=tuned,
+        kept=kept,
+        experiment_id=run.info.experiment_id,
     )
+
+
+def _version_tags(
+    surrogate: Surrogate, level: float, kept: dict[str, str], digest: str, reconstruction: bool
+) -> dict[str, str]:
+    """Model-version tags: family per target, kept targets, coverage warnings, data hash, reconstruction."""
+    tags = {f"champion.{t}": surrogate.info["families"][t] for t in surrogate.targets}
+    tags.update({f"kept.{t}": origin for t, origin in kept.items()})
+    tags.update({f"warning.{t}": text for t, text in coverage_warnings(surrogate, level).items()})
+    tags.update({"data_hash": digest, "reconstruction": str(reconstruction).lower(), "level": f"{level:g}"})
+    return tags

@@ -59,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"surrogate run: stage {number} ({' '.join(argv)}) ended with exit code {code}", file=sys.stderr)
             return code
     print(
-        "\nNext: `surrogate ui` opens the MLflow UI on ./mlruns; `surrogate serve` starts the HTTP service; "
-        "`surrogate campaign create NAME --objective ...` starts a design-of-experiments campaign."
+        "\nNext: `surrogate ui` opens the MLflow UI on ./mlruns (open the address it prints: it shows the "
+        "model-training view; MLflow 3.17 otherwise starts on its GenAI view); `surrogate serve` starts the HTTP "
+        "service; `surrogate campaign create NAME --objective ...` starts a design-of-experiments campaign."
     )
     return EXIT_OK

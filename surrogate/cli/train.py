@@ -28,6 +28,8 @@ from surrogate.design import (
 from surrogate.errors import InputError
 
 _FAMILIES_HELP = "physics, gp, trees, torch"
+EXIT_TERMINATED = 128 + 15
+"""Exit code after SIGTERM (the shell's convention: 128 + signal number)."""
 _NOT_MEASURED = (
     "These are model predictions, not measurements. A design marked EXTRAPOLATION lies outside the data the model "
     "was trained on: treat its numbers as a guess."
@@ -57,6 +59,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--tune", type=int, default=0, metavar="N", help="Optuna trials per family and target first")
     train.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
+    train.add_argument(
+        "--missing-targets",
+        choices=("refuse", "keep", "drop"),
+        default="refuse",
+        help=(
+            "when the registered champion has a model for a target that FILE has too few rows of: refuse (exit 2, "
+            "nothing written; the default), keep (the new version keeps the earlier champion's model of that "
+            "target, and says so), drop (the new champion has no model for it)"
+        ),
+    )
     add_json_flag(train)
     train.set_defaults(func=_train)
 
@@ -157,16 +169,24 @@ def _train(args: argparse.Namespace) -> int:
     if args.tune < 0:
         raise InputError("--tune: the number of trials must be 0 or more")
     from surrogate.tracking import DEFAULT_EXPERIMENT
-    from training.train import train
+    from training.train import Terminated, train
 
-    result = train(
-        args.data,
-        experiment=args.experiment or DEFAULT_EXPERIMENT,
-        families=_families(args.models),
-        tune_trials=args.tune,
-        level=args.level,
-        progress=not args.json,
-    )
+    try:
+        result = train(
+            args.data,
+            experiment=args.experiment or DEFAULT_EXPERIMENT,
+            families=_families(args.models),
+            tune_trials=args.tune,
+            level=args.level,
+            progress=not args.json,
+            missing_targets=args.missing_targets,
+        )
+    except Terminated:
+        print(
+            "surrogate train: terminated (SIGTERM); the MLflow run is marked KILLED, nothing registered",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED
     document = result.to_dict()
     if args.json:
         print_json(document)
@@ -212,6 +232,12 @@ def format_train_report(document: dict[str, Any]) -> str:
         for row in document["activation_energies"]:
             state = "as-deposited" if row[ANNEAL_TEMP_C] <= 25.0 else f"annealed {row[ANNEAL_TEMP_C]:g} °C"
             lines.append(f"  {state:18s} Ea = {row['ea_ev']:.3f} ± {row['ea_se_ev']:.3f} eV")
+    if document.get("kept"):
+        lines.append("\nKept from the earlier champion (this data has too few rows of them):")
+        for target, origin in document["kept"].items():
+            lines.append(f"  {target}: the model of {origin}")
+    for target, warning in (document.get("coverage_warnings") or {}).items():
+        lines.append(f"\nWARNING ({target}): {warning}")
     if document.get("tuned_params"):
         lines.append("\nTuned hyper-parameters (Optuna, best CV RMSE):")
         for key, params in document["tuned_params"].items():
@@ -222,7 +248,13 @@ def format_train_report(document: dict[str, Any]) -> str:
     lines.append(
         f"MLflow run: {document['run_id']} in experiment {document['experiment']!r} ({document['tracking_uri']})"
     )
-    lines.append("open the UI with: surrogate ui   (then http://127.0.0.1:5000)")
+    from surrogate.tracking import experiment_url
+
+    if document.get("experiment_id"):
+        url = experiment_url("http://127.0.0.1:5000", document["experiment_id"], document["run_id"])
+        lines.append(f"open the UI with: surrogate ui   (then {url})")
+    else:
+        lines.append("open the UI with: surrogate ui")
     return "\n".join(lines)
 
 
@@ -361,9 +393,10 @@ def _predict(args: argparse.Namespace) -> int:
 def _facts(args: argparse.Namespace) -> int:
     from surrogate.cli.lab import print_facts
     from surrogate.facts import all_hold, check_facts
-    from surrogate.tracking import load_champion
+    from surrogate.tracking import load_champion, require_targets
 
     surrogate = load_champion(args.model)
+    require_targets(surrogate, TARGETS, args.model, "checking the paper's facts")
     results = check_facts(predict=surrogate.predict_means, include_physics_only=False)
     entries = [r.to_dict("model") for r in results]
     passed = all_hold(results)
@@ -379,10 +412,12 @@ def _facts(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ ui
 def _ui(args: argparse.Namespace) -> int:
-    from surrogate.tracking import ARTIFACT_ROOT, configure_mlflow
+    from surrogate.tracking import ARTIFACT_ROOT, ML_VIEW_QUERY, configure_mlflow, store_exists, tracking_uri
 
     if not 0 < args.port < 65536:
         raise InputError(f"--port: {args.port} is not a TCP port (1-65535)")
+    if not store_exists():  # `mlflow ui` would create an empty store: say what to do instead
+        raise InputError(f"nothing tracked yet (no MLflow store at {tracking_uri()}): run `surrogate train` first")
     uri = configure_mlflow()
     command = [
         sys.executable,
@@ -400,7 +435,10 @@ def _ui(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C to stop", file=sys.stderr)
+    print(
+        f"MLflow UI on http://{args.host}:{args.port}/#/experiments?{ML_VIEW_QUERY} (store {uri}); Ctrl-C to stop",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     os.execv(sys.executable, command)
     return EXIT_BAD_INPUT  # not reached: execv replaces the process
