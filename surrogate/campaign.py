@@ -175,7 +175,7 @@ def _open_storage(storage: str | optuna.storages.BaseStorage | None) -> optuna.s
 def warm_start_rows(data: pd.DataFrame, objective: Objective, space: DesignSpace) -> pd.DataFrame:
     """Rows of a validated measurement frame that inform the objective's model, with their conditions.
 
-    Retention objectives (the :class:`PhysicsModel` relates conditions through its laws): rate rows above
+    Retention objectives (the campaign's physics-prior model relates conditions through its laws): rate rows above
     0.1 C and capacity rows under the objective's protocol after at least :data:`MIN_FADE_CYCLES` cycles, at
     any test temperature. One cell is one sample of its scatter, not many: of a cell's rate test only the row
     at the C-rate nearest the objective's is kept, of its cycling curve the first, middle and last rows
@@ -518,7 +518,8 @@ class Campaign:
                 propose_batch(self.space, self.objective, observed, n - n_fill, held, failed, seed=seed + n_designs)
             )
         frame = pd.concat(designs, ignore_index=True)
-        methods = ["space-filling"] * n_fill + ["bayes-ei"] * (len(frame) - n_fill)
+        # propose_batch says which model chose each design (the physics-prior GP or the model-free hedge).
+        methods = ["space-filling"] * n_fill + (list(designs[-1]["method"]) if n > n_fill else [])
         return self._store_suggestions(frame, methods, client_id, lease_s)
 
     def _store_suggestions(
@@ -885,11 +886,15 @@ class Campaign:
         return [item if kind == "pending" else numbers[item] for kind, item in order]
 
     # ---------------------------------------------------------------- status
-    def status(self) -> dict[str, Any]:
-        """Counts, the best observation so far and the pending suggestions (JSON-ready).
+    def status(self, recommend: bool = True) -> dict[str, Any]:
+        """Counts, the best observation so far, the recommended design and the pending suggestions (JSON-ready).
 
         Reclaims suggestions past their lease first. ``failed`` counts failed or infeasible experiments;
-        ``expired`` counts suggestions that went back to the pool unanswered.
+        ``expired`` counts suggestions that went back to the pool unanswered. ``best`` is the best noisy
+        reading; ``recommended`` is the design the campaign's model believes best (highest posterior mean of
+        the objective, with its 90% interval; see :func:`surrogate.suggester.recommend`): when the noise is
+        larger than the differences near the optimum, the two differ, and the recommendation is the better
+        bet. ``recommend=False`` skips fitting the model (a quick status).
         """
         with self._locked():
             self._reclaim_expired()
@@ -916,8 +921,18 @@ class Campaign:
             "warm_start_rows": len(self.config["warm_start"]["rows"]),
             "warm_start_source": self.config["warm_start"]["source"],
             "best": best,
+            "recommended": self.recommendation() if recommend else None,
             "pending_suggestions": [s.to_dict() for s in pending],
         }
+
+    def recommendation(self, level: float = 0.9) -> dict[str, Any]:
+        """The design the campaign's model believes best, with the objective's interval at ``level``.
+
+        With no observation yet it is the physics prior's guess, flagged as an extrapolation.
+        """
+        from surrogate.suggester import recommend
+
+        return recommend(self.space, self.objective, self.observations(), seed=int(self.config.get("seed", 0)), level=level)
 
 
 RETENTIONS = (RATE_RETENTION, CAPACITY_RETENTION)

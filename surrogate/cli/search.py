@@ -330,8 +330,15 @@ def _status(args: argparse.Namespace) -> int:
         b = status["best"]
         print(
             f"best so far: trial {b['trial']} {b['buffer']} anneal {b['anneal_temp_c']:.1f} °C test "
-            f"{b['test_temp_c']:.1f} °C -> {b['objective']:.4g}"
+            f"{b['test_temp_c']:.1f} °C -> {b['objective']:.4g} (one noisy reading)"
         )
+    r = status["recommended"]
+    d = r["design"]
+    print(
+        f"recommended (the model's best posterior mean): {d['buffer']} anneal {d['anneal_temp_c']:.1f} °C test "
+        f"{d['test_temp_c']:.1f} °C -> {r['mean']:.4g} [{r['lower']:.4g}, {r['upper']:.4g}] at {r['level']:.0%}"
+        + (f"; EXTRAPOLATION: {'; '.join(r['extrapolation_reasons'])}" if r["extrapolation"] else "")
+    )
     for s in status["pending_suggestions"]:
         print(
             f"pending trial {s['trial']}: {s['buffer']} {s['anneal_temp_c']:.1f} °C / {s['test_temp_c']:.1f} °C"
