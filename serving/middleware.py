@@ -100,6 +100,7 @@ def normalised_error(status: int, body: bytes, content_type: str) -> bytes:
         error, detail = error or detail, []
     if not isinstance(error, str):
         error = f"HTTP {status}"
+    error = error.replace("IODescriptor", "")  # BentoML's name for a request model: "... for PredictRequest"
     if not isinstance(detail, list):
         detail = [] if detail is None else [{"msg": json.dumps(detail, default=str)}]
     detail = [item if isinstance(item, dict) else {"msg": str(item)} for item in detail]

@@ -137,7 +137,7 @@ _BOUND_ERRORS = ("less_than_equal", "greater_than_equal", "less_than", "greater_
 
 
 def with_temperature_hints(error: ValidationError, title: str) -> ValidationError:
-    """``error`` titled ``title``, with the library's wording for out-of-range temperatures ("looks like kelvin").
+    """``error`` with the library's wording for out-of-range temperatures ("looks like kelvin").
 
     pydantic checks the bounds (fast, in Rust); only a failed request pays for this rewording. Should an error
     not rebuild (a pydantic type this code does not know), the original error is returned unchanged.
@@ -169,7 +169,7 @@ class _StrictRequest(BaseModel):
         try:
             return handler(data)
         except ValidationError as exc:
-            raise with_temperature_hints(exc, cls.__name__.removesuffix("IODescriptor")) from None
+            raise with_temperature_hints(exc, cls.__name__) from None
 
 
 DesignList = Annotated[
