@@ -156,10 +156,11 @@ class GuardMiddleware:
         length = self._content_length(scope)
         chunked = length is None and method in _BODY_METHODS
         if method in _BODY_METHODS and (chunked or (length or 0) > 0) and not self._is_json(scope):
-            media_type = self._header(scope, b"content-type").split(";")[0].strip().lower() or "no content type"
+            media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()
+            what = f"{media_type} bodies are" if media_type else "a body without a content type is"
             body = error_body(
-                f"{media_type} bodies are not accepted: send JSON with the header 'Content-Type: application/json'",
-                [{"loc": ["header", "content-type"], "msg": f"unsupported media type {media_type}"}],
+                f"{what} not accepted: send JSON with the header 'Content-Type: application/json'",
+                [{"loc": ["header", "content-type"], "msg": f"unsupported media type {media_type or '(none)'}"}],
             )
             await _answer(send, 415, body)
             return
