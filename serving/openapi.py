@@ -76,6 +76,14 @@ _INFRA = {
 }
 
 
+_PATH_ORDER = ("/predict", "/model_info", "/search", "/campaigns", "/campaigns/{name}", "/suggest", "/observe")
+"""The order Swagger UI lists the endpoints in: predictions first, then campaigns in the order they are used."""
+
+
+def _path_rank(path: str) -> tuple[int, str]:
+    return (_PATH_ORDER.index(path) if path in _PATH_ORDER else len(_PATH_ORDER), path)
+
+
 # ------------------------------------------------------------------ OpenAPI 3.0 dialect
 def openapi30(node: Any) -> Any:
     """A JSON Schema tree (pydantic's 2020-12 dialect) rewritten in the OpenAPI 3.0 dialect Swagger UI reads."""
@@ -231,7 +239,8 @@ def _document(service: Any) -> dict[str, Any]:
             [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "example": "films"}}],
         )
     }
-    document["paths"] = paths
+    document["paths"] = {path: paths[path] for path in sorted(paths, key=_path_rank)}
+    document.pop("servers", None)  # the page's own origin (BentoML's "." showed as an empty server choice)
     document["tags"] = [
         {"name": "Service APIs", "description": "predictions, campaigns and search"},
         {"name": "Infrastructure", "description": "health and metrics"},
