@@ -871,3 +871,100 @@ def test_access_log_is_off_unless_asked_for():
     import serving.service as service
 
     assert service.Surrogate.config["logging"]["access"]["enabled"] is False
+
+
+# ------------------------------------------------------------ serve --build from an installed package
+def _installed_copy(site) -> None:
+    """The project's packages copied to ``site`` as a wheel would install them (no pyproject, no checkout)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for package in ("surrogate", "serving"):
+        shutil.copytree(root / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def test_build_context_is_made_from_the_installed_packages(tmp_path):
+    import subprocess
+    import sys
+
+    site, context = tmp_path / "site-packages", tmp_path / "context"
+    site.mkdir()
+    context.mkdir()
+    _installed_copy(site)
+    script = (
+        "import sys, pathlib, surrogate; from surrogate.cli.serve import build_context; "
+        "print(surrogate.__file__); print(build_context(pathlib.Path(sys.argv[1])))"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(context)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    imported_from, bentofile = done.stdout.split()
+    assert imported_from.startswith(str(site))
+    assert bentofile == str(context / "serving" / "bentofile.yaml")
+    for name in ("surrogate/cli/serve.py", "surrogate/data", "serving/service.py", "serving/bentofile.yaml"):
+        assert (context / name).exists(), name
+    assert not list(context.rglob("__pycache__"))
+
+
+def test_build_context_without_the_bentofile_says_so(tmp_path, monkeypatch):
+    import importlib.util
+    import shutil
+
+    from surrogate.cli.serve import build_context
+
+    real_find_spec = importlib.util.find_spec
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    shutil.copytree(__import__("pathlib").Path(__file__).resolve().parents[1] / "serving", fake / "serving")
+    (fake / "serving" / "bentofile.yaml").unlink()
+
+    def find_spec(name, *args):
+        spec = real_find_spec(name, *args)
+        if name == "serving":
+            spec.submodule_search_locations = [str(fake / "serving")]
+        return spec
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(InputError, match="bentofile.yaml is missing"):
+        build_context(tmp_path / "context")
+
+
+@pytest.mark.slow
+def test_serve_build_makes_a_bento_from_an_installed_copy(tmp_path):
+    """``surrogate serve --build`` run from a copy of the packages outside the checkout builds a Bento with the model."""
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from surrogate import tracking
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    _installed_copy(site)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        BENTOML_HOME=str(tmp_path / "bentoml"),
+        SURROGATE_HOME=str(tmp_path),
+        PYTHONPATH=os.pathsep.join([str(site), str(__import__("pathlib").Path(__file__).parent)]),
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+        mp.chdir(tmp_path)
+        tracking.configure_mlflow("build-test")
+        with mlflow.start_run():
+            uri, _ = tracking.log_surrogate(DOUBLE, register=False)
+    command = [sys.executable, "-m", "surrogate.cli", "serve", "--build", "--model", uri, "--json"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout)
+    assert built["bento"].startswith("llto-surrogate:") and built["model"].startswith("llto-surrogate:")
+    bentos = list((tmp_path / "bentoml" / "bentos" / "llto-surrogate").iterdir())
+    source = next(b for b in bentos if b.is_dir()) / "src"
+    assert (source / "serving" / "service.py").is_file() and (source / "surrogate" / "data").is_dir()
