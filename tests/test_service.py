@@ -1004,3 +1004,31 @@ def test_every_example_of_the_service_doc_works_as_shown(client):
             headers["content-type"] = "application/json"
         response = client.request(method, path, content=body, headers=headers)
         assert response.status_code in (200, 201), (method, path, response.text[:500])
+
+
+# ------------------------------------------------------------ surrogate dashboard
+def test_dashboard_without_a_store_exits_2_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    from surrogate.cli import main
+
+    monkeypatch.delenv("SURROGATE_OPTUNA_STORAGE", raising=False)
+    monkeypatch.setenv("SURROGATE_HOME", str(tmp_path / "home"))
+    assert main(["dashboard"]) == 2
+    assert "campaign create" in capsys.readouterr().err and not (tmp_path / "home").exists()
+    assert main(["dashboard", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
+    assert not (tmp_path / "missing.db").exists()
+    sqlite3.connect(tmp_path / "other.db").execute("create table t (x int)").connection.close()
+    assert main(["dashboard", "--storage", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
+    assert "no Optuna studies" in capsys.readouterr().err
+    assert main(["dashboard", "--port", "0"]) == 2
+
+
+def test_dashboard_finds_an_existing_campaign_store(tmp_path, monkeypatch):
+    from surrogate.cli.dashboard import existing_storage_url
+
+    monkeypatch.delenv("SURROGATE_OPTUNA_STORAGE", raising=False)
+    monkeypatch.setenv("SURROGATE_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    _new_campaign("dash")  # the local default store
+    assert existing_storage_url(None) == f"sqlite:///{(tmp_path / 'optuna.db').resolve()}"

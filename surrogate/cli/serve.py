@@ -35,10 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve predictions, campaigns and search over HTTP (BentoML), or build a self-contained Bento",
         description=(
-            "Start the HTTP service: POST /predict, /model_info, /suggest, /observe, /search; GET /healthz, "
-            "/readyz, /metrics, /docs.json. Environment: SURROGATE_API_TOKEN (bearer token required on /suggest, "
-            "/observe, /search), SURROGATE_MAX_BODY_BYTES (request body limit, default 16 MiB), "
-            "SURROGATE_OPTUNA_STORAGE (campaign storage), MLFLOW_TRACKING_URI (model registry)."
+            "Start the HTTP service: POST /predict, /search, /suggest, /observe, /campaigns; GET and POST "
+            "/model_info; GET /campaigns, /campaigns/NAME, /healthz, /readyz (503 until a model is loaded), "
+            "/metrics; Swagger UI at /, OpenAPI at /docs.json (see docs/service.md). Environment: "
+            "SURROGATE_API_TOKEN (bearer token required on the campaign and search endpoints), "
+            "SURROGATE_MAX_BODY_BYTES (request body limit, default 16 MiB), SURROGATE_OPTUNA_STORAGE (campaign "
+            "storage), MLFLOW_TRACKING_URI (model registry)."
         ),
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
