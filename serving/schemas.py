@@ -19,7 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from surrogate.design import (
@@ -159,15 +159,18 @@ def with_temperature_hints(error: ValidationError, title: str) -> ValidationErro
 
 
 class _StrictRequest(BaseModel):
-    """Base of every request body: strict types, unknown keys refused, temperatures reworded on failure."""
+    """Base of every request body: strict types, unknown keys refused, temperatures reworded on failure.
+
+    The rewording wraps :meth:`model_validate_json` (what BentoML calls on a request body) rather than a pydantic
+    wrap validator, which slowed every valid 10,000-design request by ~25%.
+    """
 
     model_config = STRICT
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _hints(cls, data: Any, handler: Any) -> Any:
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Any:  # type: ignore[override]
         try:
-            return handler(data)
+            return super().model_validate_json(json_data, **kwargs)
         except ValidationError as exc:
             raise with_temperature_hints(exc, cls.__name__) from None
 
