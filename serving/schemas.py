@@ -143,15 +143,19 @@ def with_temperature_hints(error: ValidationError, title: str) -> ValidationErro
     not rebuild (a pydantic type this code does not know), the original error is returned unchanged.
     """
     details: list[InitErrorDetails] = []
+    changed = False
     for item in error.errors():
         loc, value = item["loc"], item.get("input")
         reason = None
         if loc and loc[-1] in _TEMPERATURE_FIELDS and item["type"] in _BOUND_ERRORS and isinstance(value, int | float):
             reason = value_problem(str(loc[-1]), float(value))
         if reason:
+            changed = True
             details.append({"type": PydanticCustomError("implausible_temperature", reason), "loc": loc, "input": value})
         else:
             details.append({"type": item["type"], "loc": loc, "input": value, "ctx": item.get("ctx", {})})  # type: ignore[typeddict-item]
+    if not changed:  # rebuilt errors take pydantic's Python-mode wording ("list" for "array"): keep the original
+        return error
     try:
         return ValidationError.from_exception_data(title, details)
     except Exception:
