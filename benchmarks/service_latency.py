@@ -12,16 +12,19 @@ own overhead) it measures, in one run:
   model, the response JSON;
 - ``surrogate serve`` (``--workers``, default 2) under ``wrk`` with 1, 8 and 32 concurrent connections
   posting one design each (p50, p99, requests/s, errors), ``--duration`` seconds per level after a warm-up;
-- one 10,000-design call over HTTP sent by ``curl`` (median of 5).
+- one 10,000-design call over HTTP sent by ``curl`` (median of 5);
+- in the same run, a *reference*: a minimal BentoML service (:class:`Reference`, one ``@bentoml.api`` that
+  parses the same body and returns a constant, same worker count) under the same load. Our figures are also
+  reported as ratios to it (p50, p99, requests/s), since absolute figures move with the machine's load.
 
 The in-process floor is measured two ways: ``Surrogate.predict`` (frames in and out, the library API) and
 ``design_batch`` + ``Surrogate.predict_columns`` (validated arrays in, columns out: what the service calls).
 The headline numbers of an earlier results file (``--compare``; default the file this run replaces) are
 shown next to the new ones.
 
-Writes ``benchmarks/results/service_latency.json`` and ``.md``. Usage::
+Writes ``benchmarks/results/service_latency.json`` and ``.md`` (with ``uptime`` before and after). Usage::
 
-    MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db python benchmarks/service_latency.py [--duration 15]
+    MLFLOW_TRACKING_URI=sqlite:///mlruns/mlflow.db nice -n 10 python benchmarks/service_latency.py [--duration 15]
 
 Time in milliseconds throughout.
 """
@@ -44,6 +47,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import bentoml
 import numpy as np
 import pandas as pd
 
@@ -68,6 +72,27 @@ done = function(summary, latency, requests)
     summary.errors.timeout))
 end
 """
+
+
+REFERENCE_WORKERS_ENV = "SURROGATE_REFERENCE_WORKERS"
+
+
+@bentoml.service(
+    name="reference",
+    workers=int(os.environ.get(REFERENCE_WORKERS_ENV, "1")),
+    traffic={"timeout": 60, "concurrency": 256},
+    logging={"access": {"enabled": False}},
+)
+class Reference:
+    """The reference: a minimal BentoML service with one API that parses the /predict body and returns a constant.
+
+    It measures what BentoML itself costs on this machine, in this run; ``async`` like our /predict (a sync API
+    would add a thread hop). Served by ``bentoml serve service_latency:Reference``.
+    """
+
+    @bentoml.api(route="/predict")
+    async def predict(self, designs: list[dict[str, Any]]) -> dict[str, int]:
+        return {"ok": 1}
 
 
 class ProbeModel:
@@ -178,6 +203,15 @@ def stages(model: Any) -> dict[str, dict[str, float]]:
     return out
 
 
+def _uptime() -> str:
+    """``uptime`` as printed (load averages over 1, 5 and 15 minutes)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        load = os.getloadavg()
+        return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,15 +225,15 @@ def _post(url: str, body: bytes) -> tuple[int, bytes]:
 
 
 class Server:
-    """``surrogate serve`` in a subprocess on a free port, serving ``model_uri``."""
+    """A server subprocess (``surrogate serve`` or ``bentoml serve``) on a free port."""
 
-    def __init__(self, model_uri: str, workers: int, env: dict[str, str], log: Path) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(self.port)]
-        command += ["--workers", str(workers), "--model", model_uri]
         self.log = open(log, "w")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -211,6 +245,18 @@ class Server:
             except OSError:
                 time.sleep(0.5)
         raise SystemExit(f"server not ready after 120 s; see {log}")
+
+    @classmethod
+    def surrogate(cls, model_uri: str, workers: int, env: dict[str, str], log: Path) -> Server:
+        """``surrogate serve`` of ``model_uri``."""
+        command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--workers", str(workers)]
+        return cls([*command, "--model", model_uri], env, log)
+
+    @classmethod
+    def reference(cls, workers: int, env: dict[str, str], log: Path) -> Server:
+        """``bentoml serve`` of :class:`Reference`."""
+        command = [sys.executable, "-m", "bentoml", "serve", "service_latency:Reference", "--host", "127.0.0.1"]
+        return cls(command, dict(env, **{REFERENCE_WORKERS_ENV: str(workers)}), log)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -260,10 +306,10 @@ def wrk(url: str, connections: int, duration_s: int, script: Path) -> dict[str, 
     }
 
 
-def over_http(model_uri: str, args: argparse.Namespace, env: dict[str, str], workdir: Path) -> dict[str, Any]:
+def over_http(server: Server, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """wrk at 1, 8 and 32 connections, then a 10,000-design call by curl; the server is stopped at the end."""
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % json.dumps({"designs": [DESIGN]}))
-    server = Server(model_uri, args.workers, env, workdir / f"server-{_free_port()}.log")
     try:
         wrk(server.url, 8, 3, script)  # warm-up: imports, caches, connection pools
         levels = [wrk(server.url, c, args.duration, script) for c in (1, 8, 32)]
@@ -277,12 +323,30 @@ def over_http(model_uri: str, args: argparse.Namespace, env: dict[str, str], wor
         server.stop()
 
 
-def measure(label: str, model: Any, model_uri: str, args: argparse.Namespace, env: dict, workdir: Path) -> dict:
+def against_reference(http: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """Our p50, p99 and requests/s at each concurrency, and the 10,000-design call, as ratios to the reference."""
+    levels = []
+    for ours, ref in zip(http["levels"], reference["levels"], strict=True):
+        levels.append(
+            {
+                "connections": ours["connections"],
+                "p50_ratio": ours["p50_ms"] / ref["p50_ms"],
+                "p99_ratio": ours["p99_ms"] / ref["p99_ms"],
+                "throughput_ratio": ours["requests_per_s"] / ref["requests_per_s"],
+            }
+        )
+    return {"levels": levels, "designs_10000_ratio": http["designs_10000_ms"] / reference["designs_10000_ms"]}
+
+
+def measure(
+    label: str, model: Any, model_uri: str, args: argparse.Namespace, env: dict, workdir: Path, reference: dict
+) -> dict:
     print(f"[{label}] in-process floor ...", file=sys.stderr)
     floor = in_process(model, args.single_calls)
     breakdown = stages(model)
     print(f"[{label}] over HTTP with wrk ...", file=sys.stderr)
-    http = over_http(model_uri, args, env, workdir)
+    server = Server.surrogate(model_uri, args.workers, env, workdir / f"server-{_free_port()}.log")
+    http = over_http(server, args, workdir)
     sequential = http["levels"][0]
     at32 = http["levels"][2]
     return {
@@ -295,6 +359,7 @@ def measure(label: str, model: Any, model_uri: str, args: argparse.Namespace, en
             "sequential_p50_over_floor_p50": sequential["p50_ms"] / floor["single"]["p50_ms"],
             "designs_10000_http_over_floor": http["designs_10000_ms"] / floor["designs_10000_ms"],
         },
+        "against_reference": against_reference(http, reference),
         "targets": {
             "sequential_p50_le_1.5ms": sequential["p50_ms"] <= TARGETS_SEQ_P50_MS,
             "c32_ge_1000rps": at32["requests_per_s"] >= TARGET_32_RPS,
@@ -358,7 +423,45 @@ def markdown(document: dict[str, Any]) -> str:
         f"({document['duration_s']} s per level after a 3 s warm-up), one design per request; times in ms. "
         "Produced by `benchmarks/service_latency.py`.",
         "",
+        f"`uptime` before: `{document['machine']['uptime_before_after'][0]}`; "
+        f"after: `{document['machine']['uptime_before_after'][1]}`.",
+        "",
     ]
+    reference = document["reference"]
+    lines += [
+        "## Reference: a minimal BentoML service, same run, same workers",
+        "",
+        "`service_latency:Reference`: one async `@bentoml.api` that parses the same body and returns a constant.",
+        "",
+        "| measurement | p50 | p99 | req/s | errors |",
+        "|---|---|---|---|---|",
+    ]
+    for level in reference["levels"]:
+        lines.append(
+            f"| HTTP, {level['connections']} concurrent | {level['p50_ms']:.2f} | {level['p99_ms']:.2f} | "
+            f"{level['requests_per_s']:.0f} | {level['errors']} |"
+        )
+    lines += ["", f"10,000 designs in one call (curl): {reference['designs_10000_ms']:.1f} ms.", ""]
+    lines += [
+        "## Ours as ratios to the reference (1.0 = as fast as BentoML's floor; latency > 1 and throughput < 1 "
+        "are our cost)",
+        "",
+        "| model | clients | p50 ratio | p99 ratio | throughput ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for run in document["runs"]:
+        for level in run["against_reference"]["levels"]:
+            lines.append(
+                f"| {run['model']} | {level['connections']} | {level['p50_ratio']:.2f} | {level['p99_ratio']:.2f} | "
+                f"{level['throughput_ratio']:.2f} |"
+            )
+    lines += [""]
+    lines += [
+        f"- {run['model']}: 10,000 designs in one call, {run['against_reference']['designs_10000_ratio']:.2f}x "
+        "the reference's time to parse the same body"
+        for run in document["runs"]
+    ]
+    lines += [""]
     for run in document["runs"]:
         floor, http = run["in_process"], run["http"]
         lines += [
@@ -435,10 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("SURROGATE_API_TOKEN", None)
     load_before = os.getloadavg()
+    uptime_before = _uptime()
+    print("[reference] minimal BentoML service over HTTP with wrk ...", file=sys.stderr)
+    reference_server = Server.reference(args.workers, env, workdir / "reference.log")
+    reference = over_http(reference_server, args, workdir)
     runs = []
     champion_uri = args.model or tracking.CHAMPION_URI
     champion = tracking.load_champion(args.model)  # InputError "run surrogate train" when there is none
-    runs.append(measure("champion", champion, champion_uri, args, env, workdir))
+    runs.append(measure("champion", champion, champion_uri, args, env, workdir, reference))
     if not args.no_probe:  # logged to a throw-away MLflow store in the work folder, never the user's
         probe_env = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'probe-mlflow.db'}")
         os.environ["MLFLOW_TRACKING_URI"] = probe_env["MLFLOW_TRACKING_URI"]
@@ -448,17 +555,19 @@ def main(argv: list[str] | None = None) -> int:
         with mlflow.start_run(run_name="probe-model"):
             probe_uri, _ = tracking.log_surrogate(probe, register=False)
         label = "probe (constant model: the service's own overhead)"
-        runs.append(measure(label, probe, probe_uri, args, probe_env, workdir))
+        runs.append(measure(label, probe, probe_uri, args, probe_env, workdir, reference))
     document = {
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "uptime_before_after": [uptime_before, _uptime()],
         },
         "workers": args.workers,
         "duration_s": args.duration,
         "design": DESIGN,
+        "reference": {"service": "service_latency:Reference (minimal BentoML service, constant answer)", **reference},
         "runs": runs,
     }
     if args.compare.exists():

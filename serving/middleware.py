@@ -1,23 +1,26 @@
-"""ASGI middleware the service needs and open-source BentoML lacks: a bearer token and a body-size limit.
+"""ASGI middleware the service needs and open-source BentoML lacks: a bearer token, a body-size limit, JSON only,
+one error shape, and no request left hanging by an unexpected error.
 
-- ``SURROGATE_API_TOKEN``: when set, every state-changing endpoint
-  (:data:`PROTECTED_PATHS`) requires ``Authorization: Bearer <token>``;
-  a missing or wrong token is answered 401. Read-only endpoints (predict,
-  model information, health, metrics, docs) stay open.
-- ``SURROGATE_MAX_BODY_BYTES`` (default :data:`DEFAULT_MAX_BODY_BYTES`): a
-  larger request body is answered 413, whether announced by
-  ``Content-Length`` or streamed in chunks.
-
-- A form or multipart body (``curl -d`` without a JSON content type) is answered 415.
-
-The answers are JSON ``{"error": ..., "detail": [...]}`` naming the header or limit.
+- ``SURROGATE_API_TOKEN``: when set, every endpoint that reads or writes campaign or study state
+  (:func:`is_protected`: ``/suggest``, ``/observe``, ``/search``, ``/campaigns...``) requires
+  ``Authorization: Bearer <token>``; a missing, wrong or non-ASCII token is answered 401 at once.
+  Read-only endpoints (predict, model information, health, metrics, docs) stay open.
+- ``SURROGATE_MAX_BODY_BYTES`` (default :data:`DEFAULT_MAX_BODY_BYTES`): a larger request body is answered 413,
+  whether announced by ``Content-Length`` or streamed in chunks.
+- A request body that is not ``application/json`` is answered 415.
+- Every answer of 400 or more has the body ``{"error": str, "detail": [...]}`` (BentoML's and Starlette's own
+  error bodies are rewritten into it; see :class:`serving.schemas.ErrorResponse`).
+- An unexpected exception is logged with a request id and answered at once with a 500
+  ``{"error": ..., "request_id": ...}`` (the id is also in the ``X-Request-ID`` header).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -29,14 +32,23 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+logger = logging.getLogger("surrogate.service")
+
 TOKEN_ENV = "SURROGATE_API_TOKEN"
 MAX_BODY_ENV = "SURROGATE_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """16 MiB: room for 10,000 designs written out in full (about 1.5 MB) with a wide margin."""
-FORM_MEDIA_TYPES: frozenset[str] = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
-"""Request bodies answered 415: every endpoint takes JSON (BentoML's multipart parser fails with a 500 otherwise)."""
-PROTECTED_PATHS: frozenset[str] = frozenset({"/suggest", "/observe", "/search"})
-"""Endpoints that write campaign or study state."""
+JSON_MEDIA_TYPE = "application/json"
+PROTECTED_PATHS: frozenset[str] = frozenset({"/suggest", "/observe", "/search", "/campaigns"})
+"""Endpoints that read or write campaign or study state (plus everything under ``/campaigns/``)."""
+PROTECTED_PREFIXES: tuple[str, ...] = ("/campaigns/",)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_NO_NORMALISE = frozenset({"/metrics"})
+
+
+def is_protected(path: str) -> bool:
+    """Whether ``path`` needs the bearer token (when one is configured)."""
+    return path in PROTECTED_PATHS or path.startswith(PROTECTED_PREFIXES)
 
 
 def max_body_bytes() -> int:
@@ -53,22 +65,50 @@ def max_body_bytes() -> int:
     return value
 
 
-def _json_response(status: int, error: str, detail: list[dict[str, Any]]) -> tuple[dict[str, Any], bytes]:
-    body = json.dumps({"error": error, "detail": detail}).encode()
+def new_request_id() -> str:
+    """A short random id that ties a 500 answer to its log line."""
+    return uuid.uuid4().hex[:16]
+
+
+def error_body(error: str, detail: list[dict[str, Any]] | None = None, **extra: Any) -> bytes:
+    """The JSON body of every error answer (see :class:`serving.schemas.ErrorResponse`)."""
+    return json.dumps({"error": error, "detail": detail or [], **extra}, default=str).encode()
+
+
+async def _answer(send: Send, status: int, body: bytes, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="surrogate"'))
-    return {"type": "http.response.start", "status": status, "headers": headers}, body
-
-
-async def _answer(send: Send, status: int, error: str, detail: list[dict[str, Any]]) -> None:
-    start, body = _json_response(status, error, detail)
-    await send(start)
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
     await send({"type": "http.response.body", "body": body})
 
 
+def normalised_error(status: int, body: bytes, content_type: str) -> bytes:
+    """``body`` of an error answer rewritten as ``{"error": str, "detail": [objects]}`` (kept when it already is)."""
+    try:
+        document: Any = json.loads(body) if "json" in content_type else None
+    except ValueError:
+        document = None
+    if document is None:
+        text = body.decode("utf-8", "replace").strip()
+        return error_body(text or f"HTTP {status}")
+    if isinstance(document, list) and len(document) == 1 and isinstance(document[0], dict):
+        document = document[0]  # BentoML 1.4.40 answers some client errors with a one-element list
+    if not isinstance(document, dict):
+        return error_body(f"HTTP {status}", [{"msg": json.dumps(document)}])
+    error, detail = document.get("error"), document.get("detail")
+    extra = {k: v for k, v in document.items() if k not in ("error", "detail")}
+    if isinstance(detail, str):  # Starlette's HTTPException: {"detail": "text"}
+        error, detail = error or detail, []
+    if not isinstance(error, str):
+        error = f"HTTP {status}"
+    error = error.replace("IODescriptor", "")  # BentoML's name for a request model: "... for PredictRequest"
+    if not isinstance(detail, list):
+        detail = [] if detail is None else [{"msg": json.dumps(detail, default=str)}]
+    detail = [item if isinstance(item, dict) else {"msg": str(item)} for item in detail]
+    return error_body(error, detail, **extra)
+
+
 class GuardMiddleware:
-    """Bearer token on :data:`PROTECTED_PATHS` and a body-size limit on every request.
+    """Token, body limit, JSON only, one error shape, and a quick logged 500 for anything unexpected.
 
     ``token`` and ``max_bytes`` default to the environment (read once, at start-up); ``token=""`` turns the
     token check off.
@@ -83,38 +123,66 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracking_send)
+        except Exception:
+            request_id = new_request_id()
+            logger.exception(
+                "request %s: unexpected error on %s %s", request_id, scope.get("method"), scope.get("path")
+            )
+            if not started:
+                body = error_body("internal error: the service logged it; quote the request id", request_id=request_id)
+                await _answer(send, 500, body, [(b"x-request-id", request_id.encode())])
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if self.token is not None and path in PROTECTED_PATHS and not self._authorised(scope):
-            await _answer(
-                send,
-                401,
-                f"{path} changes state: send the header 'Authorization: Bearer <token>' with the service's token",
+        if self.token is not None and is_protected(path) and not self._authorised(scope):
+            body = error_body(
+                f"{path} reads or changes campaign state: send the header 'Authorization: Bearer <token>' "
+                "with the service's token",
                 [{"loc": ["header", "authorization"], "msg": "missing or invalid bearer token"}],
             )
+            await _answer(send, 401, body, [(b"www-authenticate", b'Bearer realm="surrogate"')])
             return
-        media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()
-        if scope.get("method") == "POST" and media_type in FORM_MEDIA_TYPES:
-            await _answer(
-                send,
-                415,
-                f"{media_type} bodies are not accepted: send JSON with the header 'Content-Type: application/json'",
-                [{"loc": ["header", "content-type"], "msg": f"unsupported media type {media_type}"}],
-            )
-            return
+        method = scope.get("method")
         length = self._content_length(scope)
-        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            await self._call_buffered(scope, receive, send)
+        chunked = length is None and method in _BODY_METHODS
+        if method in _BODY_METHODS and (chunked or (length or 0) > 0) and not self._is_json(scope):
+            media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()
+            what = f"{media_type} bodies are" if media_type else "a body without a content type is"
+            body = error_body(
+                f"{what} not accepted: send JSON with the header 'Content-Type: application/json'",
+                [{"loc": ["header", "content-type"], "msg": f"unsupported media type {media_type or '(none)'}"}],
+            )
+            await _answer(send, 415, body)
             return
         if length is not None and length > self.max_bytes:
             await self._too_large(send)
+            return
+        if path not in _NO_NORMALISE:
+            send = _ErrorShaper(send)
+        if chunked:
+            await self._call_buffered(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     def _authorised(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", []):
             if name == b"authorization":
-                scheme, _, given = value.decode("latin-1").partition(" ")
-                return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), self.token or "")
+                if not value.isascii():  # hmac.compare_digest refuses non-ASCII text: answer 401, never raise
+                    return False
+                scheme, _, given = value.decode("ascii").partition(" ")
+                return scheme.lower() == "bearer" and hmac.compare_digest(
+                    given.strip().encode(), (self.token or "").encode()
+                )
         return False
 
     @staticmethod
@@ -124,6 +192,10 @@ class GuardMiddleware:
                 return value.decode("latin-1")
         return ""
 
+    def _is_json(self, scope: Scope) -> bool:
+        media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()
+        return media_type == JSON_MEDIA_TYPE or (media_type.startswith("application/") and media_type.endswith("+json"))
+
     def _content_length(self, scope: Scope) -> int | None:
         try:
             return int(self._header(scope, b"content-length"))
@@ -131,12 +203,11 @@ class GuardMiddleware:
             return None
 
     async def _too_large(self, send: Send) -> None:
-        await _answer(
-            send,
-            413,
+        body = error_body(
             f"request body is larger than {self.max_bytes} bytes ({MAX_BODY_ENV})",
             [{"loc": ["body"], "msg": f"body exceeds the limit of {self.max_bytes} bytes"}],
         )
+        await _answer(send, 413, body)
 
     async def _call_buffered(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A body without ``Content-Length`` (chunked): read it up to the limit, then replay it to the app."""
@@ -164,3 +235,41 @@ class GuardMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class _ErrorShaper:
+    """An ASGI ``send`` that rewrites every answer of 400 or more into the service's error shape.
+
+    A 2xx answer passes straight through (one status check per message).
+    """
+
+    __slots__ = ("send", "start", "chunks")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] < 400:
+                await self.send(message)
+                return
+            self.start = message
+            return
+        if self.start is None or message["type"] != "http.response.body":
+            await self.send(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        headers = [
+            (k, v) for k, v in self.start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")
+        ]
+        content_type = next(
+            (v.decode("latin-1") for k, v in self.start.get("headers", []) if k.lower() == b"content-type"), ""
+        )
+        body = normalised_error(self.start["status"], b"".join(self.chunks), content_type)
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await self.send({**self.start, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})

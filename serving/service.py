@@ -1,37 +1,49 @@
 """The HTTP service: a thin BentoML adapter over the ``surrogate`` library (no science here).
 
-Start it with ``surrogate serve`` or ``bentoml serve serving.service:Surrogate``.
-Endpoints (all ``POST``, JSON in and out, units as in CONTRACT.md):
+Start it with ``surrogate serve`` or ``bentoml serve serving.service:Surrogate``. Endpoints (JSON in and out,
+units as in docs/contract.md; the full reference is docs/service.md):
 
-- ``/predict``: designs → mean, lower, upper per target and ``extrapolation``.
-- ``/model_info``: which model answers (registry name, version, run id, training-data hash, CV scores).
-- ``/suggest``, ``/observe``: ask/tell campaigns kept in Optuna storage.
-- ``/search``: a bounded search on the surrogate (best designs or the Pareto set).
-- BentoML's own ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``, ``/docs.json``.
+- ``POST /predict``: designs → mean, lower, upper per target and ``extrapolation``.
+- ``GET|POST /model_info``: which model answers (registry name, version, run id, training-data hash, CV scores).
+- ``POST /suggest``, ``POST /observe``: ask/tell campaigns kept in Optuna storage.
+- ``POST /campaigns`` (create), ``GET /campaigns`` (list), ``GET /campaigns/{name}`` (status).
+- ``POST /search``: a bounded search on the surrogate (best designs or the Pareto set).
+- ``GET /``: Swagger UI (served from BentoML's bundled assets, no outside request); ``GET /docs.json``: the
+  OpenAPI 3.0 document (:mod:`serving.openapi`).
+- BentoML's own ``/healthz``, ``/livez``, ``/readyz`` (503 until a model is loaded), ``/metrics``.
 
 Which model: ``SURROGATE_MODEL_URI`` (any MLflow model URI) when set; else the
 BentoML model bundled in a built Bento (Bento argument ``bento_model``, or
 ``SURROGATE_BENTO_MODEL``; see ``bentofile.yaml``); else the registry champion ``models:/llto-surrogate@champion``.
-With no trained model the service still starts and answers 503 ("run
-``surrogate train``") on the endpoints that need one. ``SURROGATE_ACCESS_LOG=1`` turns on
-BentoML's per-request access log (off by default: see :data:`ACCESS_LOG_ENV`).
+With no trained model the service still starts, answers 503 ("run ``surrogate train``") on the endpoints
+that need one, and tries to load it again at most every :data:`MODEL_RETRY_S` seconds (``/readyz`` turns 200
+once it has one). ``SURROGATE_ACCESS_LOG=1`` turns on BentoML's per-request access log (off by default: see
+:data:`ACCESS_LOG_ENV`).
 
-Errors: every client error is a 4xx JSON ``{"error": ..., "detail": [...]}``
-naming the field; bad token 401 and oversized bodies 413 come from
+Errors: every answer of 400 or more is JSON ``{"error": ..., "detail": [...]}`` (:class:`serving.schemas.ErrorResponse`);
+library errors map as InputError → 400, NotFoundError → 404, ConflictError → 409 (with ``trial``); bad token 401,
+oversized bodies 413, non-JSON bodies 415 and unexpected errors 500 (with ``request_id``) come from
 :mod:`serving.middleware`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import inspect
 import json
+import logging
 import os
+import re
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import partial, wraps
 from http import HTTPStatus
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import bentoml
@@ -39,32 +51,35 @@ import bentoml._internal.server.http.traffic as bentoml_traffic
 import numpy as np
 import orjson
 import pandas as pd
-from pydantic import Field
-from starlette.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
-from serving.middleware import GuardMiddleware
+from serving.middleware import GuardMiddleware, new_request_id
 from serving.schemas import (
     MAX_DESIGNS,
-    MAX_SEARCH_TRIALS,
-    MAX_SUGGESTIONS,
-    CampaignName,
+    MAX_OBSERVATIONS,
+    CampaignCreateRequest,
+    CampaignStatus,
     Design,
-    DesignList,
-    Level,
     ModelInfo,
-    ObjectiveList,
-    ObservationList,
+    ObserveRequest,
     ObserveResponse,
+    PredictRequest,
     PredictResponse,
+    SearchRequest,
     SearchResponse,
-    SpaceSpec,
+    SuggestRequest,
     SuggestResponse,
 )
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
 from surrogate.design import CYCLES, DESIGN_FIELDS, TARGETS
-from surrogate.errors import DataValidationError, InputError
-from surrogate.models.base import DEFAULT_LEVEL, DesignBatch, design_batch
+from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError
+from surrogate.models.base import DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
+
+logger = logging.getLogger("surrogate.service")
 
 MODEL_URI_ENV = "SURROGATE_MODEL_URI"
 BENTO_MODEL_ENV = "SURROGATE_BENTO_MODEL"
@@ -75,12 +90,15 @@ ACCESS_LOG_ENV = "SURROGATE_ACCESS_LOG"
 """Set to ``1``/``true`` to log every request (BentoML's access log). Off by default: each log line goes through a
 pipe to BentoML's supervisor process, and under load those writes stalled the worker (measured: p99 of one
 sequential client 22-28 ms with it, 1.3 ms without; 32 clients 2,760 → 3,400 requests/s). Errors are logged either way."""
+MODEL_RETRY_S = 10.0
+"""Seconds between attempts to load a model while the service has none."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _INLINE_ROWS = 200
 """Predictions and answers of more designs than this are computed in a worker thread, not on the event loop."""
 
 
+# ------------------------------------------------------------------ errors
 class ServiceError(Exception):
     """An answer other than 200 with a message for the client: ``status`` and optional field-level ``detail``."""
 
@@ -90,32 +108,44 @@ class ServiceError(Exception):
         self.detail = detail or []
 
 
-def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "detail": detail or []}, status_code=status)
+def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail or [], **extra}, status_code=status)
 
 
-def _error_answer(exc: Exception) -> JSONResponse | None:
-    """The JSON answer for a library or service error (None: not a client error, let it propagate)."""
+def error_answer(exc: Exception) -> JSONResponse:
+    """The JSON answer for any exception: library and service errors by kind, anything else a logged 500."""
     if isinstance(exc, ServiceError):
         return _error(exc.status, str(exc), exc.detail)
+    if isinstance(exc, NotFoundError):
+        return _error(HTTPStatus.NOT_FOUND, str(exc))
+    if isinstance(exc, ConflictError):
+        return _error(HTTPStatus.CONFLICT, str(exc), trial=exc.trial)
     if isinstance(exc, DataValidationError):
         detail = [p.to_dict() for p in exc.problems]
         return _error(HTTPStatus.BAD_REQUEST, f"{exc.source}: {len(detail)} problem(s)", detail)
     if isinstance(exc, InputError):
         return _error(HTTPStatus.BAD_REQUEST, str(exc))
-    return None
+    request_id = new_request_id()
+    logger.error("request %s: unexpected error", request_id, exc_info=exc)
+    response = _error(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        "internal error: the service logged it; quote the request id",
+        request_id=request_id,
+    )
+    response.headers["x-request-id"] = request_id
+    return response
 
 
 def answers_errors(func: _F) -> _F:
-    """Turn library errors into JSON answers: InputError → 400 (every problem listed), ServiceError → its status."""
+    """Turn every exception of an endpoint into its JSON answer (:func:`error_answer`); never a bare 500."""
     if inspect.iscoroutinefunction(func):
 
         @wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await func(*args, **kwargs)
-            except (ServiceError, InputError) as exc:
-                return _error_answer(exc)
+            except Exception as exc:
+                return error_answer(exc)
 
         return async_wrapper  # type: ignore[return-value]
 
@@ -123,10 +153,38 @@ def answers_errors(func: _F) -> _F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ServiceError, InputError) as exc:
-            return _error_answer(exc)
+        except Exception as exc:
+            return error_answer(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ worker processes die with the server
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
+
+    Called in each BentoML worker, whose parent is the ``bentoml serve`` / ``surrogate serve`` process: a
+    ``kill -9`` of that process then stops the workers too, so none keeps the port. Returns False where
+    unsupported (not Linux). If the parent is already gone, the worker stops at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent or parent == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), sig)
+    return True
+
+
+def _in_bentoml_worker() -> bool:
+    from bentoml._internal.context import server_context
+
+    return server_context.worker_index is not None
 
 
 class Batcher:
@@ -224,17 +282,21 @@ class RequestTimeout(bentoml_traffic.TimeoutMiddleware):
 
         answer = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
         try:
-            await waiter
-        except TimeoutError:
-            if answer.cancel():
+            # Wait for the answer to start, the timer, or the app to end without answering (an exception):
+            # BentoML's waits for the timer in that last case, so an error inside a middleware hung for 60 s.
+            await asyncio.wait((waiter, answer), return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done() and waiter.exception() is not None and answer.cancel():
                 late = JSONResponse(
-                    {"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504
+                    {"error": f"Not able to process the request in {self.timeout} seconds", "detail": []},
+                    status_code=504,
                 )
                 await late(scope, receive, send)
-        else:
-            await answer
+            elif not answer.cancelled():
+                await answer
         finally:
             timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
 
 
 bentoml_traffic.TimeoutMiddleware = RequestTimeout
@@ -334,22 +396,72 @@ class Surrogate:
     model_ref = bentoml.models.BentoModel(bento_model_tag()) if bento_model_tag() else None
 
     def __init__(self) -> None:
+        if _in_bentoml_worker():
+            die_with_parent()
         self.model: SurrogateModel | None = None
         self.info: dict[str, Any] = {}
         self.unavailable = ""
+        self.notice: str | None = None
+        self.batcher: Batcher | None = None
         self._optuna_storage: Any = None
-        try:
-            self.model, self.info = load_surrogate()
-        except InputError as exc:
-            self.unavailable = str(exc)
-        self.batcher = Batcher(self.model) if self.model is not None else None
+        self._load_lock = threading.Lock()
+        self._last_attempt = 0.0
+        self._load()
         # Everything loaded so far (bentoml, mlflow, torch, the model: ~400k objects) lives as long as the worker;
         # freezing it spares every full garbage collection from walking it again (measured: 10,000-design
         # requests had 200-300 ms GC pauses in pydantic validation without this, ~20 ms with it).
         gc.collect()
         gc.freeze()
-        self.notice = EMBEDDED_DATA_NOTICE if self.model is not None and trained_on_embedded_data(self.info) else None
 
+    # ------------------------------------------------------------ model
+    def _load(self) -> None:
+        """Try to load the model (see the module docstring); on failure remember why, for the 503 answers."""
+        with self._load_lock:
+            if self.model is not None:
+                return
+            self._last_attempt = time.monotonic()
+            try:
+                model, info = load_surrogate()
+            except InputError as exc:
+                self.unavailable = str(exc)
+                return
+            except Exception as exc:  # a broken store or model file: the service still answers, with 503
+                logger.exception("loading the model failed")
+                self.unavailable = f"loading the model failed ({type(exc).__name__}: {exc})"
+                return
+            self.info = info
+            self.notice = EMBEDDED_DATA_NOTICE if trained_on_embedded_data(info) else None
+            self.batcher = Batcher(model)
+            self.model = model
+            self.unavailable = ""
+
+    def _retry_load(self) -> None:
+        if self.model is None and time.monotonic() - self._last_attempt >= MODEL_RETRY_S:
+            self._load()
+
+    def __is_ready__(self) -> bool:
+        """``/readyz``: 200 once a model is loaded, 503 before (BentoML calls this in a worker thread)."""
+        self._retry_load()
+        return self.model is not None
+
+    def _require_model(self) -> SurrogateModel:
+        if self.model is None:
+            raise ServiceError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"no model to answer with: {self.unavailable}. Run `surrogate train`; the service picks the model "
+                f"up within {MODEL_RETRY_S:g} s (or restart it).",
+            )
+        return self.model
+
+    def model_document(self) -> dict[str, Any]:
+        """The /model_info answer."""
+        self._require_model()
+        document = dict(self.info)
+        if self.notice:
+            document["notice"] = self.notice
+        return document
+
+    # ------------------------------------------------------------ campaigns
     def _storage(self) -> Any:
         """The Optuna storage of campaigns (``SURROGATE_OPTUNA_STORAGE`` or the local default), opened once."""
         if self._optuna_storage is None:
@@ -359,28 +471,43 @@ class Surrogate:
         return self._optuna_storage
 
     def _campaign(self, name: str) -> Any:
-        """Campaign ``name``; 404 naming the known campaigns when there is none."""
+        """Campaign ``name``; 404 when there is none (the answer never lists the other campaigns)."""
         from surrogate.campaign import Campaign, list_campaigns
 
+        missing = ServiceError(
+            HTTPStatus.NOT_FOUND,
+            f"campaign {name!r} does not exist (create it with POST /campaigns or `surrogate campaign create`)",
+            [{"loc": ["campaign"], "msg": "no such campaign"}],
+        )
         try:
             return Campaign.load(name, storage=self._storage())
-        except InputError as exc:
-            known = [c["name"] for c in list_campaigns(self._storage())]
-            if name not in known:
-                raise ServiceError(HTTPStatus.NOT_FOUND, str(exc), [{"loc": ["campaign"], "msg": str(exc)}]) from None
+        except NotFoundError:
+            raise missing from None
+        except InputError:
+            if name not in {c["name"] for c in list_campaigns(self._storage())}:
+                raise missing from None
             raise
 
-    def _require_model(self) -> SurrogateModel:
-        if self.model is None:
-            raise ServiceError(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                f"no model to answer with: {self.unavailable}. Run `surrogate train`, then restart the service.",
-            )
-        return self.model
+    def campaign_list(self) -> dict[str, Any]:
+        """The GET /campaigns answer."""
+        from surrogate.campaign import list_campaigns
 
-    @bentoml.api(route="/predict")
+        return {"campaigns": list_campaigns(self._storage())}
+
+    def campaign_status(self, name: str) -> dict[str, Any]:
+        """The GET /campaigns/{name} answer."""
+        from serving.schemas import CAMPAIGN_NAME_PATTERN
+
+        if not name or len(name) > 200 or not re.match(CAMPAIGN_NAME_PATTERN, name):
+            raise ServiceError(
+                HTTPStatus.NOT_FOUND, "no such campaign", [{"loc": ["path", "name"], "msg": "no such campaign"}]
+            )
+        return self._campaign(name).status()
+
+    # ------------------------------------------------------------ endpoints
+    @bentoml.api(route="/predict", input_spec=PredictRequest)
     @answers_errors
-    async def predict(self, designs: DesignList, level: Level = DEFAULT_LEVEL) -> PredictResponse:
+    async def predict(self, designs: list[Design], level: float) -> PredictResponse:
         """Predict every target for up to 10,000 designs: mean and a central ``level`` interval, with extrapolation flags."""
         self._require_model()
         if len(designs) > MAX_DESIGNS:
@@ -390,7 +517,7 @@ class Surrogate:
                 [{"loc": ["designs"], "msg": f"at most {MAX_DESIGNS} designs per call"}],
             )
         batch = designs_batch(designs)
-        columns = await self.batcher.predict(batch, level)
+        columns = await self.batcher.predict(batch, level)  # type: ignore[union-attr]
         if len(batch) > _INLINE_ROWS:  # keep the event loop free while a large answer is written
             return await anyio.to_thread.run_sync(self._predict_answer, batch, columns, level)
         return self._predict_answer(batch, columns, level)
@@ -404,49 +531,72 @@ class Surrogate:
     @bentoml.api(route="/model_info")
     @answers_errors
     def model_info(self) -> ModelInfo:
-        """Which model answers: registry name, version, run id, training-data hash, CV scores per target."""
-        self._require_model()
-        document = dict(self.info)
-        if self.notice:
-            document["notice"] = self.notice
-        return _json_bytes(document)  # type: ignore[return-value]
+        """Which model answers: registry name, version, run id, training-data hash, CV scores per target (also GET)."""
+        return _json_bytes(self.model_document())  # type: ignore[return-value]
 
-    @bentoml.api(route="/suggest")
+    @bentoml.api(route="/suggest", input_spec=SuggestRequest)
     @answers_errors
-    def suggest(
-        self,
-        campaign: CampaignName,
-        n: Annotated[int, Field(ge=1, le=MAX_SUGGESTIONS, description="how many designs to hand out")] = 1,
-        client_id: Annotated[
-            str | None,
-            Field(
-                min_length=1,
-                max_length=200,
-                description="who asks (a robot, a person); a retried call with the same id gets its pending batch back",
-            ),
-        ] = None,
-    ) -> SuggestResponse:
+    def suggest(self, campaign: str, n: int, client_id: str | None) -> SuggestResponse:
         """Hand out ``n`` designs to measure next; each is a pending trial of the campaign (needs the bearer token)."""
         suggestions = self._campaign(campaign).suggest(n=n, client_id=client_id)
         return _json_bytes({"campaign": campaign, "suggestions": [s.to_dict() for s in suggestions]})  # type: ignore[return-value]
 
-    @bentoml.api(route="/observe")
+    @bentoml.api(route="/observe", input_spec=ObserveRequest)
     @answers_errors
-    def observe(self, campaign: CampaignName, observations: ObservationList) -> ObserveResponse:
+    def observe(self, campaign: str, observations: list[Any]) -> ObserveResponse:
         """Record measured rows (validated like any data file: all or nothing, every bad row listed; needs the token)."""
-        result = self._campaign(campaign).observe(pd.DataFrame(observations), source="observations")
-        return _json_bytes(result)  # type: ignore[return-value]
+        if len(observations) > MAX_OBSERVATIONS:
+            raise ServiceError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"observations: {len(observations)} rows in one call; the limit is {MAX_OBSERVATIONS}: split them",
+                [{"loc": ["observations"], "msg": f"at most {MAX_OBSERVATIONS} rows per call"}],
+            )
+        rows = pd.DataFrame([o.row() for o in observations])
+        result = self._campaign(campaign).observe(rows, source="observations")
+        return _json_bytes({"campaign": campaign, **result})  # type: ignore[return-value]
 
-    @bentoml.api(route="/search")
+    @bentoml.api(route="/campaigns", input_spec=CampaignCreateRequest)
+    @answers_errors
+    def create_campaign(
+        self,
+        name: str,
+        objective: str,
+        c_rate: float,
+        cycles: int,
+        protocol: str,
+        test_temp_c: float | None,
+        space: Any,
+        warm_start: str | None,
+        seed: int,
+    ) -> CampaignStatus:
+        """Create a campaign (the options of ``surrogate campaign create``; needs the bearer token). 409 if it exists."""
+        from surrogate.campaign import Campaign, list_campaigns
+        from surrogate.design import DesignSpace
+        from surrogate.objectives import Objective
+
+        goal = Objective(objective, c_rate=c_rate, cycles=cycles, protocol=protocol, test_temp_c=test_temp_c)
+        design_space = DesignSpace.from_dict(space.given()) if space is not None else None
+        warm, source = None, None
+        if warm_start == "embedded":
+            from surrogate.dataset import DATASET_FILENAME, load_default_dataset
+
+            warm, source = load_default_dataset(), f"embedded: {DATASET_FILENAME} (reconstruction, not measured)"
+        if name in {c["name"] for c in list_campaigns(self._storage())}:
+            raise ConflictError(f"campaign {name!r} already exists; pick another name")
+        try:
+            campaign = Campaign.create(name, goal, design_space, self._storage(), warm, source, seed)
+        except InputError as exc:
+            if "already exists" in str(exc):  # created by another request meanwhile
+                raise ConflictError(str(exc)) from None
+            raise
+        response = _json_bytes(campaign.status())
+        response.status_code = HTTPStatus.CREATED
+        return response  # type: ignore[return-value]
+
+    @bentoml.api(route="/search", input_spec=SearchRequest)
     @answers_errors
     def search(
-        self,
-        objectives: ObjectiveList,
-        space: SpaceSpec | None = None,
-        n_trials: Annotated[int, Field(ge=1, le=MAX_SEARCH_TRIALS, description="surrogate evaluations to spend")] = 100,
-        top: Annotated[int, Field(ge=1, le=100, description="best designs returned (one objective)")] = 10,
-        seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0,
-        level: Level = DEFAULT_LEVEL,
+        self, objectives: list[Any], space: Any, n_trials: int, top: int, seed: int, level: float
     ) -> SearchResponse:
         """Bounded Optuna search on the surrogate: the best designs (one objective) or the Pareto set (several).
 
@@ -477,4 +627,55 @@ class Surrogate:
         return _json_bytes(document)  # type: ignore[return-value]
 
 
+# ---------------------------------------------------------------- GET routes, Swagger UI and the OpenAPI document
+def _instance() -> Surrogate:
+    """The worker's service instance (BentoML sets it when the worker starts)."""
+    return bentoml.get_current_service()  # type: ignore[no-any-return]
+
+
+def _get_json(build: Callable[[Request], dict[str, Any]]) -> Callable[[Request], Any]:
+    """A Starlette endpoint answering ``build(request)`` as JSON, in a worker thread, errors as everywhere else."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            document = await anyio.to_thread.run_sync(build, request)
+        except Exception as exc:
+            return error_answer(exc)
+        return _json_bytes(document)
+
+    return endpoint
+
+
+async def _swagger_ui(_: Request) -> Response:
+    from serving.openapi import swagger_ui_html
+
+    return HTMLResponse(swagger_ui_html())
+
+
+async def _openapi(_: Request) -> Response:
+    from serving.openapi import openapi_document
+
+    return _json_bytes(openapi_document(Surrogate))
+
+
+extra_routes = Starlette(
+    routes=[
+        Route("/", _swagger_ui, methods=["GET"]),
+        Route("/docs.json", _openapi, methods=["GET"]),
+        Route("/model_info", _get_json(lambda _: _instance().model_document()), methods=["GET"]),
+        Route("/campaigns", _get_json(lambda _: _instance().campaign_list()), methods=["GET"]),
+        Route(
+            "/campaigns/{name}",
+            _get_json(lambda request: _instance().campaign_status(request.path_params["name"])),
+            methods=["GET"],
+        ),
+    ]
+)
+"""Routes BentoML 1.4 APIs cannot express (GET) and the project's own Swagger page and OpenAPI document.
+
+Mounted with :meth:`bentoml.Service.mount_asgi_app`; BentoML matches mounted routes before its own index page
+and ``/docs.json``, and a POST to ``/model_info`` or ``/campaigns`` still reaches the BentoML API of that path.
+"""
+
+Surrogate.mount_asgi_app(extra_routes, path="/", name="surrogate-get-routes")
 Surrogate.add_asgi_middleware(GuardMiddleware)

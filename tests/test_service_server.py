@@ -1,13 +1,17 @@
-"""One real ``bentoml serve`` subprocess (2 workers) driven by ``bentoml.SyncHTTPClient`` and by plain HTTP.
+"""Real ``surrogate serve`` subprocesses (2 workers) driven by ``bentoml.SyncHTTPClient`` and by plain HTTP.
 
 The served model is the test double of ``test_service.py``, logged to a temporary MLflow store and named
 by ``SURROGATE_MODEL_URI``; campaigns live in a temporary Optuna SQLite store shared by both workers.
+Also: every hostile input of issue 11 answered 4xx (with a client timeout of a few seconds, so a hang fails),
+and process hygiene (``kill -9`` of the server leaves no worker holding the port; a restart binds it).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +53,40 @@ def _http(url: str, body: dict | None = None, token: str | None = None) -> tuple
         return status, raw
 
 
+def start_server(command: list[str], env: dict, cwd: Path, log_path: Path) -> subprocess.Popen:
+    """``command`` (a ``surrogate serve``) started with its output in ``log_path``."""
+    log = open(log_path, "w")  # noqa: SIM115 (the child keeps its own descriptor; closed here at once)
+    try:
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def wait_for_answer(url: str, process: subprocess.Popen, log_path: Path, want: int | None = None) -> int:
+    """Poll ``url`` until it answers (``want``: that status), failing if the process exits or 90 s pass."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited {process.returncode}: {log_path.read_text()[-3000:]}")
+        try:
+            status = _http(url)[0]
+            if want is None or status == want:
+                return status
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} gave no answer{f' {want}' if want else ''} after 90 s: {log_path.read_text()[-3000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import mlflow
@@ -80,31 +118,14 @@ def server(tmp_path_factory):
 
         Campaign.create("shared", Objective("conductivity"))
         port = _free_port()
-        log = open(home / "server.log", "w")  # noqa: SIM115 (closed at teardown)
         command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
-        process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+        process = start_server(command, env, home, home / "server.log")
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    pytest.fail(f"server exited {process.returncode}: {(home / 'server.log').read_text()[-3000:]}")
-                try:
-                    if _http(f"{url}/readyz")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.5)
-            else:
-                pytest.fail("server not ready after 90 s")
+            wait_for_answer(f"{url}/readyz", process, home / "server.log", want=200)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
+            stop_server(process)
 
 
 def test_sync_http_client_predicts_and_reports_the_model(server):
@@ -166,3 +187,140 @@ def test_two_workers_never_hand_out_a_suggestion_twice_and_lose_no_observation(s
 
     status = Campaign.load("shared", storage=os.environ.get("SURROGATE_OPTUNA_STORAGE")).status()
     assert status["observed"] == 16 and status["pending"] == 0
+
+
+# ------------------------------------------------------------------ hostile input (issue 11)
+def _raw(url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, bytes]:
+    """One request as sent (bytes headers allowed), with a 5 s client timeout: a hang fails the test."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in {"content-type": "application/json", **(headers or {})}.items():
+            if value is not None:
+                connection.putheader(name, value)
+        connection.putheader("content-length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+_DESIGN = '{"buffer": "sio2", "anneal_temp_c": %s, "test_temp_c": 25}'
+_OBSERVE = '{"campaign": "shared", "observations": [{"buffer": "sio2", "anneal_temp_c": 300, "test_temp_c": 25, "cycles": %s}]}'
+HOSTILE = [
+    ("non-ASCII token", "POST", "/suggest", b'{"campaign": "shared"}', {"authorization": "Bearer ✓é".encode()}, 401),
+    ("Latin-1 token", "POST", "/observe", b"{}", {"authorization": b"Bearer \xff\xfe"}, 401),
+    ("Basic auth", "POST", "/search", b"{}", {"authorization": f"Basic {TOKEN}"}, 401),
+    ("token in another scheme", "GET", "/campaigns", b"", {"authorization": f"Token {TOKEN}"}, 401),
+    ("no token on status", "GET", "/campaigns/shared", b"", {}, 401),
+    ("path traversal name", "POST", "/suggest", b'{"campaign": "../../etc/passwd"}', AUTH, 404),
+    ("SQL-looking name", "POST", "/suggest", b'{"campaign": "x\'; DROP TABLE studies;--"}', AUTH, 404),
+    ("NUL in name", "POST", "/suggest", b'{"campaign": "sha\\u0000red"}', AUTH, 400),
+    ("NUL in path name", "GET", "/campaigns/sha%00red", b"", AUTH, 404),
+    ("n true", "POST", "/suggest", b'{"campaign": "shared", "n": true}', AUTH, 400),
+    ("n string", "POST", "/suggest", b'{"campaign": "shared", "n": "2"}', AUTH, 400),
+    ("n huge", "POST", "/suggest", b'{"campaign": "shared", "n": 1000000000000000000000000000000}', AUTH, 400),
+    ("unknown key", "POST", "/suggest", b'{"campaign": "shared", "nn": 2}', AUTH, 400),
+    ("cycles -5", "POST", "/observe", (_OBSERVE % "-5").encode(), AUTH, 400),
+    ("cycles 1e20", "POST", "/observe", (_OBSERVE % "1e20").encode(), AUTH, 400),
+    ("cycles 10**30", "POST", "/observe", (_OBSERVE % ("1" + "0" * 30)).encode(), AUTH, 400),
+    ("trial -1", "POST", "/observe", b'{"campaign": "shared", "observations": [{"trial": -1}]}', AUTH, 400),
+    ("temperature true", "POST", "/predict", ('{"designs": [%s]}' % (_DESIGN % "true")).encode(), {}, 400),
+    ("temperature string", "POST", "/predict", ('{"designs": [%s]}' % (_DESIGN % '"300"')).encode(), {}, 400),
+    ("NaN", "POST", "/predict", ('{"designs": [%s]}' % (_DESIGN % "NaN")).encode(), {}, 400),
+    ("Infinity", "POST", "/predict", ('{"designs": [%s]}' % (_DESIGN % "Infinity")).encode(), {}, 400),
+    ("1e309", "POST", "/predict", ('{"designs": [%s]}' % (_DESIGN % "1e309")).encode(), {}, 400),
+    ("level true", "POST", "/predict", ('{"designs": [%s], "level": true}' % (_DESIGN % "300")).encode(), {}, 400),
+    ("unknown top-level key", "POST", "/predict", ('{"designs": [%s], "x": 1}' % (_DESIGN % "300")).encode(), {}, 400),
+    ("deep nesting", "POST", "/predict", b'{"designs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", {}, 400),
+    ("not JSON", "POST", "/predict", b"designs=1", {}, 400),
+    ("form body", "POST", "/predict", b"designs=1", {"content-type": "application/x-www-form-urlencoded"}, 415),
+    ("text body", "POST", "/predict", b"{}", {"content-type": "text/plain"}, 415),
+    ("no content type", "POST", "/predict", b"{}", {"content-type": None}, 415),
+    ("n_trials true", "POST", "/search", b'{"objectives": [{"kind": "conductivity"}], "n_trials": true}', AUTH, 400),
+    ("create bad name", "POST", "/campaigns", b'{"name": "a\\u0000", "objective": "conductivity"}', AUTH, 400),
+]
+
+
+@pytest.mark.parametrize(("label", "method", "path", "body", "headers", "status"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_input_gets_a_client_error_at_once(server, label, method, path, body, headers, status):
+    answer, raw = _raw(server, method, path, body, headers)
+    assert answer == status, (label, raw[:300])
+    document = json.loads(raw)
+    assert isinstance(document["error"], str) and isinstance(document["detail"], list)
+    assert "shared" not in document["error"] or path.endswith("shared")  # a 404 never lists the campaigns
+
+
+def test_a_20_mb_body_is_413(server):
+    body = b'{"designs": [' + b'{"buffer": "sio2", "anneal_temp_c": 300, "test_temp_c": 25},' * 350_000 + b"]}"
+    assert len(body) > 20_000_000
+    try:
+        status, raw = _raw(server, "POST", "/predict", body)
+    except (BrokenPipeError, ConnectionResetError):  # the server may answer and close before the upload ends
+        return
+    assert status == 413 and b"16777216 bytes" in raw
+
+
+# ------------------------------------------------------------------ process hygiene and readiness
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux-only")
+def test_kill_9_of_serve_stops_its_workers_and_a_restart_binds_the_port(tmp_path):
+    """Without a model the service still starts and /readyz answers 503; after ``kill -9`` of ``surrogate serve``
+    no worker survives, so a new server binds the same port."""
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty-mlflow.db'}",
+        SURROGATE_HOME=str(tmp_path),
+        BENTOML_HOME=str(tmp_path / "bentoml"),
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("SURROGATE_MODEL_URI", None)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
+    first = start_server(command, env, tmp_path, tmp_path / "first.log")
+    second = None
+    try:
+        assert wait_for_answer(f"{url}/readyz", first, tmp_path / "first.log") == 503
+        status, body = _http(f"{url}/predict", {"designs": [GOOD]})
+        assert status == 503 and "surrogate train" in body["error"]
+        workers = _children(first.pid)
+        assert len(workers) >= 2, workers
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "workers outlived the server"
+        second = start_server(command, env, tmp_path, tmp_path / "second.log")
+        assert wait_for_answer(f"{url}/readyz", second, tmp_path / "second.log") == 503
+        assert "address already in use" not in (tmp_path / "second.log").read_text().lower()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                stop_server(process)
+        for pid in _children(first.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 
 # Subcommand modules, in the order `surrogate --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("run", "lab", "data", "train", "search", "serve")
+COMMAND_MODULES: tuple[str, ...] = ("run", "lab", "data", "train", "search", "serve", "dashboard")
 
 
 class UsageError(Exception):

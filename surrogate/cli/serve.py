@@ -2,7 +2,12 @@
 
 The service answers with the registry champion (``models:/llto-surrogate@champion``) unless ``--model``
 names another MLflow model URI. ``--build`` imports that model into the BentoML model store and runs
-``bentoml build`` so that the Bento carries the model and needs no MLflow store at serving time.
+``bentoml build`` (on a copy of the installed packages, :func:`build_context`) so that the Bento carries the model
+and needs no MLflow store at serving time.
+
+Process hygiene: ``surrogate serve`` becomes the BentoML server (``exec``), so signals reach it; each worker asks
+Linux to stop it when the server dies (``serving.service.die_with_parent``), so a ``kill -9`` of the server
+leaves no worker holding the port.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from surrogate.errors import InputError
 SERVICE = "serving.service:Surrogate"
 DEFAULT_PORT = 3000
 DEFAULT_HOST = "127.0.0.1"
+BENTOFILE = "bentofile.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,10 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve predictions, campaigns and search over HTTP (BentoML), or build a self-contained Bento",
         description=(
-            "Start the HTTP service: POST /predict, /model_info, /suggest, /observe, /search; GET /healthz, "
-            "/readyz, /metrics, /docs.json. Environment: SURROGATE_API_TOKEN (bearer token required on /suggest, "
-            "/observe, /search), SURROGATE_MAX_BODY_BYTES (request body limit, default 16 MiB), "
-            "SURROGATE_OPTUNA_STORAGE (campaign storage), MLFLOW_TRACKING_URI (model registry)."
+            "Start the HTTP service: POST /predict, /search, /suggest, /observe, /campaigns; GET and POST "
+            "/model_info; GET /campaigns, /campaigns/NAME, /healthz, /readyz (503 until a model is loaded), "
+            "/metrics; Swagger UI at /, OpenAPI at /docs.json (see docs/service.md). Environment: "
+            "SURROGATE_API_TOKEN (bearer token required on the campaign and search endpoints), "
+            "SURROGATE_MAX_BODY_BYTES (request body limit, default 16 MiB), SURROGATE_OPTUNA_STORAGE (campaign "
+            "storage), MLFLOW_TRACKING_URI (model registry)."
         ),
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
@@ -100,17 +108,43 @@ def import_model(model_uri: str | None = None) -> Any:
     )
 
 
+def build_context(target: Path) -> Path:
+    """A BentoML build context in ``target`` made from the *installed* packages: works from a wheel as from a checkout.
+
+    Copies the ``surrogate`` and ``serving`` packages (wherever Python imports them from, without caches) and
+    ``serving/bentofile.yaml`` into ``target``; returns the bentofile's path there. Raises :class:`InputError`
+    when the installed ``serving`` package lacks its ``bentofile.yaml``.
+    """
+    import importlib.util
+    import shutil
+
+    for package in ("surrogate", "serving"):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise InputError(f"--build: the {package!r} package is not installed")
+        source = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(source, target / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    bentofile = target / "serving" / BENTOFILE
+    if not bentofile.is_file():
+        raise InputError(f"--build: {BENTOFILE} is missing from the installed 'serving' package; reinstall the project")
+    return bentofile
+
+
 def _build(args: argparse.Namespace) -> int:
+    import tempfile
+
     from serving.service import BENTO_MODEL_ENV
 
     model = import_model(args.model)
-    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ)
     env.pop(BENTO_MODEL_ENV, None)
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    command = [*_bentoml(), "build", str(root), "-f", str(root / "serving" / "bentofile.yaml"), "-o", "tag"]
-    command += ["--arg", f"bento_model={model.tag}"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="surrogate-bento-") as folder:
+        context = Path(folder)
+        bentofile = build_context(context)
+        command = [*_bentoml(), "build", str(context), "-f", str(bentofile), "-o", "tag"]
+        command += ["--arg", f"bento_model={model.tag}"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=context)
     if done.returncode != 0:
         print(done.stderr or done.stdout, file=sys.stderr)
         return EXIT_INTERNAL
