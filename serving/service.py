@@ -472,21 +472,16 @@ class Surrogate:
 
     def _campaign(self, name: str) -> Any:
         """Campaign ``name``; 404 when there is none (the answer never lists the other campaigns)."""
-        from surrogate.campaign import Campaign, list_campaigns
+        from surrogate.campaign import Campaign
 
-        missing = ServiceError(
-            HTTPStatus.NOT_FOUND,
-            f"campaign {name!r} does not exist (create it with POST /campaigns or `surrogate campaign create`)",
-            [{"loc": ["campaign"], "msg": "no such campaign"}],
-        )
         try:
             return Campaign.load(name, storage=self._storage())
-        except NotFoundError:
-            raise missing from None
-        except InputError:
-            if name not in {c["name"] for c in list_campaigns(self._storage())}:
-                raise missing from None
-            raise
+        except NotFoundError:  # a bad name is an InputError (400) raised before any storage access
+            raise ServiceError(
+                HTTPStatus.NOT_FOUND,
+                f"campaign {name!r} does not exist (create it with POST /campaigns or `surrogate campaign create`)",
+                [{"loc": ["campaign"], "msg": "no such campaign"}],
+            ) from None
 
     def campaign_list(self) -> dict[str, Any]:
         """The GET /campaigns answer."""
