@@ -207,13 +207,14 @@ def value_problem(
             return f"cycles must be >= 1; got {_fmt(value)}"
         if hint:
             return hint
-        what = {ANNEAL_TEMP_C: "a plausible anneal temperature", TEST_TEMP_C: "a plausible operating temperature"}
-        text = f"{_fmt(value)} {parameter.unit} is outside {what.get(column, 'the allowed range')} " + (
-            f"{parameter.bounds_text(low, high)}"
-        )
         if column == ANNEAL_TEMP_C:
-            text += f"; as-deposited is {_fmt(AS_DEPOSITED_C)}"
-        return text
+            return (
+                f"{_fmt(value)} °C is not a plausible anneal temperature ({_fmt(low)} to {_fmt(high)} °C; "
+                f"as-deposited is {_fmt(AS_DEPOSITED_C)})"
+            )
+        if column == TEST_TEMP_C:
+            return f"{_fmt(value)} °C is outside any plausible operating temperature ({_fmt(low)} to {_fmt(high)} °C)"
+        return f"{column}: {_fmt(value)} is outside the allowed range {parameter.bounds_text(low, high)}"
     return None
 
 

@@ -635,6 +635,7 @@ def validation_report(path: str | Path) -> dict[str, Any]:
             "rows": 0,
             "counts": dict.fromkeys(target_columns(), 0),
             "buffers": [],
+            "materials": [],
             "ranges": {ANNEAL_TEMP_C: None, TEST_TEMP_C: None},
             "problems": [Problem(None, None, reason).to_dict()],
             "warnings": [],

@@ -93,7 +93,8 @@ def test_physics_recovers_lab_activation_energy_with_standard_error(data):
     X, y, _ = training_xy(data, CONDUCTIVITY)
     model = PhysicsBaseline(CONDUCTIVITY).fit(X, y)
     table = model.activation_energies()
-    assert list(table.columns) == ["anneal_temp_c", "ea_ev", "ea_se_ev", "ln_prefactor"]
+    assert list(table.columns)[:4] == ["anneal_temp_c", "ea_ev", "ea_se_ev", "ln_prefactor"]
+    assert {"ea_sigma_ev", "ea_sigma_se_ev", "n_temperatures"} <= set(table.columns)  # the σ form too
     assert table["anneal_temp_c"].tolist() == [25.0, 300.0, 400.0]
     assert np.all(table["ea_se_ev"] > 0) and np.all(table["ea_se_ev"] < 0.02)
     for _, row in table.iterrows():

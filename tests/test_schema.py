@@ -26,7 +26,7 @@ BAD = DATA / "bad"
 GOOD = DATA / "good"
 GOOD_FILE = GOOD / "measurements.csv"
 
-REPORT_KEYS = {"ok", "source", "rows", "counts", "buffers", "ranges", "problems", "warnings"}
+REPORT_KEYS = {"ok", "source", "rows", "counts", "buffers", "materials", "ranges", "problems", "warnings"}
 
 # file, error class, distinctive text, 1-based data row (None: a whole-file problem)
 BAD_CASES = [
