@@ -214,7 +214,7 @@ def value_problem(
             )
         if column == TEST_TEMP_C:
             return f"{_fmt(value)} °C is outside any plausible operating temperature ({_fmt(low)} to {_fmt(high)} °C)"
-        return f"{column}: {_fmt(value)} is outside the allowed range {parameter.bounds_text(low, high)}"
+        return f"{_fmt(value)} is outside the allowed range {parameter.bounds_text(low, high)}"
     return None
 
 
