@@ -79,6 +79,7 @@ from surrogate.design import (
     CAPACITY_RETENTION,
     CONDUCTIVITY,
     CYCLES,
+    DEFAULT_MATERIAL,
     MATERIAL,
     PROTOCOL,
 )
@@ -114,7 +115,7 @@ def training_xy(data: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarr
     """Features, natural-space target and metadata of the rows of ``data`` that carry ``target``.
 
     ``data`` is a validated measurement frame (:func:`surrogate.schema.validate_frame`). Returns
-    ``X`` (the target's :data:`FEATURES` columns), ``y`` (log10 σ or logit retention) and the rows'
+    ``X`` (the target's :data:`FEATURES` columns, plus ``material`` when a row is not the paper's LLTO film), ``y`` (log10 σ or logit retention) and the rows'
     full records (``sample_id`` and every other column), all with a fresh 0..n-1 index. Rows
     without the target, with a missing feature, or at the normalisation point (see the module
     docstring) are dropped.
@@ -130,8 +131,8 @@ def training_xy(data: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarr
         reference = declaration.reference
         rows = rows[rows[reference.column].astype(float) > reference.value]
     rows = rows.reset_index(drop=True)
-    if MATERIAL in rows.columns:  # optional: models read what was measured (the LLTO film by default)
-        columns = columns + [MATERIAL]
+    if MATERIAL in rows.columns and (rows[MATERIAL].astype(str) != DEFAULT_MATERIAL).any():
+        columns = columns + [MATERIAL]  # optional: models read what was measured (absent: the paper's LLTO film)
     X = rows[columns].copy()
     for column in columns:
         if column not in CATEGORICAL_COLUMNS:
@@ -760,10 +761,12 @@ def cv_readiness(data: pd.DataFrame) -> list[str]:
         except InputError:
             continue
         if len(y) < smallest:
-            warnings.append(
-                f"{target}: {len(y)} training row(s); cross-validation needs ≥ {smallest}, so no model can be "
-                "selected"
+            fallback = (
+                "its physics law will be fitted to all rows without model selection, if the rows allow it"
+                if get_target(target).physics_law and len(y) >= 3
+                else "no model can be trained for it"
             )
+            warnings.append(f"{target}: {len(y)} training row(s); cross-validation needs ≥ {smallest}, so {fallback}")
             continue
         plans = [p for p in split_plans(X, meta, target) if p.selects]
         for plan in plans:

@@ -8,7 +8,8 @@ Two vocabularies, each an ordered list of :class:`Material` entries:
 
 The defaults are read from ``surrogate/data/materials.yaml`` (the paper's four buffers, the LLTO film and a
 bulk LLTO pellet). A user declares more in a YAML file of the same shape and passes it as
-``--materials FILE`` (:func:`add_materials_argument` / :func:`load_catalogue`), or calls
+``--materials FILE`` (:func:`add_materials_argument` / :func:`load_catalogue`), or lists it in the
+``SURROGATE_MATERIALS`` environment variable (every command and the service), or calls
 :func:`use_materials` in Python. Declared materials join the process-wide :data:`CATALOGUE`, which only
 grows (ids keep their position, so integer codes stay valid); declaring an id again with other values is an
 :class:`~surrogate.errors.InputError`. A fitted model stores the entries it was trained on and declares them
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -392,6 +395,19 @@ class Catalogue:
                 listener()
         return new
 
+    def snapshot(self) -> tuple[Any, ...]:
+        """The catalogue's state, for :meth:`restore` (tests that declare materials and clean up after)."""
+        return ({k: dict(v) for k, v in self._entries.items()}, {k: dict(v) for k, v in self._aliases.items()})
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        """Go back to a :meth:`snapshot` (tests only: codes of materials declared since become invalid)."""
+        entries, aliases = state
+        self._entries = {k: dict(v) for k, v in entries.items()}
+        self._aliases = {k: dict(v) for k, v in aliases.items()}
+        self.version += 1
+        for listener in list(self._listeners):
+            listener()
+
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every change (caches derived from the vocabulary refresh themselves)."""
         self._listeners.append(listener)
@@ -407,6 +423,11 @@ def _default_entries() -> list[Material]:
 CATALOGUE = Catalogue(_default_entries())
 """The process-wide catalogue: the packaged defaults plus every material declared since (append-only)."""
 
+MATERIALS_ENV = "SURROGATE_MATERIALS"
+"""Environment variable: materials files (separated by ``os.pathsep``) every command declares at start, so a
+command without a ``--materials`` flag (or a service) knows them too."""
+_ENV_ERROR: InputError | None = None
+
 DEFAULT_BUFFERS: tuple[str, ...] = CATALOGUE.ids(BUFFER_KIND)
 """The paper's four buffers (the packaged defaults), in their canonical order."""
 DEFAULT_MATERIALS: tuple[str, ...] = CATALOGUE.ids(MATERIAL_KIND)
@@ -420,6 +441,18 @@ def buffer_ids() -> tuple[str, ...]:
 def material_ids() -> tuple[str, ...]:
     """Every material id the process knows now (defaults first)."""
     return CATALOGUE.ids(MATERIAL_KIND)
+
+
+def _declare_environment() -> None:
+    """Declare the files of :data:`MATERIALS_ENV`; a bad file is reported on stderr and by :func:`load_catalogue`."""
+    global _ENV_ERROR
+    for path in os.environ.get(MATERIALS_ENV, "").split(os.pathsep):
+        if path.strip():
+            try:
+                use_materials(path.strip())
+            except InputError as exc:
+                _ENV_ERROR = InputError(f"{MATERIALS_ENV}: {exc}")
+                sys.stderr.write(f"surrogate: warning: {_ENV_ERROR}\n")
 
 
 def use_materials(source: str | Path | Iterable[Material] | dict[str, Any]) -> list[Material]:
@@ -450,6 +483,11 @@ def load_catalogue(args: argparse.Namespace) -> Catalogue:
 
     Call it first thing in a command's handler: ``load_catalogue(args)``.
     """
+    if _ENV_ERROR is not None:
+        raise _ENV_ERROR
     for path in getattr(args, "materials", None) or []:
         use_materials(path)
     return CATALOGUE
+
+
+_declare_environment()
