@@ -381,9 +381,7 @@ class Catalogue:
                 key = alias_key(alias)
                 owner = aliases[entry.kind].get(key)
                 if owner is not None and owner != entry.id:
-                    raise InputError(
-                        f"{KIND_FIELD[entry.kind]} {entry.id!r}: alias {alias!r} already names {owner!r}"
-                    )
+                    raise InputError(f"{KIND_FIELD[entry.kind]} {entry.id!r}: alias {alias!r} already names {owner!r}")
                 aliases[entry.kind][key] = entry.id
             new.append(entry)
         if new:

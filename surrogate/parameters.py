@@ -141,7 +141,7 @@ def check_level(level: Any) -> float:
 
 
 def kelvin_hint(column: str, value: float) -> str | None:
-    """"looks like kelvin; did you mean X °C?" when ``value`` of a temperature column may be kelvin, else None."""
+    """ "looks like kelvin; did you mean X °C?" when ``value`` of a temperature column may be kelvin, else None."""
     if column not in (ANNEAL_TEMP_C, TEST_TEMP_C) or not math.isfinite(value) or value < 273.0:
         return None
     exact = value + ABSOLUTE_ZERO_C

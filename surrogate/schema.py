@@ -429,7 +429,9 @@ def _rule_metadata(table: _Table) -> None:
         table.metadata[name] = cells
     for i, cell in enumerate(table.metadata[EXPERIMENT]):
         if cell is not None and cell not in EXPERIMENTS:
-            table.warnings.append(f"row {i + 1}: experiment {cell!r} is not one of {', '.join(EXPERIMENTS)} (kept as is)")
+            table.warnings.append(
+                f"row {i + 1}: experiment {cell!r} is not one of {', '.join(EXPERIMENTS)} (kept as is)"
+            )
 
 
 def _canonical_frame(table: _Table) -> pd.DataFrame:

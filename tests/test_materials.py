@@ -60,7 +60,9 @@ def _new_buffer_rows(buffer: str, seed: int = 1, rates=(0.5, 1, 2, 5, 10, 20, 30
     lab = VirtualLab(seed=seed)
     rate = lab.measure_frame(rate, sample_ids=pd.Series("cell-r", index=rate.index))
     cycling = lab.measure_frame(cycling, sample_ids=pd.Series("cell-c", index=cycling.index))
-    rate = rate.drop(columns=[CONDUCTIVITY, CAPACITY_RETENTION]).assign(experiment="rate", **{SAMPLE_ID: f"rate-{buffer}"})
+    rate = rate.drop(columns=[CONDUCTIVITY, CAPACITY_RETENTION]).assign(
+        experiment="rate", **{SAMPLE_ID: f"rate-{buffer}"}
+    )
     rate[CYCLES] = np.nan
     cycling = cycling.drop(columns=[CONDUCTIVITY, RATE_RETENTION]).assign(
         experiment="cycling", **{SAMPLE_ID: f"cycle-{buffer}"}
@@ -209,8 +211,10 @@ def test_fifth_buffer_end_to_end_with_a_materials_file_and_data_only(
 
 def _defaults_state():
     """A snapshot holding only the packaged entries (what a fresh process knows)."""
-    entries = {k: {i: m for i, m in v.items() if i in materials.DEFAULT_BUFFERS + materials.DEFAULT_MATERIALS}
-               for k, v in CATALOGUE.snapshot()[0].items()}
+    entries = {
+        k: {i: m for i, m in v.items() if i in materials.DEFAULT_BUFFERS + materials.DEFAULT_MATERIALS}
+        for k, v in CATALOGUE.snapshot()[0].items()
+    }
     aliases = {k: {a: i for a, i in v.items() if i in entries[k]} for k, v in CATALOGUE.snapshot()[1].items()}
     return entries, aliases
 
@@ -294,8 +298,8 @@ def test_one_hot_model_refuses_a_buffer_it_never_saw_naming_the_known_ones(paper
 
 
 def test_descriptor_model_predicts_an_unseen_buffer_flagged_as_extrapolation(paper_data, catalogue) -> None:
-    from surrogate.models.base import Surrogate, TrainingDomain
     from surrogate.evaluation import training_xy
+    from surrogate.models.base import Surrogate, TrainingDomain
 
     use_materials(EXAMPLE)
     X, y, meta = training_xy(paper_data, RATE_RETENTION)
@@ -357,8 +361,11 @@ def test_a_design_space_for_bulk_pellets_accepts_sintering_temperatures() -> Non
     with pytest.raises(InputError, match="anneal"):
         DesignSpace(anneal_temp_c=(25.0, 1400.0))
     space = DesignSpace(anneal_temp_c=(1000.0, 1400.0), material="LLTO pellet", name="pellets")
-    assert space.material == "llto_bulk" and space.violations({"buffer": "none", "anneal_temp_c": 1350,
-                                                                 "test_temp_c": 25, "material": "llto_bulk"}) == []
+    assert (
+        space.material == "llto_bulk"
+        and space.violations({"buffer": "none", "anneal_temp_c": 1350, "test_temp_c": 25, "material": "llto_bulk"})
+        == []
+    )
     assert space.violations({"buffer": "none", "anneal_temp_c": 1350, "test_temp_c": 25})  # the film: another material
 
 

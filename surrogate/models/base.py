@@ -97,9 +97,7 @@ BATCH_FIELDS: tuple[str, ...] = DESIGN_FIELDS + (MATERIAL,)
 
 def _refresh_categories() -> None:
     """Re-derive the category tables from the catalogue (called when a material is declared)."""
-    CATEGORIES.update(
-        {BUFFER: CATALOGUE.ids(BUFFER_KIND), PROTOCOL: PROTOCOLS, MATERIAL: CATALOGUE.ids(MATERIAL_KIND)}
-    )
+    CATEGORIES.update({BUFFER: CATALOGUE.ids(BUFFER_KIND), PROTOCOL: PROTOCOLS, MATERIAL: CATALOGUE.ids(MATERIAL_KIND)})
     for column, ids in CATEGORIES.items():
         _CATEGORY_IDS[column] = np.array(ids, dtype=object)
         _CATEGORY_CODES[column] = {name: code for code, name in enumerate(ids)}
@@ -394,9 +392,7 @@ class TrainingDomain:
 
     @classmethod
     def from_frame(cls, X: pd.DataFrame) -> TrainingDomain:
-        materials = (
-            tuple(sorted(set(X[MATERIAL].astype(str)))) if MATERIAL in X.columns else (DEFAULT_MATERIAL,)
-        )
+        materials = tuple(sorted(set(X[MATERIAL].astype(str)))) if MATERIAL in X.columns else (DEFAULT_MATERIAL,)
         if MATERIAL in X.columns and len(materials) > 1:  # ranges per material too
             categorical = tuple(c for c in X.columns if c in (MATERIAL, BUFFER, PROTOCOL))
         else:

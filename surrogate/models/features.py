@@ -124,9 +124,7 @@ class Vocabulary:
             seen = set(frame[column].astype(str))
             ids = tuple(i for i in CATALOGUE.ids(_KIND[column]) if i in seen)
             categories[column] = ids
-            descriptors[column] = {
-                i: tuple(CATALOGUE.get(i, _KIND[column]).descriptors.vector().tolist()) for i in ids
-            }
+            descriptors[column] = {i: tuple(CATALOGUE.get(i, _KIND[column]).descriptors.vector().tolist()) for i in ids}
             defaults = set(DEFAULT_BUFFERS if column == BUFFER else DEFAULT_MATERIALS)
             entries += [CATALOGUE.get(i, _KIND[column]) for i in ids if i not in defaults]
         return cls(categories, encoding, descriptors, tuple(entries))
