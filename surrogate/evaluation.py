@@ -414,7 +414,14 @@ def cross_validate(
     result.score = float(np.mean(selecting)) if selecting else None
     result.coverage = float(np.mean(coverages)) if coverages else None
     if result.score is None and result.skipped is None:
-        result.skipped = "no selecting split could be scored (too few groups or rows)"
+        refusals = [
+            f["skipped"]
+            for entry in result.splits.values()
+            for f in entry["folds"]
+            if "fit refused" in f.get("skipped", "")
+        ]
+        why = f": {refusals[0]}" if refusals else " (too few groups or rows)"
+        result.skipped = f"no selecting split could be scored{why}"
     return result
 
 
