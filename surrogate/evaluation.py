@@ -74,6 +74,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.model_selection import LeaveOneGroupOut
 
+from surrogate.dataset import to_csv_text
 from surrogate.design import (
     BUFFER,
     CAPACITY_RETENTION,
@@ -428,8 +429,6 @@ def cross_validate(
 # ------------------------------------------------------------------ champions
 def data_hash(data: pd.DataFrame) -> str:
     """sha256 of the frame's canonical CSV text (the format the embedded data set is stored in)."""
-    from surrogate.dataset import to_csv_text
-
     return hashlib.sha256(to_csv_text(data).encode("utf-8")).hexdigest()
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from surrogate.errors import InputError
+from surrogate.materials import CATALOGUE, DEFAULT_MATERIAL, MATERIAL_KIND
 
 BUFFER = "buffer"
 MATERIAL = "material"
@@ -166,8 +167,6 @@ def material_bounds(column: str, material: str | None = None) -> tuple[float, fl
     """The plausible range (°C) of a temperature column for ``material`` (default: the paper's LLTO film)."""
     if column not in (ANNEAL_TEMP_C, TEST_TEMP_C):
         return None
-    from surrogate.materials import CATALOGUE, DEFAULT_MATERIAL, MATERIAL_KIND
-
     entry = CATALOGUE.get(material or DEFAULT_MATERIAL, MATERIAL_KIND)
     return getattr(entry, column)
 
