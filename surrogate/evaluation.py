@@ -78,7 +78,6 @@ from surrogate.dataset import to_csv_text
 from surrogate.design import (
     BUFFER,
     CAPACITY_RETENTION,
-    CONDUCTIVITY,
     CYCLES,
     DEFAULT_MATERIAL,
     MATERIAL,
@@ -710,7 +709,7 @@ def _small_data_fallback(
     except InputError:
         return None
     extra: dict[str, Any] = {}
-    if target == CONDUCTIVITY:
+    if get_target(target).physics_law == "arrhenius":
         table = model.estimator_.activation_energies()
         extra["activation_energies"] = [
             {

@@ -94,9 +94,7 @@ class Objective:
     def name(self) -> str:
         """A short unique label, e.g. ``rate_retention@10C*capacity_retention@300cyc``."""
         conditions = self.conditions()
-        parts = [
-            "conductivity" if target == CONDUCTIVITY else get_target(target).tag(conditions) for target in self.targets
-        ]
+        parts = [get_target(target).tag(conditions) for target in self.targets]
         label = "*".join(parts)
         if self.test_temp_c is not None:
             label += f"@{self.test_temp_c:g}°C"

@@ -16,7 +16,8 @@ A :class:`Target` holds everything the rest of the project asks about a target:
   baseline's parametric law and its prior), and ``lab_law``: the function of :mod:`surrogate.physics` the
   virtual lab evaluates (None: the lab does not emulate it);
 * ``prior_between_sample_sd``: the between-sample spread (natural space) used without replicates;
-* ``experiment``: the value of the ``experiment`` column its rows usually carry.
+* ``experiment``: the value of the ``experiment`` column its rows usually carry;
+* ``objective_name``: its name in objective labels (``conductivity``; default the target's name).
 
 :data:`TARGETS` holds the declarations by name (the paper's three first). :func:`register_target` adds
 one at run time (a test adds interfacial resistance); :func:`get_target` raises
@@ -145,6 +146,7 @@ class Target:
     physics_law: str | None = None
     lab_law: str | None = None
     short_label: str = ""
+    objective_name: str = ""
     notes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -202,7 +204,7 @@ class Target:
         protocol = conditions.get(PROTOCOL, DEFAULT_PROTOCOL)
         if PROTOCOL in self.inputs and protocol != DEFAULT_PROTOCOL:
             parts.append(str(protocol))
-        return self.name + ("@" + ",".join(parts) if parts else "")
+        return (self.objective_name or self.name) + ("@" + ",".join(parts) if parts else "")
 
 
 # ------------------------------------------------------------------ the declarations
@@ -222,6 +224,7 @@ _CONDUCTIVITY = Target(
     physics_law="arrhenius",
     lab_law="conductivity_s_cm",
     short_label="conductivity",
+    objective_name="conductivity",
 )
 _RATE = Target(
     name=RATE_RETENTION,
