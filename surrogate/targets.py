@@ -263,7 +263,7 @@ _CAPACITY = Target(
         SplitSpec("curve", "leave one buffer × protocol curve out", "curve", False),
         SplitSpec(
             "forward",
-            "forward chaining: train on each curve's first 60/70/80% of cycles, score the next 10% (a forecast)",
+            "forward chaining: train on each curve's first 60/80% of cycles, score the next 20% (a forecast)",
             "forward",
             False,
             CYCLES,
