@@ -304,7 +304,7 @@ def test_descriptor_model_predicts_an_unseen_buffer_flagged_as_extrapolation(pap
     use_materials(EXAMPLE)
     X, y, meta = training_xy(paper_data, RATE_RETENTION)
     model = _fit("gp", paper_data, encoding="descriptors")
-    assert model.estimator_.vocabulary_.feature_names(RATE_RETENTION)[-1] == "buffer_log10_ionic_s_cm"
+    assert "buffer_log10_ionic_s_cm" in model.estimator_.vocabulary_.feature_names(RATE_RETENTION)
     surrogate = Surrogate({RATE_RETENTION: model}, {RATE_RETENTION: TrainingDomain.from_frame(X)})
     out = surrogate.predict([{"buffer": "al2o3", "anneal_temp_c": 300, "test_temp_c": 25, "c_rate": 10}])
     assert 0 < out.loc[0, f"{RATE_RETENTION}_mean"] < 1
@@ -379,3 +379,24 @@ def test_a_prediction_for_a_material_the_model_never_saw_is_refused_or_flagged(p
     gp = fit_surrogate(paper_data, {CONDUCTIVITY: "gp"})
     with pytest.raises(InputError, match="material: llto_bulk not in this model's training data"):
         gp.predict([{"buffer": "none", "anneal_temp_c": 300, "test_temp_c": 25, "material": "llto_bulk"}])
+
+
+def test_a_bundle_saved_before_this_change_loads_and_predicts_the_same(catalogue) -> None:
+    """tests/data/models/: a Surrogate (physics, gp, physics) fitted and saved by the code before vocabularies."""
+    import joblib
+
+    folder = Path(__file__).parent / "data" / "models"
+    old = joblib.load(folder / "surrogate_before_vocabularies.joblib")
+    expected = pd.read_csv(folder / "surrogate_before_vocabularies.expected.csv")
+    designs = [
+        {"buffer": b, "anneal_temp_c": 300, "test_temp_c": 40, "c_rate": 10, "cycles": 80}
+        for b in ("none", "llto_ncm", "sio2", "lipon")
+    ]
+    out = old.predict(designs)
+    for column in expected.columns:
+        np.testing.assert_allclose(out[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-9)
+    use_materials(EXAMPLE)
+    with pytest.raises(InputError, match="al2o3 not in this model's training data; it knows none, llto_ncm"):
+        old.predict([{"buffer": "al2o3", "anneal_temp_c": 300, "test_temp_c": 40, "c_rate": 10}])
+    with pytest.raises(InputError, match="material: llto_bulk not in this model's training data; it knows llto_film"):
+        old.predict([{"buffer": "none", "anneal_temp_c": 300, "test_temp_c": 40, "material": "llto_bulk"}])

@@ -472,7 +472,7 @@ class TrainingDomain:
             if foreign is not None and foreign[i]:
                 material = CATEGORIES[MATERIAL][designs.codes[MATERIAL][i]]
                 out[i] = [
-                    f"material={material}: no training data for this material (trained on {', '.join(self.materials or ())})"
+                    f"material={material}: no training data for this material (trained on {', '.join(getattr(self, 'materials', None) or (DEFAULT_MATERIAL,))})"
                 ]
                 continue
             if not known[i]:
