@@ -8,7 +8,7 @@ Setup (all from the virtual lab, an emulation, not measurements):
 - training data: the embedded data set (four buffers) plus ``k`` noisy rows of Al2O3 for the target (rate:
   C-rates drawn log-uniformly from 0.5-30 C, one cell at 25 °C; cycling: cycle counts drawn from 2-100 of one cell);
 - families ``gp`` and ``trees`` (the shared fresh-sample wrapper, as training fits them), each with
-  ``encoding="onehot"`` and ``encoding="descriptors"``;
+  ``encoding="onehot"``, ``encoding="descriptors"`` and ``encoding="hybrid"`` (descriptors + one-hot identity);
 - error: RMSE (fraction) of the predicted mean against the noise-free lab for Al2O3 over a grid (rate: 12
   C-rates 0.5-30 C; capacity: 25 cycle counts 2-100), and the share of that grid inside the 90% interval;
 - ``k`` in 0, 1, 2, 5, 8; ``--seeds`` repeats with other rows and noise (paired across encodings).
@@ -80,7 +80,7 @@ DECOY = {
     ]
 }
 FAMILIES = ("gp", "trees")
-ENCODINGS = ("onehot", "descriptors")
+ENCODINGS = ("onehot", "descriptors", "hybrid")
 TARGET_RMSE = 0.03
 
 

@@ -286,3 +286,25 @@ def test_huge_numbers_are_input_errors_never_overflows() -> None:
     for cycles in (10**30, 10**400, -5, 1e20):
         with pytest.raises(InputError, match="cycles"):
             design_batch([{"buffer": "sio2", "anneal_temp_c": 300, "test_temp_c": 25, "cycles": cycles}])
+
+
+def test_hybrid_encoding_lets_a_buffers_own_data_override_its_descriptors(data) -> None:
+    """Two buffers with identical descriptors are one input under ``descriptors``; ``hybrid`` tells them apart."""
+    from surrogate.materials import CATALOGUE, use_materials
+
+    state = CATALOGUE.snapshot()
+    try:
+        twin = CATALOGUE.get("sio2").descriptors.to_dict()
+        use_materials({"buffers": [{"id": "sio2_twin", "descriptors": twin, "source": "test"}]})
+        X, y, _ = training_xy(data, RATE_RETENTION)
+        twin_rows = X[X["buffer"] == "none"].assign(buffer="sio2_twin")  # the bare cell's curve, SiO2's descriptors
+        X2, y2 = pd.concat([X, twin_rows], ignore_index=True), np.concatenate([y, y[X["buffer"] == "none"]])
+        design = X2[X2["buffer"].isin(["sio2", "sio2_twin"])].drop_duplicates("buffer").assign(c_rate=30.0)
+        means = {}
+        for encoding in ("descriptors", "hybrid"):
+            model = make_model("trees", RATE_RETENTION, encoding=encoding).fit(X2, y2)
+            means[encoding] = model.predict(design)
+        assert abs(means["descriptors"][0] - means["descriptors"][1]) < 1e-9  # indistinguishable
+        assert abs(means["hybrid"][0] - means["hybrid"][1]) > 0.5  # told apart (logit units)
+    finally:
+        CATALOGUE.restore(state)

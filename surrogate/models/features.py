@@ -12,7 +12,8 @@ design column          features
                        (log for the early drop, linear for steady fade and knee)
 ``buffer``             one-hot over the buffers *learned at fit time*, or (``encoding="descriptors"``)
                        the catalogue descriptors of the buffer (class, Li conduction, thickness,
-                       ionic conductivity, electronic insulation: :data:`surrogate.materials.DESCRIPTOR_FEATURES`)
+                       ionic conductivity, electronic insulation: :data:`surrogate.materials.DESCRIPTOR_FEATURES`),
+                       or (``encoding="hybrid"``) both
 ``protocol``           ``protocol_long`` = 1 for the ``long`` protocol, else 0
 ``material``           (optional column, default the paper's LLTO film) nothing when the training data has
                        one material; else one-hot over the learned materials, or their descriptors
@@ -77,8 +78,10 @@ from surrogate.models.base import CATEGORIES, FEATURES, DesignBatch
 from surrogate.physics import ZERO_C_K
 from surrogate.targets import PRIOR_SD, get_target
 
-ENCODINGS: tuple[str, ...] = ("onehot", "descriptors")
-"""How a family encodes ``buffer`` (and ``material``): one-hot over learned ids, or catalogue descriptors."""
+ENCODINGS: tuple[str, ...] = ("onehot", "descriptors", "hybrid")
+"""How a family encodes ``buffer`` (and ``material``): one-hot over learned ids, catalogue descriptors, or
+both (``hybrid``: the descriptors plus a one-hot identity column per learned id, all zero for an unseen id, so
+a buffer is predicted from similar ones before it has data and its own data can override the similarity)."""
 CATEGORICAL_COLUMNS: tuple[str, ...] = (BUFFER, PROTOCOL, MATERIAL)
 """The categorical design columns (everything else is a number)."""
 _KIND = {BUFFER: BUFFER_KIND, MATERIAL: MATERIAL_KIND}
@@ -164,9 +167,9 @@ class Vocabulary:
         return names
 
     def _category_names(self, column: str) -> list[str]:
-        if self.encoding == "descriptors":
-            return [f"{column}_{d}" for d in DESCRIPTOR_FEATURES]
-        return [f"{column}_{i}" for i in self.categories.get(column, ())]
+        descriptors = [f"{column}_{d}" for d in DESCRIPTOR_FEATURES]
+        identity = [f"{column}_{i}" for i in self.categories.get(column, ())]
+        return {"descriptors": descriptors, "hybrid": descriptors + identity}.get(self.encoding, identity)
 
     def _table(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """(position of each catalogue code in the learned ids or -1, matrix row of each code): per version."""
@@ -176,13 +179,16 @@ class Vocabulary:
             learned = self.categories.get(column, ())
             ids = CATEGORIES[column]
             position = np.array([learned.index(i) if i in learned else -1 for i in ids], dtype=np.intp)
-            if self.encoding == "descriptors":
+            identity = np.vstack([np.eye(len(learned)), np.zeros((1, len(learned)))])[position]
+            if self.encoding in ("descriptors", "hybrid"):
                 stored = self.descriptors.get(column, {})
                 rows = np.array(
                     [stored.get(i) or CATALOGUE.get(i, _KIND[column]).descriptors.vector() for i in ids], dtype=float
-                )
+                ).reshape(len(ids), -1)
+                if self.encoding == "hybrid":
+                    rows = np.hstack([rows, identity])
             else:
-                rows = np.vstack([np.eye(len(learned)), np.zeros((1, len(learned)))])[position]
+                rows = identity
             cache[key] = (position, rows.reshape(len(ids), -1))
         return cache[key]
 
