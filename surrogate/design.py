@@ -12,107 +12,134 @@ live. The design *space* (bounds and user constraints for search) is
 
 from __future__ import annotations
 
-import difflib
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from surrogate import materials as _materials
 from surrogate.errors import InputError
+from surrogate.materials import BUFFER_KIND, CATALOGUE, DEFAULT_MATERIAL, MATERIAL_KIND, alias_key
+from surrogate.parameters import (
+    ANNEAL_TEMP_C,
+    AS_DEPOSITED_C,
+    BUFFER,
+    C_RATE,
+    CYCLES,
+    DEFAULT_PROTOCOL,
+    MATERIAL,
+    NUMERIC_PARAMETERS,
+    PROTOCOL,
+    PROTOCOLS,
+    TEST_TEMP_C,
+    value_problem,
+)
+from surrogate.targets import (
+    CAPACITY_RETENTION,
+    CONDUCTIVITY,
+    PAPER_TARGETS,
+    RATE_RETENTION,
+    REFERENCE_C_RATE,
+    REFERENCE_CYCLE,
+)
+from surrogate.targets import UNITS as TARGET_UNITS
 
 # ---------------------------------------------------------------- field names
-BUFFER = "buffer"
-ANNEAL_TEMP_C = "anneal_temp_c"
-TEST_TEMP_C = "test_temp_c"
-C_RATE = "c_rate"
-CYCLES = "cycles"
-PROTOCOL = "protocol"
+# Declared in surrogate.parameters (design parameters) and surrogate.targets (targets); re-exported here
+# under the names the rest of the project has always used.
+__all__ = [
+    "ANNEAL_TEMP_C",
+    "AS_DEPOSITED_C",
+    "BUFFER",
+    "BUFFERS",
+    "BUFFER_LABELS",
+    "CAPACITY_RETENTION",
+    "CONDUCTIVITY",
+    "CYCLES",
+    "C_RATE",
+    "DEFAULT_C_RATE",
+    "DEFAULT_CYCLES",
+    "DEFAULT_MATERIAL",
+    "DEFAULT_PROTOCOL",
+    "DESIGN_FIELDS",
+    "DesignSpace",
+    "MATERIAL",
+    "PROTOCOL",
+    "PROTOCOLS",
+    "PROTOCOL_LABELS",
+    "RATE_RETENTION",
+    "REFERENCE_C_RATE",
+    "REFERENCE_CYCLE",
+    "TARGETS",
+    "TARGET_UNITS",
+    "TEST_TEMP_C",
+    "buffer_label",
+    "canonical_buffer",
+    "canonical_material",
+    "canonical_protocol",
+    "unknown_buffer_message",
+]
 
 DESIGN_FIELDS: tuple[str, ...] = (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES, PROTOCOL)
+"""The contract's design fields (``material`` is optional: see :data:`OPTIONAL_DESIGN_FIELDS`)."""
+OPTIONAL_DESIGN_FIELDS: tuple[str, ...] = (MATERIAL,)
+"""Design fields a design may leave out: ``material`` (default :data:`DEFAULT_MATERIAL`, the paper's LLTO film)."""
 
-CONDUCTIVITY = "conductivity_s_cm"
-RATE_RETENTION = "rate_retention"
-CAPACITY_RETENTION = "capacity_retention"
+TARGETS: tuple[str, ...] = PAPER_TARGETS
+"""The paper's three targets; every declared target (including ones registered at run time) is in
+:data:`surrogate.targets.TARGETS`."""
 
-TARGETS: tuple[str, ...] = (CONDUCTIVITY, RATE_RETENTION, CAPACITY_RETENTION)
-
-TARGET_UNITS: dict[str, str] = {
-    CONDUCTIVITY: "S/cm",
-    RATE_RETENTION: "fraction of 0.1 C capacity",
-    CAPACITY_RETENTION: "fraction of initial capacity",
-}
-
-DEFAULT_C_RATE = 30.0
-DEFAULT_CYCLES = 100
-DEFAULT_PROTOCOL = "standard"
-REFERENCE_C_RATE = 0.1
-"""``rate_retention`` is capacity at C over capacity at this rate (0.1 C): exactly 1 at and below it."""
-REFERENCE_CYCLE = 1
-"""``capacity_retention`` is relative to the capacity of this cycle: exactly 1 there."""
-AS_DEPOSITED_C = 25.0
-"""``anneal_temp_c`` of a film that was not annealed (as-deposited)."""
+DEFAULT_C_RATE = float(NUMERIC_PARAMETERS[C_RATE].default or 30.0)
+DEFAULT_CYCLES = int(NUMERIC_PARAMETERS[CYCLES].default or 100)
 
 # ------------------------------------------------------------------- buffers
-BUFFERS: tuple[str, ...] = ("none", "llto_ncm", "sio2", "lipon")
+BUFFERS: tuple[str, ...] = _materials.DEFAULT_BUFFERS
+"""The paper's four buffers (the catalogue's defaults). Every buffer known now: :func:`surrogate.materials.buffer_ids`."""
 
-BUFFER_LABELS: dict[str, str] = {
-    "none": "no buffer (cell A, NCM/LLTO/Li)",
-    "llto_ncm": "homogeneous LLTO/NCM multilayer (cell B)",
-    "sio2": "SiO2 (cell C)",
-    "lipon": "LiPON",
-}
+BUFFER_LABELS: dict[str, str] = {m.id: m.display_name for m in CATALOGUE.entries(BUFFER_KIND)}
+"""Display name of each buffer id (kept up to date as materials are declared)."""
 
-_BUFFER_ALIASES: dict[str, str] = {
-    "none": "none",
-    "no": "none",
-    "nobuffer": "none",
-    "bare": "none",
-    "reference": "none",
-    "ref": "none",
-    "a": "none",
-    "llto_ncm": "llto_ncm",
-    "lltoncm": "llto_ncm",
-    "homogeneous": "llto_ncm",
-    "b": "llto_ncm",
-    "sio2": "sio2",
-    "silica": "sio2",
-    "c": "sio2",
-    "lipon": "lipon",
-}
+
+def _refresh_labels() -> None:
+    for entry in CATALOGUE.entries(BUFFER_KIND):
+        BUFFER_LABELS.setdefault(entry.id, entry.display_name)
+
+
+CATALOGUE.on_change(_refresh_labels)
 
 
 def _alias_key(text: str) -> str:
-    key = text.strip().lower().replace("₂", "2")
-    return re.sub(r"[\s/\-_.()]+", "", key)
+    return alias_key(text)
 
 
 def canonical_buffer(value: object) -> str:
     """Return the canonical buffer id for ``value``, accepting the usual aliases.
 
     ``"SiO2"``, ``"SiO₂"``, ``"LiPON"``, ``"LLTO/NCM"``, ``"bare"`` and
-    ``"reference"`` (any case) are accepted; outputs always use the ids in
-    :data:`BUFFERS`. Raises :class:`InputError` naming the allowed ids and the
-    closest match when the value is not a buffer.
+    ``"reference"`` (any case) are accepted, and every buffer declared in a
+    materials file; outputs always use canonical ids. Raises :class:`InputError`
+    naming the allowed ids and the closest match when the value is not a buffer.
     """
-    if isinstance(value, str):
-        key = _alias_key(value)
-        if key in _BUFFER_ALIASES:
-            return _BUFFER_ALIASES[key]
-    raise InputError(unknown_buffer_message(value))
+    return CATALOGUE.canonical(value, BUFFER_KIND)
 
 
 def unknown_buffer_message(value: object) -> str:
     """The error text for a value that is not a known buffer."""
-    text = str(value)
-    candidates = list(BUFFERS) + [a for a in _BUFFER_ALIASES if len(a) > 2]
-    close = difflib.get_close_matches(_alias_key(text), candidates, n=1, cutoff=0.5)
-    hint = f"; did you mean '{_BUFFER_ALIASES.get(close[0], close[0])}'?" if close else ""
-    return f"unknown buffer {text!r}: allowed ids are {', '.join(BUFFERS)}{hint}"
+    return CATALOGUE.unknown_message(value, BUFFER_KIND)
+
+
+def buffer_label(buffer: str) -> str:
+    """Display name of a buffer id (the id itself when unknown)."""
+    return CATALOGUE.get(buffer, BUFFER_KIND).display_name if (BUFFER_KIND, buffer) in CATALOGUE else buffer
+
+
+def canonical_material(value: object) -> str:
+    """Canonical id of a material (what was measured); blank/None is the default, the paper's LLTO film."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_MATERIAL
+    return CATALOGUE.canonical(value, MATERIAL_KIND)
 
 
 # ----------------------------------------------------------------- protocols
-PROTOCOLS: tuple[str, ...] = ("standard", "long")
-
 PROTOCOL_LABELS: dict[str, str] = {
     "standard": "3 uA (about 0.1 C), 3.2-4.2 V: the paper's 100-cycle test",
     "long": "40 uA, 2.8-4.2 V: the paper's 1000-cycle SiO2 test",
@@ -138,11 +165,15 @@ def _finite_number(name: str, value: object) -> float:
 class DesignSpace:
     """Where search and campaigns may propose designs.
 
-    Temperatures in °C. ``buffers`` is the categorical choice; ``anneal_temp_c``
-    and ``test_temp_c`` are closed intervals. User constraints narrow the
-    space further: ``max_anneal_temp_c`` (for example what a substrate
-    tolerates) and ``min_test_temp_c`` / ``max_test_temp_c`` (operating
-    window). The default is the paper's space.
+    Temperatures in °C. ``buffers`` is the categorical choice (any catalogue
+    buffer, including ones declared in a materials file); ``anneal_temp_c``
+    and ``test_temp_c`` are closed intervals, checked against the plausible
+    ranges of the space's ``material`` (default the paper's LLTO film; a
+    space for sintered pellets, ``material: llto_bulk``, may anneal at
+    1,350 °C). User constraints narrow the space further:
+    ``max_anneal_temp_c`` (for example what a substrate tolerates) and
+    ``min_test_temp_c`` / ``max_test_temp_c`` (operating window). The default
+    is the paper's space.
     """
 
     buffers: tuple[str, ...] = BUFFERS
@@ -153,10 +184,9 @@ class DesignSpace:
     max_test_temp_c: float | None = None
     name: str = "paper"
     notes: str = field(default="", compare=False)
+    material: str = DEFAULT_MATERIAL
 
     def __post_init__(self) -> None:
-        from surrogate.schema import value_problem  # the plausibility checks every input path shares
-
         if isinstance(self.buffers, str) or not isinstance(self.buffers, (list, tuple)):
             raise InputError(f"buffers: give a list of buffer ids (e.g. [sio2, lipon]), not {self.buffers!r}")
         buffers = tuple(canonical_buffer(b) for b in self.buffers)
@@ -165,13 +195,14 @@ class DesignSpace:
         if len(set(buffers)) != len(buffers):
             raise InputError("buffers: each buffer may be listed once")
         object.__setattr__(self, "buffers", buffers)
+        object.__setattr__(self, "material", canonical_material(self.material))
         for name in (ANNEAL_TEMP_C, TEST_TEMP_C):
             bounds = getattr(self, name)
             if isinstance(bounds, str) or not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
                 raise InputError(f"{name}: give [lower, upper] in °C, not {bounds!r}")
             low, high = (_finite_number(name, v) for v in bounds)
             for bound in (low, high):
-                why = value_problem(name, bound)
+                why = value_problem(name, bound, material=self.material)
                 if why:
                     raise InputError(f"{name}: bound {why}")
             if not low <= high:
@@ -213,6 +244,13 @@ class DesignSpace:
     def violations(self, design: dict[str, Any]) -> list[str]:
         """Reasons ``design`` lies outside this space (empty when inside)."""
         reasons = []
+        try:
+            material = canonical_material(design.get(MATERIAL))
+        except InputError as exc:
+            reasons.append(f"{MATERIAL}: {exc}")
+        else:
+            if material != self.material:
+                reasons.append(f"{MATERIAL}: {material!r} is not this space's material ({self.material})")
         try:
             buffer = canonical_buffer(design.get(BUFFER))
         except InputError as exc:

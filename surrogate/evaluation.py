@@ -21,7 +21,20 @@ capacity_retention  ``cycle_block``   every curve cut into 10 blocks of consecut
                                       k held out with k+5 (5 folds): filling gaps in cycle life
                                       while consecutive cycles of one cell stay together
 capacity_retention  ``curve``         one buffer × protocol curve (e.g. the whole 1000-cycle test)  no
+capacity_retention  ``forward``       forward chaining: train on every curve's first 60/80% of       no
+                                      cycles, score the next 20% (a forecast, not an interpolation)
 ==================  ===============  ============================================================  =========
+
+The splits are *declared* with each target (:attr:`surrogate.targets.Target.cv_plan`); this module
+only knows how to cut each kind of grouping. ``forward`` is reported beside the champion as the
+``forecast`` entry of the selection report: the family that forecasts best and its scores, with the
+physics law as the fallback when no other family forecasts better (a cycle-block score measures
+filling gaps in a curve, not forecasting its end).
+
+Small data: when no selecting split can be scored (for example a conductivity set of one film at four
+temperatures: one anneal state, and leaving a temperature out leaves too few rows), the target's physics
+law is fitted to all rows without model selection, and the report says so (``selection_skipped``); for
+conductivity it carries Ea ± SE per anneal state in both the σ·T and the σ form.
 
 "selects" marks splits whose score enters champion selection. Leaving a
 buffer or a whole curve out asks for a buffer/protocol the model has no data
@@ -61,23 +74,22 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.model_selection import LeaveOneGroupOut
 
+from surrogate.dataset import to_csv_text
 from surrogate.design import (
-    ANNEAL_TEMP_C,
     BUFFER,
-    C_RATE,
     CAPACITY_RETENTION,
-    CONDUCTIVITY,
     CYCLES,
+    DEFAULT_MATERIAL,
+    MATERIAL,
     PROTOCOL,
-    RATE_RETENTION,
-    REFERENCE_C_RATE,
-    TARGETS,
-    TEST_TEMP_C,
 )
 from surrogate.errors import InputError
 from surrogate.models.base import DEFAULT_LEVEL, FEATURES, TARGET_SPACES, Surrogate, TrainingDomain
-from surrogate.models.features import check_target
+from surrogate.models.features import CATEGORICAL_COLUMNS
 from surrogate.models.registry import FAMILIES, family, make_model
+from surrogate.parameters import check_level
+from surrogate.targets import TARGETS as TARGET_DECLARATIONS
+from surrogate.targets import SplitSpec, get_target, target_names
 
 SELECTION_METRIC = "rmse_natural"
 """Metric (pooled over a split's out-of-fold predictions) whose mean over selecting splits ranks families."""
@@ -103,26 +115,27 @@ def training_xy(data: pd.DataFrame, target: str) -> tuple[pd.DataFrame, np.ndarr
     """Features, natural-space target and metadata of the rows of ``data`` that carry ``target``.
 
     ``data`` is a validated measurement frame (:func:`surrogate.schema.validate_frame`). Returns
-    ``X`` (the target's :data:`FEATURES` columns), ``y`` (log10 σ or logit retention) and the rows'
+    ``X`` (the target's :data:`FEATURES` columns, plus ``material`` when a row is not the paper's LLTO film), ``y`` (log10 σ or logit retention) and the rows'
     full records (``sample_id`` and every other column), all with a fresh 0..n-1 index. Rows
     without the target, with a missing feature, or at the normalisation point (see the module
     docstring) are dropped.
     """
-    check_target(target)
+    declaration = get_target(target)
     columns = list(FEATURES[target])
     missing = [c for c in columns + [target] if c not in data.columns]
     if missing:
         raise InputError(f"data: missing column(s) {missing} needed for {target}")
     rows = data[data[target].notna()]
     rows = rows[rows[columns].notna().all(axis=1)]
-    if target == RATE_RETENTION:
-        rows = rows[rows[C_RATE].astype(float) > REFERENCE_C_RATE]
-    elif target == CAPACITY_RETENTION:
-        rows = rows[rows[CYCLES].astype(float) > 1]
+    if declaration.reference is not None:  # rows at the reference are 1 by definition: no information
+        reference = declaration.reference
+        rows = rows[rows[reference.column].astype(float) > reference.value]
     rows = rows.reset_index(drop=True)
+    if MATERIAL in rows.columns and (rows[MATERIAL].astype(str) != DEFAULT_MATERIAL).any():
+        columns = columns + [MATERIAL]  # optional: models read what was measured (absent: the paper's LLTO film)
     X = rows[columns].copy()
     for column in columns:
-        if column not in (BUFFER, PROTOCOL):
+        if column not in CATEGORICAL_COLUMNS:
             X[column] = X[column].astype(float)
     y = TARGET_SPACES[target].forward(rows[target].to_numpy(dtype=float))
     return X, y, rows
@@ -156,6 +169,8 @@ class SplitPlan:
     groups: np.ndarray
     selects: bool
     skipped: str | None = None
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None
+    """Explicit (train, test) row positions (forward chaining); None: leave one group out."""
 
 
 def _curve_labels(meta: pd.DataFrame) -> np.ndarray:
@@ -177,30 +192,57 @@ def _cycle_blocks(meta: pd.DataFrame) -> np.ndarray:
     return folds
 
 
+FORWARD_CUTS: tuple[float, ...] = (0.6, 0.8)
+"""Forward chaining: each fold trains on every curve's first share of cycles and scores the next 20%."""
+FORWARD_HORIZON = 0.2
+
+
+def _forward_folds(meta: pd.DataFrame) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(fold label per row, -1 = never scored; folds as (train, test) positions) along each curve's cycles."""
+    keys = _curve_labels(meta)
+    if "sample_id" in meta.columns:
+        keys = keys + "/" + meta["sample_id"].astype(str).to_numpy()
+    share = np.zeros(len(meta))
+    cycles = meta[CYCLES].astype(float).to_numpy()
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        order = idx[np.argsort(cycles[idx], kind="stable")]
+        share[order] = (np.arange(order.size) + 0.5) / order.size
+    labels = np.full(len(meta), -1)
+    folds = []
+    for k, cut in enumerate(FORWARD_CUTS):
+        train = np.flatnonzero(share < cut)
+        test = np.flatnonzero((share >= cut) & (share < cut + FORWARD_HORIZON))
+        if train.size and test.size:
+            folds.append((train, test))
+            labels[test] = k
+    return labels, folds
+
+
+def _plan(spec: SplitSpec, X: pd.DataFrame, meta: pd.DataFrame) -> SplitPlan:
+    """The rows' groups (or folds) of one declared split."""
+    if spec.grouping == "column":
+        values = X[spec.column].to_numpy()
+        groups = values.astype(str) if spec.column in CATEGORICAL_COLUMNS else values
+        return SplitPlan(spec.name, spec.description, groups, spec.selects)
+    if spec.grouping == "curve":
+        return SplitPlan(spec.name, spec.description, _curve_labels(meta), spec.selects)
+    if spec.grouping == "cycle_blocks":
+        return SplitPlan(spec.name, spec.description, _cycle_blocks(meta), spec.selects)
+    if spec.grouping == "forward":
+        labels, folds = _forward_folds(meta)
+        return SplitPlan(spec.name, spec.description, labels, spec.selects, folds=folds)
+    raise InputError(f"split {spec.name!r}: unknown grouping {spec.grouping!r}")  # Target validates this
+
+
 def split_plans(X: pd.DataFrame, meta: pd.DataFrame, target: str) -> list[SplitPlan]:
-    """The grouped CV splits of ``target`` (see the module docstring), each with its groups or a skip reason."""
-    check_target(target)
-    if target == CONDUCTIVITY:
-        plans = [
-            SplitPlan("anneal_state", "leave one anneal temperature out", X[ANNEAL_TEMP_C].to_numpy(), True),
-            SplitPlan("test_temp", "leave one test temperature out", X[TEST_TEMP_C].to_numpy(), True),
-        ]
-    elif target == RATE_RETENTION:
-        plans = [
-            SplitPlan("c_rate", "leave one C-rate out (all buffers)", X[C_RATE].to_numpy(), True),
-            SplitPlan("buffer", "leave one buffer's rate curve out", X[BUFFER].astype(str).to_numpy(), False),
-        ]
-    else:
-        plans = [
-            SplitPlan(
-                "cycle_block",
-                f"each curve in {CYCLE_BLOCKS} blocks of consecutive cycles, {CYCLE_FOLDS} folds of 2 blocks",
-                _cycle_blocks(meta),
-                True,
-            ),
-            SplitPlan("curve", "leave one buffer × protocol curve out", _curve_labels(meta), False),
-        ]
+    """The grouped CV splits of ``target`` as declared (see the module docstring), each with its groups or a skip reason."""
+    plans = [_plan(spec, X, meta) for spec in get_target(target).cv_plan]
     for plan in plans:
+        if plan.folds is not None:
+            if len(plan.folds) < 1:
+                plan.skipped = "too few rows per curve to chain forward"
+            continue
         n_groups = np.unique(plan.groups).size
         if n_groups < 2:
             plan.skipped = f"only {n_groups} group(s) of {plan.name} in the data; a grouped split needs ≥ 2"
@@ -230,7 +272,7 @@ def score_predictions(
         "coverage": float(np.mean(np.abs(err) <= z * std)),
         "interval_width_natural": float(np.mean(2 * z * std)),
     }
-    if target in (RATE_RETENTION, CAPACITY_RETENTION):
+    if get_target(target).value_kind == "fraction":
         space = TARGET_SPACES[target]
         yu, mu = space.inverse(y), space.inverse(mean)
         out["rmse_units"] = float(np.sqrt(np.mean((mu - yu) ** 2)))
@@ -295,9 +337,7 @@ def _plain(value: Any) -> Any:
 
 
 def _check_level(level: float) -> float:
-    if not 0.0 < float(level) < 1.0:
-        raise InputError(f"level: {level} must be between 0 and 1 (e.g. 0.9 for a 90% interval)")
-    return float(level)
+    return check_level(level)  # one declaration of the allowed levels (surrogate.parameters.LEVEL_BOUNDS)
 
 
 def cross_validate(
@@ -329,7 +369,7 @@ def cross_validate(
         entry: dict[str, Any] = {
             "description": plan.description,
             "selects": plan.selects,
-            "n_groups": int(np.unique(plan.groups).size),
+            "n_groups": int(len(plan.folds) if plan.folds is not None else np.unique(plan.groups).size),
             "folds": [],
             "overall": None,
             "skipped": plan.skipped,
@@ -338,7 +378,8 @@ def cross_validate(
         if plan.skipped:
             continue
         parts = []
-        for fold, (train, test) in enumerate(LeaveOneGroupOut().split(X, y, plan.groups)):
+        folds = plan.folds if plan.folds is not None else LeaveOneGroupOut().split(X, y, plan.groups)
+        for fold, (train, test) in enumerate(folds):
             group = _plain(plan.groups[test[0]])
             record: dict[str, Any] = {
                 "fold": fold,
@@ -373,15 +414,20 @@ def cross_validate(
     result.score = float(np.mean(selecting)) if selecting else None
     result.coverage = float(np.mean(coverages)) if coverages else None
     if result.score is None and result.skipped is None:
-        result.skipped = "no selecting split could be scored (too few groups or rows)"
+        refusals = [
+            f["skipped"]
+            for entry in result.splits.values()
+            for f in entry["folds"]
+            if "fit refused" in f.get("skipped", "")
+        ]
+        why = f": {refusals[0]}" if refusals else " (too few groups or rows)"
+        result.skipped = f"no selecting split could be scored{why}"
     return result
 
 
 # ------------------------------------------------------------------ champions
 def data_hash(data: pd.DataFrame) -> str:
     """sha256 of the frame's canonical CSV text (the format the embedded data set is stored in)."""
-    from surrogate.dataset import to_csv_text
-
     return hashlib.sha256(to_csv_text(data).encode("utf-8")).hexdigest()
 
 
@@ -434,7 +480,8 @@ def cross_validate_families(
         n_jobs = 1 if len(names) == 1 else min(2, os.cpu_count() or 1)
     # The slowest jobs first, so two workers finish together.
     jobs = sorted(
-        ((n, t) for t in TARGETS for n in names), key=lambda j: (j[1] != CAPACITY_RETENTION, j[0] == "physics")
+        ((n, t) for t in target_names() for n in names),
+        key=lambda j: (j[1] != CAPACITY_RETENTION, j[0] == "physics"),
     )
     if n_jobs == 1:
         outcomes = (_cv_job(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs)
@@ -442,10 +489,10 @@ def cross_validate_families(
         outcomes = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_cv_job)(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs
         )
-    results: dict[str, dict[str, CVResult]] = {t: {} for t in TARGETS}
+    results: dict[str, dict[str, CVResult]] = {t: {} for t in target_names()}
     for cv in tqdm(outcomes, total=len(jobs), desc="cross-validating", unit="model", disable=not progress):
         results[cv.target][cv.family] = cv
-    return {t: {n: results[t][n] for n in names} for t in TARGETS}
+    return {t: {n: results[t][n] for n in names} for t in target_names()}
 
 
 def _eligible(coverages: dict[str, float], names: list[str], level: float) -> list[str]:
@@ -535,7 +582,7 @@ def select_champions(
         "targets": {},
     }
     models, domains, champions, chosen_params, summaries, variances, rows = {}, {}, {}, {}, {}, {}, {}
-    for target in TARGETS:
+    for target in target_names():
         X, y, meta = training_xy(data, target)
         by_family = results[target]
         rows[target] = int(len(y))
@@ -549,8 +596,20 @@ def select_champions(
             "families": {n: cv.to_dict() for n, cv in by_family.items()},
         }
         report["targets"][target] = entry
+        forecast = _forecast_entry(by_family)
+        if forecast is not None:
+            entry["forecast"] = forecast
         if not scored:
-            entry["skipped"] = "no family could be cross-validated on this target" if len(y) else "no rows"
+            fallback = _small_data_fallback(target, X, y, meta, params.get(target, {}).get("physics", {}))
+            if fallback is None:
+                entry["skipped"] = "no family could be cross-validated on this target" if len(y) else "no rows"
+                continue
+            model, note, extra = fallback
+            models[target], domains[target], champions[target] = model, TrainingDomain.from_frame(X), "physics"
+            chosen_params[target] = {}
+            entry.update(champion="physics", selection_skipped=note, **extra)
+            entry["sample_variance"] = variances[target] = model.sample_variance_.to_dict()
+            summaries[target] = {"score": None, "selection_skipped": note}
             continue
         scores = {n: float(cv.score) for n, cv in scored.items()}
         coverages = {n: cv.coverage for n, cv in scored.items() if cv.coverage is not None}
@@ -611,9 +670,9 @@ def fit_surrogate(
     params = params or {}
     if not families:
         raise InputError("families: give at least one target → family")
-    unknown = [t for t in list(families) + list(params) if t not in TARGETS]
+    unknown = [t for t in list(families) + list(params) if t not in TARGET_DECLARATIONS]
     if unknown:
-        raise InputError(f"unknown target(s) {sorted(set(unknown))}; allowed are {', '.join(TARGETS)}")
+        raise InputError(f"unknown target(s) {sorted(set(unknown))}; allowed are {', '.join(TARGET_DECLARATIONS)}")
     models, domains = {}, {}
     rows = {}
     for target, name in families.items():
@@ -626,3 +685,117 @@ def fit_surrogate(
         rows[target] = int(len(y))
     info = {"families": dict(families), "params": params, "data_sha256": data_hash(data), "rows": rows}
     return Surrogate(models=models, domains=domains, info=info)
+
+
+# ------------------------------------------------------------------ small data and forecasts
+SMALL_DATA_NOTE = (
+    "model selection was skipped: the data has too few groups or rows for cross-validation, so the target's "
+    "physics law was fitted to all rows (its interval comes from the fit's residuals and parameter covariance)"
+)
+
+
+def _small_data_fallback(
+    target: str, X: pd.DataFrame, y: np.ndarray, meta: pd.DataFrame, params: dict[str, Any]
+) -> tuple[Any, str, dict[str, Any]] | None:
+    """The physics law fitted to all rows when no family could be cross-validated (None when it cannot be fitted).
+
+    Returns (model, note, extra report entries); for conductivity the extra entries hold Ea ± SE per anneal
+    state in both Arrhenius forms (``activation_energies``).
+    """
+    if get_target(target).physics_law is None or len(y) < 3:
+        return None
+    try:
+        model = fit_model("physics", target, X, y, meta, params)
+    except InputError:
+        return None
+    extra: dict[str, Any] = {}
+    if get_target(target).physics_law == "arrhenius":
+        table = model.estimator_.activation_energies()
+        extra["activation_energies"] = [
+            {
+                "anneal_temp_c": float(row.anneal_temp_c),
+                "n_temperatures": int(row.n_temperatures),
+                "sigma_T_form": {"ea_ev": float(row.ea_ev), "ea_se_ev": float(row.ea_se_ev)},
+                "sigma_form": {"ea_ev": float(row.ea_sigma_ev), "ea_se_ev": _finite_or_none(row.ea_sigma_se_ev)},
+                "note": "Arrhenius fits: σ·T = A exp(−Ea/kT) and σ = A' exp(−Ea/kT); the forms differ by about kT",
+            }
+            for row in table.itertuples(index=False)
+        ]
+    return model, SMALL_DATA_NOTE, extra
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _forecast_entry(by_family: dict[str, CVResult]) -> dict[str, Any] | None:
+    """The forward-chaining (forecast) scores of every family, and which forecasts best (physics on ties)."""
+    scores = {}
+    for name, cv in by_family.items():
+        entry = cv.splits.get("forward")
+        if entry and entry.get("overall"):
+            scores[name] = entry["overall"]
+    if not scores:
+        return None
+    rmse = {n: o["rmse_natural"] for n, o in scores.items()}
+    best = choose_champion(rmse)
+    return {
+        "split": "forward",
+        "best_family": best,
+        "fallback": "physics",
+        "families": _plain(scores),
+        "note": "forecast: trained on the early part of every curve, scored on the next 20% of cycles; the "
+        "physics law is the fallback for designs beyond the trained cycles",
+    }
+
+
+def cv_readiness(data: pd.DataFrame) -> list[str]:
+    """Warnings, ahead of training, for targets with too few rows or groups for cross-validation.
+
+    ``data`` is a validated measurement frame. One warning per target that has values but whose selecting
+    splits cannot all be scored (fewer than 2 groups, or fewer rows than the smallest family needs), saying
+    what training will do instead.
+    """
+    warnings = []
+    smallest = min(spec.min_rows for spec in FAMILIES.values())
+    for target in target_names():
+        if target not in data.columns or not data[target].notna().any():
+            continue
+        try:
+            X, y, meta = training_xy(data, target)
+        except InputError:
+            continue
+        if len(y) < smallest:
+            fallback = (
+                "its physics law will be fitted to all rows without model selection, if the rows allow it"
+                if get_target(target).physics_law and len(y) >= 3
+                else "no model can be trained for it"
+            )
+            warnings.append(f"{target}: {len(y)} training row(s); cross-validation needs ≥ {smallest}, so {fallback}")
+            continue
+        plans = [p for p in split_plans(X, meta, target) if p.selects]
+        for plan in plans:
+            if plan.skipped or plan.folds is not None:
+                continue
+            _, counts = np.unique(plan.groups, return_counts=True)
+            largest_train = len(y) - int(counts.min())
+            if largest_train < smallest:
+                plan.skipped = (
+                    f"leaving one {plan.name} out leaves at most {largest_train} training rows; "
+                    f"the smallest model family needs ≥ {smallest}"
+                )
+        short = [p for p in plans if p.skipped]
+        if short and len(short) == len(plans):
+            reasons = "; ".join(f"{p.name}: {p.skipped}" for p in short)
+            fallback = (
+                "its physics law will be fitted to all rows without model selection"
+                if get_target(target).physics_law
+                else "no model can be selected"
+            )
+            warnings.append(f"{target}: too few groups for cross-validation ({reasons}); {fallback}")
+        elif short:
+            warnings.append(
+                f"{target}: split(s) {', '.join(p.name for p in short)} cannot be scored (too few groups); "
+                "selection uses the others"
+            )
+    return warnings

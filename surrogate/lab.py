@@ -190,6 +190,11 @@ class VirtualLab:
             raise InputError("anneal_temp_c, test_temp_c, c_rate and cycles must be numbers") from None
         if float(cycles) != int(cycles):
             problems.append(f"cycles: {cycles} is not a whole number")
+        if not problems and buffer not in physics.lab_buffers():
+            problems.append(
+                f"buffer: the virtual lab has no numbers for {buffer!r}; give 'lab: {{rate_30c, retention_100}}' "
+                "in its materials entry to emulate it"
+            )
         problems += physics.lab_domain_problems(*values, protocol if not problems else "standard")
         if problems:
             raise InputError("; ".join(problems))

@@ -40,6 +40,8 @@ from surrogate.design import (
     canonical_protocol,
 )
 from surrogate.errors import InputError
+from surrogate.parameters import check_value
+from surrogate.targets import get_target
 
 DESIGN_VARIABLES: tuple[str, ...] = (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C)
 """What a search or campaign chooses; c_rate, cycles and protocol are fixed by the objective."""
@@ -71,14 +73,8 @@ class Objective:
             raise InputError(f"objective: unknown kind {self.kind!r}; allowed are {', '.join(OBJECTIVE_KINDS)}")
         if self.statistic not in STATISTICS:
             raise InputError(f"statistic: {self.statistic!r} is not one of {', '.join(STATISTICS)}")
-        try:
-            c_rate, cycles = float(self.c_rate), float(self.cycles)
-        except (TypeError, ValueError):
-            raise InputError("c_rate and cycles must be numbers") from None
-        if not np.isfinite(c_rate) or c_rate <= 0:
-            raise InputError(f"c_rate: {self.c_rate} C must be a positive number")
-        if not np.isfinite(cycles) or cycles < 1 or cycles != int(cycles):
-            raise InputError(f"cycles: {self.cycles} must be a whole number >= 1")
+        c_rate = check_value(C_RATE, self.c_rate)  # the declared bounds: (0, 1000] C, whole cycles in [1, 10⁶]
+        cycles = check_value(CYCLES, self.cycles)
         object.__setattr__(self, "c_rate", c_rate)
         object.__setattr__(self, "cycles", int(cycles))
         object.__setattr__(self, "protocol", canonical_protocol(self.protocol))
@@ -97,15 +93,8 @@ class Objective:
     @property
     def name(self) -> str:
         """A short unique label, e.g. ``rate_retention@10C*capacity_retention@300cyc``."""
-        parts = []
-        for target in self.targets:
-            if target == RATE_RETENTION:
-                parts.append(f"rate_retention@{self.c_rate:g}C")
-            elif target == CAPACITY_RETENTION:
-                suffix = "" if self.protocol == DEFAULT_PROTOCOL else f",{self.protocol}"
-                parts.append(f"capacity_retention@{self.cycles}cyc{suffix}")
-            else:
-                parts.append("conductivity")
+        conditions = self.conditions()
+        parts = [get_target(target).tag(conditions) for target in self.targets]
         label = "*".join(parts)
         if self.test_temp_c is not None:
             label += f"@{self.test_temp_c:g}°C"

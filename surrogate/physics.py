@@ -22,12 +22,14 @@ The three laws, all vectorised over numpy arrays:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 
 import numpy as np
 from scipy.optimize import brentq
 
-from surrogate.design import BUFFERS, PROTOCOLS, REFERENCE_C_RATE
+from surrogate.errors import InputError
+from surrogate.materials import BUFFER_KIND, CATALOGUE
+from surrogate.parameters import C_RATE, CYCLES, NUMERIC_PARAMETERS, PROTOCOLS
+from surrogate.targets import REFERENCE_C_RATE
 
 K_B_EV = 8.617333262e-5
 """Boltzmann constant, eV/K."""
@@ -197,9 +199,35 @@ class LabParameters:
     def value(self, name: str) -> float:
         return getattr(self, name).value
 
-    @cached_property
+    def buffer_value(self, buffer: str, quantity: str) -> float:
+        """A per-buffer number of the lab (``rate_30c`` or ``retention_100``), found through the catalogue.
+
+        A buffer's catalogue entry names the :class:`LabParameters` field that holds it (the paper's four
+        buffers) or gives the value itself (a buffer declared in a materials file). Raises
+        :class:`InputError` when the buffer has no such number.
+        """
+        entry = CATALOGUE.get(buffer, BUFFER_KIND)
+        given = entry.lab.get(quantity)
+        if given is None:
+            raise InputError(
+                f"buffer {entry.id!r}: the virtual lab has no {quantity} for it; give 'lab: {{rate_30c: ..., "
+                "retention_100: ...}' in its materials entry to emulate it"
+            )
+        return self.value(given) if isinstance(given, str) else float(given)
+
+    @property
     def calibration(self) -> Calibration:
-        return calibrate(self)
+        """The derived constants, solved once per state of the catalogue (a declared buffer joins the lab)."""
+        cached = self.__dict__.get("_calibration")
+        if cached is None or cached[0] != CATALOGUE.version:
+            cached = (CATALOGUE.version, calibrate(self))
+            self.__dict__["_calibration"] = cached
+        return cached[1]
+
+
+def lab_buffers() -> tuple[str, ...]:
+    """The buffers the virtual lab can emulate: every catalogue buffer with both lab numbers."""
+    return tuple(m.id for m in CATALOGUE.entries(BUFFER_KIND) if {"rate_30c", "retention_100"} <= set(m.lab))
 
 
 @dataclass(frozen=True)
@@ -256,9 +284,10 @@ def calibrate(params: LabParameters) -> Calibration:
     log_a = np.log(v("sigma_300c_at_25c") * t25) + ea / (K_B_EV * t25)
 
     reference, calibration_rate = v("reference_rate_c"), v("calibration_rate_c")
+    buffers = lab_buffers()
     c_star = {}
-    for buffer in BUFFERS:
-        target = v(f"rate_30c_{buffer}")
+    for buffer in buffers:
+        target = params.buffer_value(buffer, "rate_30c")
         c_star[buffer] = brentq(
             lambda cs, target=target: rate_shape(calibration_rate, cs) / rate_shape(reference, cs) - target,
             1e-3,
@@ -266,7 +295,7 @@ def calibrate(params: LabParameters) -> Calibration:
         )
     share = v("electrolyte_share_no_buffer")
     rate_constant = c_star["none"] / share  # R_el(reference) = 1, total R = 1/share
-    interface = {b: rate_constant / c_star[b] - 1.0 for b in BUFFERS}
+    interface = {b: rate_constant / c_star[b] - 1.0 for b in buffers}
     if min(interface.values()) <= 0:
         raise ValueError(
             "rate calibration gives a non-positive interface resistance; lower electrolyte_share_no_buffer"
@@ -274,11 +303,12 @@ def calibrate(params: LabParameters) -> Calibration:
 
     n0_std = v("standard_early_time_constant")
     early_std, linear_std = {}, {}
-    for buffer in BUFFERS:
-        loss = -np.log(v(f"retention_100_{buffer}"))
+    for buffer in buffers:
+        loss = -np.log(params.buffer_value(buffer, "retention_100"))
         early_std[buffer] = v("standard_early_share") * loss / (-np.expm1(-99.0 / n0_std))
         linear_std[buffer] = (1 - v("standard_early_share")) * loss / 99.0
-    severity = {b: -np.log(v(f"retention_100_{b}")) / -np.log(v("retention_100_sio2")) for b in BUFFERS}
+    sio2 = -np.log(params.buffer_value("sio2", "retention_100"))
+    severity = {b: -np.log(params.buffer_value(b, "retention_100")) / sio2 for b in buffers}
 
     # Long protocol, SiO2: solve linear fade and knee slope through 65% @ 500 and 27.7% @ 1000.
     n0_long, early_long = v("long_early_time_constant"), v("long_early_drop_log")
@@ -426,20 +456,26 @@ def capacity_retention(
     return np.exp(-log_loss)
 
 
+LAB_ANNEAL_TEMP_C: tuple[float, float] = (25.0, 600.0)
+"""Where the lab's conductivity law is calibrated (anneal, °C): the paper's films, with margin."""
+LAB_TEST_TEMP_C: tuple[float, float] = (-40.0, 150.0)
+"""Where the lab's Arrhenius laws are used (operating temperature, °C)."""
+
+
 def lab_domain_problems(
     anneal_temp_c: float, test_temp_c: float, c_rate: float, cycles: float, protocol: str
 ) -> list[str]:
     """Reasons a design lies outside where the lab's laws are defined (empty when inside)."""
     problems = []
     for name, value, low, high, unit in (
-        ("anneal_temp_c", anneal_temp_c, 25.0, 600.0, "°C"),
-        ("test_temp_c", test_temp_c, -40.0, 150.0, "°C"),
-        ("c_rate", c_rate, 1e-3, 100.0, "C"),
-        ("cycles", cycles, 1.0, 5000.0, "cycles"),
+        ("anneal_temp_c", anneal_temp_c, *LAB_ANNEAL_TEMP_C, "°C"),
+        ("test_temp_c", test_temp_c, *LAB_TEST_TEMP_C, "°C"),
+        ("c_rate", c_rate, *NUMERIC_PARAMETERS[C_RATE].bounds, "C"),
+        ("cycles", cycles, *NUMERIC_PARAMETERS[CYCLES].bounds, "cycles"),
     ):
         if not np.isfinite(value):
             problems.append(f"{name}: must be a finite number")
-        elif not low <= value <= high:
+        elif not low <= value <= high or (name == "c_rate" and value <= 0):
             problems.append(f"{name}: {value:g} {unit} is outside the lab's range [{low:g}, {high:g}] {unit}")
     if protocol not in PROTOCOLS:
         problems.append(f"protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")

@@ -16,6 +16,10 @@ column                    meaning
 ``cycles``                integer >= 1; required on rows that carry
                           ``capacity_retention``
 ``protocol``              ``standard`` or ``long``; blank or absent means ``standard``
+``material``              optional; what was measured (a catalogue material id or
+                          alias); blank or absent means ``llto_film``, the paper's
+                          sputtered LLTO film. Temperatures are checked against the
+                          row's material's plausible ranges
 ``conductivity_s_cm``     target: ionic conductivity, S/cm, > 0
 ``rate_retention``        target: capacity at ``c_rate`` over capacity at 0.1 C,
                           fraction 0-1
@@ -26,7 +30,15 @@ column                    meaning
 ``source``                metadata: where the row came from
 ========================  ==========================================================
 
-Columns outside the schema are kept as they are and reported as warnings.
+Columns outside the schema are kept as they are and reported as warnings. The
+target columns are the declared targets (:mod:`surrogate.targets`, including any
+registered at run time); the buffers and materials are the catalogue's
+(:mod:`surrogate.materials`, including any declared in a materials file).
+
+:func:`check_frame` applies readable rules one after the other (column mapping,
+structure, numbers, categories, per-row conditions, metadata, duplicates); each
+rule adds :class:`~surrogate.errors.Problem` entries, so every problem is found
+in one pass.
 
 :func:`validate_frame` turns a raw table into the canonical frame or raises a
 :class:`~surrogate.errors.DataValidationError` that lists *every* problem at
@@ -48,26 +60,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from surrogate import parameters, targets
 from surrogate.design import (
     ANNEAL_TEMP_C,
-    AS_DEPOSITED_C,
     BUFFER,
-    BUFFERS,
     C_RATE,
     CAPACITY_RETENTION,
-    CONDUCTIVITY,
     CYCLES,
+    DEFAULT_MATERIAL,
     DEFAULT_PROTOCOL,
+    MATERIAL,
     PROTOCOL,
     RATE_RETENTION,
-    TARGET_UNITS,
     TARGETS,
     TEST_TEMP_C,
     canonical_buffer,
+    canonical_material,
     canonical_protocol,
-    unknown_buffer_message,
 )
 from surrogate.errors import DataValidationError, InputError, Problem
+from surrogate.materials import CATALOGUE, MATERIAL_KIND, buffer_ids
 
 # -------------------------------------------------------------------- columns
 EXPERIMENT = "experiment"
@@ -84,13 +96,18 @@ CONDITION_COLUMNS: tuple[str, ...] = (C_RATE, CYCLES, PROTOCOL)
 """Measurement conditions: ``c_rate`` (C), ``cycles`` (count), ``protocol``."""
 
 TARGET_COLUMNS: tuple[str, ...] = TARGETS
-"""Measured targets; a table has at least one, a row carries at least one value."""
+"""The paper's targets; :func:`target_columns` gives every declared target (including run-time ones)."""
 
 METADATA_COLUMNS: tuple[str, ...] = (EXPERIMENT, SAMPLE_ID, SOURCE)
 """Optional free-text columns, kept as they are (as strings)."""
 
-COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + CONDITION_COLUMNS + TARGET_COLUMNS + METADATA_COLUMNS
-"""Every schema column, in the order of the canonical frame (unknown columns follow)."""
+OPTIONAL_CATEGORY_COLUMNS: tuple[str, ...] = (MATERIAL,)
+"""Optional categorical columns: ``material`` (blank or absent: the paper's LLTO film)."""
+
+COLUMNS: tuple[str, ...] = (
+    REQUIRED_COLUMNS + CONDITION_COLUMNS + TARGET_COLUMNS + METADATA_COLUMNS + OPTIONAL_CATEGORY_COLUMNS
+)
+"""Every schema column with the paper's targets, in the order of the canonical frame (see :func:`schema_columns`)."""
 
 FLOAT_COLUMNS: tuple[str, ...] = (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE) + TARGET_COLUMNS
 """Columns stored as float64 in the canonical frame (``cycles`` is nullable Int64)."""
@@ -100,23 +117,45 @@ RETENTION_COLUMNS: tuple[str, ...] = (RATE_RETENTION, CAPACITY_RETENTION)
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 """File types :func:`load_measurements` reads."""
 
-# Physical / plausibility limits, °C.
-ABSOLUTE_ZERO_C = -273.15
-TEST_TEMP_PLAUSIBLE_C: tuple[float, float] = (-100.0, 200.0)
-"""Operating temperatures outside this range are not plausible for these cells."""
-ANNEAL_TEMP_PLAUSIBLE_C: tuple[float, float] = (0.0, 1200.0)
-"""Anneal temperatures outside this range are not plausible (as-deposited is 25)."""
+DESIGN_NUMBER_COLUMNS: tuple[str, ...] = (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES)
 
-_UNITS: dict[str, str] = {
-    ANNEAL_TEMP_C: "°C",
-    TEST_TEMP_C: "°C",
-    C_RATE: "C",
-    CYCLES: "cycles",
-    **TARGET_UNITS,
-}
 
-_PERCENT_LIKE = (1.5, 100.0)
-"""Retention values in this range are reported as percentages; (1, 1.5] just as "above 1"."""
+def target_columns() -> tuple[str, ...]:
+    """Every declared target column (the paper's three, then any registered at run time)."""
+    return targets.target_names()
+
+
+def schema_columns() -> tuple[str, ...]:
+    """Every schema column now, in the order of the canonical frame (unknown columns follow)."""
+    return REQUIRED_COLUMNS + CONDITION_COLUMNS + target_columns() + METADATA_COLUMNS + OPTIONAL_CATEGORY_COLUMNS
+
+
+def _fraction_columns() -> tuple[str, ...]:
+    return tuple(t.name for t in targets.TARGETS.values() if t.value_kind == "fraction")
+
+
+# Physical / plausibility limits, °C (declared in surrogate.parameters and the materials catalogue).
+ABSOLUTE_ZERO_C = parameters.ABSOLUTE_ZERO_C
+TEST_TEMP_PLAUSIBLE_C: tuple[float, float] = CATALOGUE.get(DEFAULT_MATERIAL, MATERIAL_KIND).test_temp_c or (
+    -100.0,
+    200.0,
+)
+"""Operating temperatures outside this range are not plausible for the paper's film (its catalogue entry)."""
+ANNEAL_TEMP_PLAUSIBLE_C: tuple[float, float] = CATALOGUE.get(DEFAULT_MATERIAL, MATERIAL_KIND).anneal_temp_c or (
+    0.0,
+    1200.0,
+)
+"""Anneal temperatures outside this range are not plausible for the paper's film (as-deposited is 25)."""
+
+
+def _unit(column: str) -> str:
+    if column in parameters.NUMERIC_PARAMETERS:
+        return parameters.NUMERIC_PARAMETERS[column].unit
+    if column in targets.TARGETS:
+        return targets.TARGETS[column].unit
+    return ""
+
+
 _MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _PERCENT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*%$")
@@ -152,18 +191,21 @@ def _is_missing_scalar(value: Any) -> bool:
 
 def _parse_number(value: Any, column: str) -> tuple[str, float | None, str | None]:
     """Parse one cell of a numeric column: ("missing", None, None), ("ok", x, None) or ("bad", None, reason)."""
-    unit = _UNITS.get(column, "")
+    unit = _unit(column)
     if _is_missing_scalar(value):
         return "missing", None, None
     if isinstance(value, (bool, np.bool_)):
         return "bad", None, f"not a number: {value!r} ({unit} expected)"
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return _finite(float(value), str(value))
+        try:
+            return _finite(float(value), str(value))
+        except OverflowError:
+            return "bad", None, f"{value} is far too large ({unit} expected)"
     text = str(value).strip()
     if text.lower() in _MISSING_TOKENS:
         return "missing", None, None
     percent = _PERCENT.match(text)
-    if percent and column in RETENTION_COLUMNS:
+    if percent and column in _fraction_columns():
         number = float(percent.group(1))
         return "bad", None, f"{text!r} looks like a percentage; give {_fmt(number / 100)} (a fraction 0-1 is expected)"
     if "_" not in text:
@@ -189,89 +231,246 @@ def _is_missing_text(value: Any) -> bool:
     return _is_missing_scalar(value) or (isinstance(value, str) and not value.strip())
 
 
-# ------------------------------------------------------------- column checks
-def _check_test_temp(value: float) -> str | None:
-    low, high = TEST_TEMP_PLAUSIBLE_C
-    if value < ABSOLUTE_ZERO_C:
-        return f"{_fmt(value)} °C is below absolute zero ({ABSOLUTE_ZERO_C} °C): physically impossible"
-    if value >= 273.0:
-        celsius = round(value + ABSOLUTE_ZERO_C, 2)
-        if low <= celsius <= high:
-            return f"{_fmt(value)} looks like kelvin; did you mean {_fmt(celsius)} °C? (test_temp_c is in °C)"
-    if not low <= value <= high:
-        return f"{_fmt(value)} °C is outside any plausible operating temperature ({_fmt(low)} to {_fmt(high)} °C)"
-    return None
+# ------------------------------------------------------------- value checks
+def value_problem(column: str, value: float, material: str | None = None) -> str | None:
+    """Why ``value`` is not plausible for ``column`` (None when it is): the checks every input path shares.
 
-
-def _check_anneal_temp(value: float) -> str | None:
-    low, high = ANNEAL_TEMP_PLAUSIBLE_C
-    if value < ABSOLUTE_ZERO_C:
-        return f"{_fmt(value)} °C is below absolute zero ({ABSOLUTE_ZERO_C} °C): physically impossible"
-    offset = value + ABSOLUTE_ZERO_C
-    if value >= -ABSOLUTE_ZERO_C and abs(offset - round(offset)) < 1e-6:
-        celsius = round(offset)
-        note = " (as-deposited)" if celsius == AS_DEPOSITED_C else ""
-        return f"{_fmt(value)} looks like kelvin; did you mean {celsius} °C{note}? (anneal_temp_c is in °C)"
-    if not low <= value <= high:
-        return (
-            f"{_fmt(value)} °C is not a plausible anneal temperature ({_fmt(low)} to {_fmt(high)} °C; "
-            f"as-deposited is {_fmt(AS_DEPOSITED_C)})"
-        )
-    return None
-
-
-def _check_conductivity(value: float) -> str | None:
-    if value < 0:
-        return f"negative conductivity {_fmt(value)} S/cm: conductivity must be > 0"
-    if value == 0:
-        return "zero conductivity: conductivity must be > 0 S/cm (leave the cell blank if not measured)"
-    return None
-
-
-def _check_retention(value: float) -> str | None:
-    if value < 0:
-        return f"negative retention {_fmt(value)}: a fraction 0-1 is expected"
-    if _PERCENT_LIKE[0] < value <= _PERCENT_LIKE[1]:
-        return f"{_fmt(value)} looks like a percentage; give {_fmt(value / 100)} (a fraction 0-1 is expected)"
-    if value > 1:
-        return f"{_fmt(value)} is above 1: a fraction 0-1 is expected"
-    return None
-
-
-def _check_c_rate(value: float) -> str | None:
-    if value <= 0:
-        return f"c_rate must be > 0 C; got {_fmt(value)}"
-    return None
-
-
-def _check_cycles(value: float) -> str | None:
-    if not float(value).is_integer():
-        return f"cycles must be a whole number of cycles; got {_fmt(value)}"
-    if value < 1:
-        return f"cycles must be >= 1; got {_fmt(value)}"
-    return None
-
-
-_RANGE_CHECKS = {
-    ANNEAL_TEMP_C: _check_anneal_temp,
-    TEST_TEMP_C: _check_test_temp,
-    C_RATE: _check_c_rate,
-    CYCLES: _check_cycles,
-    CONDUCTIVITY: _check_conductivity,
-    RATE_RETENTION: _check_retention,
-    CAPACITY_RETENTION: _check_retention,
-}
-
-
-def value_problem(column: str, value: float) -> str | None:
-    """Why ``value`` is not plausible for ``column`` (None when it is): the range checks every input path shares."""
-    check = _RANGE_CHECKS.get(column)
-    return check(value) if check is not None else None
+    Design parameters are checked by :func:`surrogate.parameters.value_problem` (temperatures against the
+    plausible ranges of ``material``, default the paper's LLTO film); targets by their declaration
+    (:meth:`surrogate.targets.Target.value_problem`).
+    """
+    if column in targets.TARGETS:
+        return targets.TARGETS[column].value_problem(value)
+    return parameters.value_problem(column, value, material=material)
 
 
 def _rows_text(rows: list[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:10])
     return f"{shown}, ... ({len(rows)} rows)" if len(rows) > 10 else shown
+
+
+# ------------------------------------------------------------------ the rules
+@dataclass
+class _Table:
+    """What the rules of :func:`check_frame` share: the raw columns by schema name, parsed values, findings."""
+
+    n_rows: int
+    columns: dict[str, pd.Series] = field(default_factory=dict)
+    extra: dict[str, pd.Series] = field(default_factory=dict)
+    values: dict[str, list[float | None]] = field(default_factory=dict)
+    present: dict[str, list[bool]] = field(default_factory=dict)
+    categories: dict[str, list[str | None]] = field(default_factory=dict)
+    metadata: dict[str, list[Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rule_map_columns(df: pd.DataFrame, table: _Table) -> None:
+    """Schema columns by name (stripped, any case); unknown ones kept; duplicate headers reported."""
+    known = set(schema_columns())
+    seen_count: dict[str, int] = {}
+    for position, label in enumerate(df.columns):
+        series = df.iloc[:, position].reset_index(drop=True)
+        raw = str(label)
+        name = raw.strip().lower()
+        if name in known:
+            seen_count[name] = seen_count.get(name, 0) + 1
+            if seen_count[name] > 1:
+                continue
+            if raw != name:
+                table.warnings.append(f"column {raw!r} read as {name!r}")
+            table.columns[name] = series
+        elif raw in table.extra:
+            table.problems.append(Problem(None, raw, f"column {raw!r} appears more than once in the header"))
+        else:
+            table.extra[raw] = series
+    for name, count in seen_count.items():
+        if count > 1:
+            table.problems.append(
+                Problem(None, name, f"column {name!r} appears {count} times in the header; keep one of them")
+            )
+
+
+def _rule_structure(df: pd.DataFrame, table: _Table) -> None:
+    """An empty table, a semicolon header, missing required columns, no target column."""
+    if not len(df.columns):
+        table.problems.append(Problem(None, None, "the data is empty: no header and no rows"))
+    elif table.n_rows == 0:
+        table.problems.append(Problem(None, None, "no data rows: the table has a header but no measurements"))
+    semicolons = len(df.columns) == 1 and not table.columns and ";" in str(df.columns[0])
+    if semicolons:
+        table.problems.append(Problem(None, None, "the header looks semicolon-separated; a CSV file must use commas"))
+    elif len(df.columns):
+        for name in REQUIRED_COLUMNS:
+            if name not in table.columns:
+                close = difflib.get_close_matches(name, list(table.extra), n=1, cutoff=0.6)
+                hint = f"; there is a column {close[0]!r}: did you mean {name!r}?" if close else ""
+                unit = f" ({_unit(name)})" if _unit(name) else ""
+                table.problems.append(Problem(None, name, f"required column {name!r}{unit} is missing{hint}"))
+        if not any(t in table.columns for t in target_columns()):
+            table.problems.append(
+                Problem(None, None, f"no target column: give at least one of {', '.join(target_columns())}")
+            )
+    for raw in table.extra:
+        table.warnings.append(f"unknown column {raw!r} kept as is (not part of the schema)")
+
+
+def _rule_numbers(table: _Table) -> None:
+    """Parse every numeric cell (design numbers and targets); a bad cell is a problem and stays missing."""
+    for name in DESIGN_NUMBER_COLUMNS + target_columns():
+        parsed: list[float | None] = [None] * table.n_rows
+        given = [False] * table.n_rows
+        if name in table.columns:
+            for i, cell in enumerate(table.columns[name].tolist()):
+                status, number, reason = _parse_number(cell, name)
+                given[i] = status != "missing"
+                if status == "bad":
+                    table.problems.append(Problem(i + 1, name, reason or "invalid value"))
+                elif status == "missing" and name in REQUIRED_COLUMNS:
+                    table.problems.append(
+                        Problem(i + 1, name, f"missing value (blank or NaN) in required column {name!r}")
+                    )
+                elif status == "ok":
+                    parsed[i] = number
+        table.values[name] = parsed
+        table.present[name] = given
+
+
+def _canonical_cells(table: _Table, column: str, canon: Any, default: str | None, required: bool) -> None:
+    cells: list[str | None] = [default] * table.n_rows
+    if column in table.columns:
+        for i, cell in enumerate(table.columns[column].tolist()):
+            if _is_missing_text(cell):
+                if required:
+                    cells[i] = None
+                    table.problems.append(
+                        Problem(
+                            i + 1,
+                            column,
+                            f"missing value in required column {column!r} (one of {', '.join(buffer_ids())})",
+                        )
+                    )
+                continue
+            try:
+                cells[i] = canon(cell.strip() if isinstance(cell, str) else cell)
+            except InputError as exc:
+                cells[i] = None
+                table.problems.append(Problem(i + 1, column, str(exc)))
+    table.categories[column] = cells
+
+
+def _rule_categories(table: _Table) -> None:
+    """``buffer`` (required), ``protocol`` (default standard) and ``material`` (default the LLTO film)."""
+    _canonical_cells(table, BUFFER, canonical_buffer, None, required=True)
+    _canonical_cells(table, PROTOCOL, canonical_protocol, DEFAULT_PROTOCOL, required=False)
+    _canonical_cells(table, MATERIAL, canonical_material, DEFAULT_MATERIAL, required=False)
+
+
+def _rule_ranges(table: _Table) -> None:
+    """Each parsed number against its declaration: design numbers against the row's material's ranges."""
+    materials = table.categories[MATERIAL]
+    for name in DESIGN_NUMBER_COLUMNS + target_columns():
+        parsed = table.values[name]
+        for i, number in enumerate(parsed):
+            if number is None:
+                continue
+            reason = value_problem(name, number, material=materials[i] or DEFAULT_MATERIAL)
+            if reason:
+                table.problems.append(Problem(i + 1, name, reason))
+                parsed[i] = None
+                continue
+            hint = parameters.value_warning(name, number)
+            if hint:
+                table.warnings.append(f"row {i + 1}: {name}: {hint}")
+
+
+def _rule_conditions(table: _Table) -> None:
+    """Every row carries a target; a target's declared conditions (c_rate, cycles) are given where it is."""
+    present_targets = [t for t in target_columns() if t in table.columns]
+    if present_targets:
+        for i in range(table.n_rows):
+            if not any(table.present[t][i] for t in target_columns()):
+                table.problems.append(
+                    Problem(i + 1, None, f"no target value: give at least one of {', '.join(present_targets)}")
+                )
+    for target in present_targets:
+        rows = [i + 1 for i in range(table.n_rows) if table.present[target][i]]
+        if not rows:
+            continue
+        for condition in targets.TARGETS[target].conditions:
+            column = condition.column
+            if column not in table.columns:
+                table.problems.append(
+                    Problem(
+                        None,
+                        column,
+                        f"column {column!r} ({condition.what}) is required when {target!r} is given "
+                        f"(rows {_rows_text(rows)})",
+                    )
+                )
+                continue
+            for row in rows:
+                if not table.present[column][row - 1]:
+                    table.problems.append(
+                        Problem(row, column, f"{column} is required on rows with {target} ({condition.what})")
+                    )
+
+
+def _rule_metadata(table: _Table) -> None:
+    """Free-text metadata as strings; an unusual ``experiment`` value is a warning."""
+    for name in METADATA_COLUMNS:
+        if name in table.columns:
+            cells = [
+                None if _is_missing_text(c) else (c.strip() if isinstance(c, str) else str(c))
+                for c in table.columns[name]
+            ]
+        else:
+            cells = [None] * table.n_rows
+        table.metadata[name] = cells
+    for i, cell in enumerate(table.metadata[EXPERIMENT]):
+        if cell is not None and cell not in EXPERIMENTS:
+            table.warnings.append(
+                f"row {i + 1}: experiment {cell!r} is not one of {', '.join(EXPERIMENTS)} (kept as is)"
+            )
+
+
+def _canonical_frame(table: _Table) -> pd.DataFrame:
+    values = table.values
+    frame = pd.DataFrame(
+        {
+            BUFFER: pd.Series(table.categories[BUFFER], dtype="str"),
+            ANNEAL_TEMP_C: pd.Series(values[ANNEAL_TEMP_C], dtype="float64"),
+            TEST_TEMP_C: pd.Series(values[TEST_TEMP_C], dtype="float64"),
+            C_RATE: pd.Series(values[C_RATE], dtype="float64"),
+            CYCLES: pd.Series([None if v is None else int(v) for v in values[CYCLES]], dtype="Int64"),
+            PROTOCOL: pd.Series(table.categories[PROTOCOL], dtype="str"),
+            **{t: pd.Series(values[t], dtype="float64") for t in target_columns()},
+            **{m: pd.Series(table.metadata[m], dtype="str") for m in METADATA_COLUMNS},
+            MATERIAL: pd.Series(table.categories[MATERIAL], dtype="str"),
+        },
+        index=pd.RangeIndex(table.n_rows),
+    )
+    for raw, series in table.extra.items():
+        frame[raw] = series
+    return frame
+
+
+def _rule_duplicates(frame: pd.DataFrame, table: _Table) -> None:
+    """Exact duplicates (after canonicalisation), among rows without other problems."""
+    bad_rows = {p.row for p in table.problems if p.row is not None}
+    first_seen: dict[tuple[Any, ...], int] = {}
+    for i, record in enumerate(frame.itertuples(index=False, name=None)):
+        if i + 1 in bad_rows:
+            continue
+        key = tuple(None if _is_missing_scalar(v) else v for v in record)
+        try:
+            hash(key)
+        except TypeError:  # unhashable cells (lists in a Parquet column): compare their text
+            key = tuple(repr(v) for v in key)
+        if key in first_seen:
+            table.problems.append(Problem(i + 1, None, f"exact duplicate of row {first_seen[key]}"))
+        else:
+            first_seen[key] = i + 1
 
 
 # ------------------------------------------------------------------ validate
@@ -284,187 +483,18 @@ def check_frame(
     validation are missing (NaN / <NA>). ``extra_problems`` (for example from the
     file reader) are reported first. Row numbers are 1-based data rows.
     """
-    problems: list[Problem] = list(extra_problems or [])
-    warnings: list[str] = []
-    n_rows = len(df)
-
-    # --- map the columns (strip / case-insensitive for schema names)
-    columns: dict[str, pd.Series] = {}
-    extra: dict[str, pd.Series] = {}
-    seen_count: dict[str, int] = {}
-    for position, label in enumerate(df.columns):
-        series = df.iloc[:, position].reset_index(drop=True)
-        raw = str(label)
-        name = raw.strip().lower()
-        if name in COLUMNS:
-            seen_count[name] = seen_count.get(name, 0) + 1
-            if seen_count[name] > 1:
-                continue
-            if raw != name:
-                warnings.append(f"column {raw!r} read as {name!r}")
-            columns[name] = series
-        else:
-            if raw in extra:
-                problems.append(Problem(None, raw, f"column {raw!r} appears more than once in the header"))
-                continue
-            extra[raw] = series
-    for name, count in seen_count.items():
-        if count > 1:
-            problems.append(
-                Problem(None, name, f"column {name!r} appears {count} times in the header; keep one of them")
-            )
-
-    if not len(df.columns):
-        problems.append(Problem(None, None, "the data is empty: no header and no rows"))
-    elif n_rows == 0:
-        problems.append(Problem(None, None, "no data rows: the table has a header but no measurements"))
-
-    semicolons = len(df.columns) == 1 and not columns and ";" in str(df.columns[0])
-    if semicolons:
-        problems.append(Problem(None, None, "the header looks semicolon-separated; a CSV file must use commas"))
-    elif len(df.columns):
-        for name in REQUIRED_COLUMNS:
-            if name not in columns:
-                close = difflib.get_close_matches(name, list(extra), n=1, cutoff=0.6)
-                hint = f"; there is a column {close[0]!r}: did you mean {name!r}?" if close else ""
-                unit = f" ({_UNITS[name]})" if name in _UNITS else ""
-                problems.append(Problem(None, name, f"required column {name!r}{unit} is missing{hint}"))
-        if not any(t in columns for t in TARGET_COLUMNS):
-            problems.append(Problem(None, None, f"no target column: give at least one of {', '.join(TARGET_COLUMNS)}"))
-    for raw in extra:
-        warnings.append(f"unknown column {raw!r} kept as is (not part of the schema)")
-
-    # --- numeric columns, cell by cell
-    values: dict[str, list[float | None]] = {}
-    present: dict[str, list[bool]] = {}
-    for name in FLOAT_COLUMNS + (CYCLES,):
-        parsed: list[float | None] = [None] * n_rows
-        given = [False] * n_rows
-        if name in columns:
-            for i, cell in enumerate(columns[name].tolist()):
-                status, number, reason = _parse_number(cell, name)
-                given[i] = status != "missing"
-                if status == "bad":
-                    problems.append(Problem(i + 1, name, reason or "invalid value"))
-                    continue
-                if status == "missing":
-                    if name in REQUIRED_COLUMNS:
-                        problems.append(
-                            Problem(i + 1, name, f"missing value (blank or NaN) in required column {name!r}")
-                        )
-                    continue
-                assert number is not None
-                reason = _RANGE_CHECKS[name](number)
-                if reason:
-                    problems.append(Problem(i + 1, name, reason))
-                    continue
-                parsed[i] = number
-        values[name] = parsed
-        present[name] = given
-
-    # --- buffer
-    buffers: list[str | None] = [None] * n_rows
-    if BUFFER in columns:
-        for i, cell in enumerate(columns[BUFFER].tolist()):
-            if _is_missing_text(cell):
-                problems.append(
-                    Problem(i + 1, BUFFER, f"missing value in required column 'buffer' (one of {', '.join(BUFFERS)})")
-                )
-                continue
-            try:
-                buffers[i] = canonical_buffer(cell.strip() if isinstance(cell, str) else cell)
-            except InputError:
-                problems.append(Problem(i + 1, BUFFER, unknown_buffer_message(cell)))
-
-    # --- protocol
-    protocols: list[str | None] = [DEFAULT_PROTOCOL] * n_rows
-    if PROTOCOL in columns:
-        for i, cell in enumerate(columns[PROTOCOL].tolist()):
-            if _is_missing_text(cell):
-                continue
-            try:
-                protocols[i] = canonical_protocol(cell)
-            except InputError as exc:
-                protocols[i] = None
-                problems.append(Problem(i + 1, PROTOCOL, str(exc)))
-
-    # --- per-row rules across columns
-    target_columns_present = [t for t in TARGET_COLUMNS if t in columns]
-    if target_columns_present:
-        for i in range(n_rows):
-            if not any(present[t][i] for t in TARGET_COLUMNS):
-                problems.append(
-                    Problem(i + 1, None, f"no target value: give at least one of {', '.join(target_columns_present)}")
-                )
-    for target, condition, what in (
-        (RATE_RETENTION, C_RATE, "the C-rate the retention was measured at, > 0"),
-        (CAPACITY_RETENTION, CYCLES, "the cycle count the retention was measured at, integer >= 1"),
-    ):
-        rows = [i + 1 for i in range(n_rows) if present[target][i]]
-        if not rows:
-            continue
-        if condition not in columns:
-            problems.append(
-                Problem(
-                    None,
-                    condition,
-                    f"column {condition!r} ({what}) is required when {target!r} is given (rows {_rows_text(rows)})",
-                )
-            )
-            continue
-        for row in rows:
-            if not present[condition][row - 1]:
-                problems.append(Problem(row, condition, f"{condition} is required on rows with {target} ({what})"))
-
-    # --- metadata
-    metadata: dict[str, list[Any]] = {}
-    for name in METADATA_COLUMNS:
-        if name in columns:
-            cells = [
-                None if _is_missing_text(c) else (c.strip() if isinstance(c, str) else str(c)) for c in columns[name]
-            ]
-        else:
-            cells = [None] * n_rows
-        metadata[name] = cells
-    for i, cell in enumerate(metadata[EXPERIMENT]):
-        if cell is not None and cell not in EXPERIMENTS:
-            warnings.append(f"row {i + 1}: experiment {cell!r} is not one of {', '.join(EXPERIMENTS)} (kept as is)")
-
-    # --- the canonical frame
-    frame = pd.DataFrame(
-        {
-            BUFFER: pd.Series(buffers, dtype="str"),
-            ANNEAL_TEMP_C: pd.Series(values[ANNEAL_TEMP_C], dtype="float64"),
-            TEST_TEMP_C: pd.Series(values[TEST_TEMP_C], dtype="float64"),
-            C_RATE: pd.Series(values[C_RATE], dtype="float64"),
-            CYCLES: pd.Series([None if v is None else int(v) for v in values[CYCLES]], dtype="Int64"),
-            PROTOCOL: pd.Series(protocols, dtype="str"),
-            **{t: pd.Series(values[t], dtype="float64") for t in TARGET_COLUMNS},
-            **{m: pd.Series(metadata[m], dtype="str") for m in METADATA_COLUMNS},
-        },
-        index=pd.RangeIndex(n_rows),
-    )
-    for raw, series in extra.items():
-        frame[raw] = series
-
-    # --- exact duplicates (after canonicalisation), among rows without other problems
-    bad_rows = {p.row for p in problems if p.row is not None}
-    first_seen: dict[tuple[Any, ...], int] = {}
-    for i, record in enumerate(frame.itertuples(index=False, name=None)):
-        if i + 1 in bad_rows:
-            continue
-        key = tuple(None if _is_missing_scalar(v) else v for v in record)
-        try:
-            hash(key)
-        except TypeError:  # unhashable cells (lists in a Parquet column): compare their text
-            key = tuple(repr(v) for v in key)
-        if key in first_seen:
-            problems.append(Problem(i + 1, None, f"exact duplicate of row {first_seen[key]}"))
-        else:
-            first_seen[key] = i + 1
-
-    problems.sort(key=lambda p: (p.row is not None, p.row or 0))
-    return ValidationResult(frame=frame, problems=problems, warnings=warnings, source=source)
+    table = _Table(n_rows=len(df), problems=list(extra_problems or []))
+    _rule_map_columns(df, table)
+    _rule_structure(df, table)
+    _rule_numbers(table)
+    _rule_categories(table)
+    _rule_ranges(table)
+    _rule_conditions(table)
+    _rule_metadata(table)
+    frame = _canonical_frame(table)
+    _rule_duplicates(frame, table)
+    problems = sorted(table.problems, key=lambda p: (p.row is not None, p.row or 0))
+    return ValidationResult(frame=frame, problems=problems, warnings=table.warnings, source=source)
 
 
 def validate_frame(df: pd.DataFrame, source: str = "data") -> pd.DataFrame:
@@ -605,8 +635,9 @@ def validation_report(path: str | Path) -> dict[str, Any]:
             "ok": False,
             "source": path.name,
             "rows": 0,
-            "counts": dict.fromkeys(TARGET_COLUMNS, 0),
+            "counts": dict.fromkeys(target_columns(), 0),
             "buffers": [],
+            "materials": [],
             "ranges": {ANNEAL_TEMP_C: None, TEST_TEMP_C: None},
             "problems": [Problem(None, None, reason).to_dict()],
             "warnings": [],
@@ -617,8 +648,9 @@ def validation_report(path: str | Path) -> dict[str, Any]:
         "ok": result.ok,
         "source": path.name,
         "rows": len(frame),
-        "counts": {t: int(frame[t].notna().sum()) for t in TARGET_COLUMNS},
-        "buffers": [b for b in BUFFERS if (frame[BUFFER] == b).any()],
+        "counts": {t: int(frame[t].notna().sum()) for t in target_columns()},
+        "buffers": [b for b in buffer_ids() if (frame[BUFFER] == b).any()],
+        "materials": [m for m in CATALOGUE.ids(MATERIAL_KIND) if (frame[MATERIAL] == m).any()],
         "ranges": {name: _range(frame[name]) for name in (ANNEAL_TEMP_C, TEST_TEMP_C)},
         "problems": [p.to_dict() for p in result.problems],
         "warnings": list(result.warnings),

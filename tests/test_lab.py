@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -160,3 +161,77 @@ def test_lab_frame_matches_single_measurements():
         truth = VirtualLab(noise=False).truth(**row.to_dict())
         for key, value in truth.items():
             assert measured.loc[i, key] == pytest.approx(value)
+
+
+# ---------------------------------------------------------------------- per-buffer numbers through the catalogue
+@pytest.fixture
+def restored_catalogue():
+    from surrogate.materials import CATALOGUE
+
+    state = CATALOGUE.snapshot()
+    yield CATALOGUE
+    CATALOGUE.restore(state)
+
+
+def test_lab_reads_per_buffer_numbers_through_the_catalogue(restored_catalogue) -> None:
+    from surrogate.materials import use_materials
+
+    assert physics.PARAMETERS.buffer_value("sio2", "rate_30c") == physics.PARAMETERS.value("rate_30c_sio2")
+    use_materials(
+        {
+            "buffers": [
+                {
+                    "id": "li3po4",
+                    "descriptors": {
+                        "class": "phosphate",
+                        "conducts_li": True,
+                        "thickness_nm": 10,
+                        "log10_ionic_s_cm": -7,
+                        "electronic_insulator": True,
+                    },
+                    "lab": {"rate_30c": 0.25, "retention_100": 0.78},
+                },
+                {
+                    "id": "nolab",
+                    "descriptors": {
+                        "class": "oxide",
+                        "conducts_li": False,
+                        "thickness_nm": 5,
+                        "log10_ionic_s_cm": -9,
+                        "electronic_insulator": True,
+                    },
+                },
+            ]
+        }
+    )
+    truth = VirtualLab(noise=False).truth("Li3PO4", 300, 25, c_rate=30, cycles=100)
+    assert truth["rate_retention"] == pytest.approx(0.25, abs=1e-6)
+    assert truth["capacity_retention"] == pytest.approx(0.78, abs=1e-6)
+    assert VirtualLab(noise=False).truth("sio2", 300, 25, c_rate=30)["rate_retention"] == pytest.approx(0.30, abs=1e-6)
+    with pytest.raises(InputError, match="the virtual lab has no numbers for 'nolab'"):
+        VirtualLab().measure("nolab", 300, 25)
+
+
+def test_lab_cli_takes_a_materials_file(tmp_path, capsys) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "materials.yaml"
+    from surrogate.materials import CATALOGUE
+
+    state = CATALOGUE.snapshot()
+    try:
+        args = ["lab", "measure", "--buffer", "Al2O3", "--anneal-temp-c", "300", "--test-temp-c", "25"]
+        assert main([*args, "--no-noise", "--json", "--materials", str(example)]) == 0
+        document = json.loads(capsys.readouterr().out)
+        assert document["design"]["buffer"] == "al2o3" and document["rate_retention"] == pytest.approx(0.27, abs=1e-6)
+        assert main(["lab", "params", "--json", "--materials", str(example)]) == 0
+        names = {row["name"] for row in json.loads(capsys.readouterr().out)["parameters"]}
+        assert {"rate_30c[al2o3]", "retention_100[al2o3]"} <= names
+    finally:
+        CATALOGUE.restore(state)
+
+
+def test_lab_bounds_for_c_rate_and_cycles_are_the_declared_ones() -> None:
+    from surrogate.parameters import NUMERIC_PARAMETERS
+
+    assert physics.lab_domain_problems(300, 25, 500, 2000, "standard") == []  # inside the declared bounds
+    problems = physics.lab_domain_problems(300, 25, NUMERIC_PARAMETERS["c_rate"].high * 2, 10**7, "standard")
+    assert [p.split(":")[0] for p in problems] == ["c_rate", "cycles"]

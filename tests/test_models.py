@@ -93,7 +93,8 @@ def test_physics_recovers_lab_activation_energy_with_standard_error(data):
     X, y, _ = training_xy(data, CONDUCTIVITY)
     model = PhysicsBaseline(CONDUCTIVITY).fit(X, y)
     table = model.activation_energies()
-    assert list(table.columns) == ["anneal_temp_c", "ea_ev", "ea_se_ev", "ln_prefactor"]
+    assert list(table.columns)[:4] == ["anneal_temp_c", "ea_ev", "ea_se_ev", "ln_prefactor"]
+    assert {"ea_sigma_ev", "ea_sigma_se_ev", "n_temperatures"} <= set(table.columns)  # the σ form too
     assert table["anneal_temp_c"].tolist() == [25.0, 300.0, 400.0]
     assert np.all(table["ea_se_ev"] > 0) and np.all(table["ea_se_ev"] < 0.02)
     for _, row in table.iterrows():
@@ -252,3 +253,58 @@ def test_fresh_sample_model_widens_a_category_combination_never_seen(data):
     assert extra[1] > 0.1  # 'none' never was: it may behave like any combination that was
     std = model.predict(designs, return_std=True)[1]
     assert std[1] > 2 * std[0]
+
+
+# ---------------------------------------------------------------------- vocabulary and encodings (issue 9)
+@pytest.mark.parametrize("name", ["gp", "trees", "torch"])
+def test_families_take_an_encoding_and_learn_their_vocabulary(data, name: str) -> None:
+    X, y, _ = training_xy(data, RATE_RETENTION)
+    params = {"epochs": 30, "n_members": 2} if name == "torch" else {}
+    model = make_model(name, RATE_RETENTION, encoding="descriptors", **params).fit(X, y)
+    estimator = model.estimator_
+    assert estimator.categories_["buffer"] == ("none", "llto_ncm", "sio2", "lipon")
+    assert estimator.vocabulary_.encoding == "descriptors"
+    names = estimator.vocabulary_.feature_names(RATE_RETENTION)
+    assert "buffer_class_oxide" in names and not any(n.startswith("material_") for n in names)  # one material
+    mean, std = model.predict(X.iloc[:5], return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(std > 0)
+    with pytest.raises(InputError, match="encoding: 'ordinal' is not one of onehot, descriptors"):
+        make_model(name, RATE_RETENTION, encoding="ordinal", **params).fit(X, y)
+
+
+def test_one_hot_columns_follow_the_data_not_the_catalogue(data) -> None:
+    X, y, _ = training_xy(data, RATE_RETENTION)
+    two = X["buffer"].isin(["sio2", "lipon"]).to_numpy()
+    model = make_model("trees", RATE_RETENTION).fit(X[two], y[two])
+    names = model.estimator_.vocabulary_.feature_names(RATE_RETENTION)
+    assert [n for n in names if n.startswith("buffer_")] == ["buffer_sio2", "buffer_lipon"]
+
+
+def test_huge_numbers_are_input_errors_never_overflows() -> None:
+    from surrogate.models.base import design_batch
+
+    for cycles in (10**30, 10**400, -5, 1e20):
+        with pytest.raises(InputError, match="cycles"):
+            design_batch([{"buffer": "sio2", "anneal_temp_c": 300, "test_temp_c": 25, "cycles": cycles}])
+
+
+def test_hybrid_encoding_lets_a_buffers_own_data_override_its_descriptors(data) -> None:
+    """Two buffers with identical descriptors are one input under ``descriptors``; ``hybrid`` tells them apart."""
+    from surrogate.materials import CATALOGUE, use_materials
+
+    state = CATALOGUE.snapshot()
+    try:
+        twin = CATALOGUE.get("sio2").descriptors.to_dict()
+        use_materials({"buffers": [{"id": "sio2_twin", "descriptors": twin, "source": "test"}]})
+        X, y, _ = training_xy(data, RATE_RETENTION)
+        twin_rows = X[X["buffer"] == "none"].assign(buffer="sio2_twin")  # the bare cell's curve, SiO2's descriptors
+        X2, y2 = pd.concat([X, twin_rows], ignore_index=True), np.concatenate([y, y[X["buffer"] == "none"]])
+        design = X2[X2["buffer"].isin(["sio2", "sio2_twin"])].drop_duplicates("buffer").assign(c_rate=30.0)
+        means = {}
+        for encoding in ("descriptors", "hybrid"):
+            model = make_model("trees", RATE_RETENTION, encoding=encoding).fit(X2, y2)
+            means[encoding] = model.predict(design)
+        assert abs(means["descriptors"][0] - means["descriptors"][1]) < 1e-9  # indistinguishable
+        assert abs(means["hybrid"][0] - means["hybrid"][1]) > 0.5  # told apart (logit units)
+    finally:
+        CATALOGUE.restore(state)

@@ -365,7 +365,8 @@ def test_design_batch_fills_defaults_and_canonicalises():
         }
     )
     frame = batch.frame()
-    assert list(frame.columns) == ["buffer", "anneal_temp_c", "test_temp_c", "c_rate", "cycles", "protocol"]
+    assert list(frame.columns) == ["buffer", "anneal_temp_c", "test_temp_c", "c_rate", "cycles", "protocol", "material"]
+    assert frame["material"].tolist() == ["llto_film", "llto_film"]  # optional: the paper's film by default
     assert frame["buffer"].tolist() == ["sio2", "none"] and frame["protocol"].tolist() == ["standard", "long"]
     assert frame["c_rate"].tolist() == [30.0, 30.0] and frame["cycles"].tolist() == [100.0, 10.0]
     pd.testing.assert_frame_equal(design_frame(frame), frame)

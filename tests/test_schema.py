@@ -26,7 +26,7 @@ BAD = DATA / "bad"
 GOOD = DATA / "good"
 GOOD_FILE = GOOD / "measurements.csv"
 
-REPORT_KEYS = {"ok", "source", "rows", "counts", "buffers", "ranges", "problems", "warnings"}
+REPORT_KEYS = {"ok", "source", "rows", "counts", "buffers", "materials", "ranges", "problems", "warnings"}
 
 # file, error class, distinctive text, 1-based data row (None: a whole-file problem)
 BAD_CASES = [
@@ -259,7 +259,8 @@ def test_cli_validate_good_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert run_cli(["data", "validate", str(GOOD_FILE)], monkeypatch) == 0
     out, err = capsys.readouterr()
     assert "valid, 8 row(s)" in out and "conductivity_s_cm (3)" in out and "25 to 80 °C" in out
-    assert err == ""
+    # 8 rows are too few to cross-validate: the warnings say so ahead of training, the file is still valid
+    assert "cross-validation needs ≥ 4" in err and "physics law will be fitted to all rows" in err
 
 
 def test_cli_validate_good_file_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -286,3 +287,66 @@ def test_cli_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyte
     assert run_cli(["data", "build", "--out", str(tmp_path / "dataset.txt")], monkeypatch) == 2
     out, err = capsys.readouterr()
     assert out == "" and ".csv" in err
+
+
+# ---------------------------------------------------------------------- declared bounds (issues 9 and 11)
+@pytest.mark.parametrize("cycles", ["-5", "1e20", "1" + "0" * 30, "1e400"])
+def test_extreme_cycles_are_clear_problems_with_exit_2(
+    cycles: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cycles.csv"
+    path.write_text(f"buffer,anneal_temp_c,test_temp_c,cycles,capacity_retention\nsio2,300,25,{cycles},0.8\n")
+    assert run_cli(["data", "validate", str(path)], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "row 1, column 'cycles'" in err and "Traceback" not in err
+    assert ">= 1" in err or "[1, 1e+06] cycles" in err or "infinite" in err
+
+
+def test_an_integer_kelvin_anneal_inside_the_bounds_is_a_warning_not_an_error() -> None:
+    raw = pd.DataFrame(
+        {"buffer": ["sio2"], "anneal_temp_c": ["573"], "test_temp_c": ["25"], "conductivity_s_cm": ["1e-5"]}
+    )
+    frame = validate_frame(raw)
+    assert frame["anneal_temp_c"].tolist() == [573.0]
+    (warning,) = frame.attrs["warnings"]
+    assert "573 looks like kelvin; did you mean 300 °C?" in warning and "kept as °C" in warning
+    raw["anneal_temp_c"] = ["1473"]  # 1,200 °C in kelvin: outside the film's range, so an error with the hint
+    with pytest.raises(DataValidationError, match="1473 looks like kelvin; did you mean 1200 °C"):
+        validate_frame(raw)
+
+
+def test_one_validator_gives_the_same_message_on_every_path() -> None:
+    from surrogate import parameters
+    from surrogate.design import DesignSpace
+    from surrogate.models.base import design_batch
+
+    why = parameters.value_problem("c_rate", 5000.0)
+    assert why == "5000 is outside the allowed range (0, 1000] C"
+    with pytest.raises(InputError, match=r"c_rate: 5000 is outside the allowed range \(0, 1000\] C"):
+        design_batch([{"buffer": "sio2", "anneal_temp_c": 300, "test_temp_c": 25, "c_rate": 5000}])
+    raw = pd.DataFrame(
+        {"buffer": ["sio2"], "anneal_temp_c": [300], "test_temp_c": [25], "c_rate": [5000], "rate_retention": [0.2]}
+    )
+    with pytest.raises(DataValidationError, match=r"5000 is outside the allowed range \(0, 1000\] C"):
+        validate_frame(raw)
+    kelvin = parameters.value_problem("test_temp_c", 298.15)
+    with pytest.raises(InputError, match="looks like kelvin"):
+        DesignSpace(test_temp_c=(25.0, 298.15))
+    assert "looks like kelvin; did you mean 25 °C?" in kelvin
+
+
+def test_material_column_is_canonical_and_reported() -> None:
+    raw = pd.DataFrame(
+        {
+            "buffer": ["none", "none"],
+            "anneal_temp_c": [1350, 300],
+            "test_temp_c": [25, 25],
+            "conductivity_s_cm": [1e-3, 1e-5],
+            "material": ["LLTO_pellet", None],
+        }
+    )
+    frame = validate_frame(raw)
+    assert frame["material"].tolist() == ["llto_bulk", "llto_film"]
+    raw["material"] = ["graphite", None]
+    with pytest.raises(DataValidationError, match="unknown material 'graphite'"):
+        validate_frame(raw)

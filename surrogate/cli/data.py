@@ -10,14 +10,17 @@ from typing import Any
 from surrogate.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, add_json_flag, print_json
 from surrogate.design import ANNEAL_TEMP_C, TEST_TEMP_C
 from surrogate.errors import DataValidationError, Problem
-from surrogate.schema import COLUMNS, TARGET_COLUMNS, load_measurements, validation_report
+from surrogate.materials import add_materials_argument, load_catalogue
+from surrogate.schema import COLUMNS, load_measurements, target_columns, validation_report
 
 _SCHEMA_HELP = (
     "A measurement table has one row per measurement. Required columns: buffer (any alias, e.g. SiO2, "
     "LiPON, LLTO/NCM, bare), anneal_temp_c (°C, 25 = as-deposited), test_temp_c (°C). Targets, at least "
     "one per row: conductivity_s_cm (S/cm, > 0), rate_retention (fraction 0-1, needs c_rate > 0), "
     "capacity_retention (fraction 0-1, needs integer cycles >= 1). Optional: protocol (standard|long, "
-    "blank = standard), experiment, sample_id, source. Other columns are kept with a warning. "
+    "blank = standard), material (what was measured; blank = llto_film, the paper's film), experiment, "
+    "sample_id, source. Other columns are kept with a warning. Buffers and materials declared in a "
+    "--materials file are accepted. "
     f"All known columns: {', '.join(COLUMNS)}."
 )
 
@@ -43,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     validate.add_argument("file", metavar="FILE", help="the table to check (.csv or .parquet)")
+    add_materials_argument(validate)
     add_json_flag(validate)
     validate.set_defaults(func=_validate)
 
@@ -61,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="where to write the CSV file; default: the data file packaged with surrogate",
     )
+    add_materials_argument(build)
     add_json_flag(build)
     build.set_defaults(func=_build)
 
@@ -78,12 +83,26 @@ def _span(values: list[float] | None) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    load_catalogue(args)
     return print_validation(args.file, args.json)
 
 
+def training_warnings(path: str | Path) -> list[str]:
+    """Warnings ahead of training (too few rows or groups for cross-validation) of a valid file."""
+    from surrogate.evaluation import cv_readiness  # lazy: pulls in the model families
+
+    return cv_readiness(load_measurements(path))
+
+
 def print_validation(path: str | Path, as_json: bool = False) -> int:
-    """Check ``path`` and print the report (a summary, or every problem on stderr); returns the exit code."""
+    """Check ``path`` and print the report (a summary, or every problem on stderr); returns the exit code.
+
+    A valid file's report also warns ahead of training when a target has too few rows or groups for
+    cross-validation.
+    """
     report = validation_report(path)
+    if report["ok"]:
+        report["warnings"] = list(report["warnings"]) + training_warnings(path)
     code = EXIT_OK if report["ok"] else EXIT_BAD_INPUT
     if as_json:
         print_json(report)
@@ -102,11 +121,12 @@ def print_validation(path: str | Path, as_json: bool = False) -> int:
 
 def _summary(report: dict[str, Any]) -> str:
     counts = report["counts"]
-    targets = ", ".join(f"{t} ({counts[t]})" for t in TARGET_COLUMNS if counts[t]) or "none"
+    targets = ", ".join(f"{t} ({counts[t]})" for t in target_columns() if counts.get(t)) or "none"
     lines = [
         f"{report['source']}: valid, {report['rows']} row(s)",
         f"  targets: {targets}",
         f"  buffers: {', '.join(report['buffers']) or 'none'}",
+        f"  materials: {', '.join(report.get('materials') or []) or 'none'}",
         f"  {ANNEAL_TEMP_C}: {_span(report['ranges'][ANNEAL_TEMP_C])}",
         f"  {TEST_TEMP_C}: {_span(report['ranges'][TEST_TEMP_C])}",
     ]
@@ -122,6 +142,7 @@ def _build(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     from surrogate.dataset import write_default_dataset  # lazy: pulls in the data-set builder only here
 
+    load_catalogue(args)
     try:
         path = Path(write_default_dataset(out))
     except OSError as exc:
@@ -132,7 +153,7 @@ def _build(args: argparse.Namespace) -> int:
     except DataValidationError as exc:
         print(f"surrogate data build: internal error: the built data set fails validation\n{exc}", file=sys.stderr)
         return EXIT_INTERNAL
-    counts = {t: int(frame[t].notna().sum()) for t in TARGET_COLUMNS}
+    counts = {t: int(frame[t].notna().sum()) for t in target_columns()}
     if args.json:
         print_json({"path": str(path), "rows": len(frame), "counts": counts})
     else:

@@ -7,7 +7,6 @@ import sys
 
 from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, non_negative_int, print_json
 from surrogate.design import (
-    BUFFERS,
     DEFAULT_C_RATE,
     DEFAULT_CYCLES,
     DEFAULT_PROTOCOL,
@@ -15,6 +14,7 @@ from surrogate.design import (
     TARGET_UNITS,
     canonical_buffer,
 )
+from surrogate.materials import add_materials_argument, buffer_ids, load_catalogue
 
 _NOT_MEASURED = "virtual lab: an emulation calibrated to Tan et al. 2021, not a measurement"
 
@@ -49,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "with the lab's seeded noise (or none with --no-noise). " + _NOT_MEASURED + "."
         ),
     )
-    measure.add_argument("--buffer", required=True, help=f"buffer layer: {', '.join(BUFFERS)} (aliases accepted)")
+    measure.add_argument(
+        "--buffer",
+        required=True,
+        help=f"buffer layer: {', '.join(buffer_ids())} (aliases accepted; more with --materials)",
+    )
     measure.add_argument(
         "--anneal-temp-c", type=float, required=True, help="anneal temperature, °C (25 = as-deposited)"
     )
@@ -65,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=non_negative_int, default=None, help="noise seed (default: fresh noise each call)"
     )
     measure.add_argument("--no-noise", action="store_true", help="return the noise-free physics")
+    add_materials_argument(measure)
     add_json_flag(measure)
     measure.set_defaults(func=_measure)
 
@@ -73,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list every parameter of the lab with its source (paper or assumption) and reason",
         description="Every number the lab's physics uses, whether the paper gives it or it is an assumption, and why.",
     )
+    add_materials_argument(params)
     add_json_flag(params)
     params.set_defaults(func=_params)
 
@@ -142,6 +148,7 @@ def _facts(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace) -> int:
     from surrogate.lab import VirtualLab
 
+    load_catalogue(args)
     lab = VirtualLab(seed=args.seed, noise=not args.no_noise)
     design = {
         "buffer": args.buffer,
@@ -163,12 +170,32 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from surrogate.physics import PARAMETERS
+    from surrogate.physics import PARAMETERS, lab_buffers
 
+    load_catalogue(args)
     rows = PARAMETERS.table()
+    declared = [
+        {
+            "name": f"{quantity}[{buffer}]",
+            "value": PARAMETERS.buffer_value(buffer, quantity),
+            "unit": "-",
+            "source": "materials file",
+            "reason": f"declared in the catalogue entry of {buffer}",
+        }
+        for buffer in lab_buffers()
+        for quantity in ("rate_30c", "retention_100")
+        if not isinstance(_lab_entry(buffer).get(quantity), str)
+    ]
+    rows = rows + declared
     if args.json:
         print_json({"parameters": rows})
     else:
         for row in rows:
             print(f"{row['name']:32s} {row['value']:<10g} {row['unit']:8s} {row['source']:10s} {row['reason']}")
     return EXIT_OK
+
+
+def _lab_entry(buffer: str) -> dict:
+    from surrogate.materials import BUFFER_KIND, CATALOGUE
+
+    return CATALOGUE.get(buffer, BUFFER_KIND).lab

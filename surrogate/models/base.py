@@ -21,33 +21,30 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
 from scipy.stats import norm
 
+from surrogate import parameters
 from surrogate.design import (
     ANNEAL_TEMP_C,
     BUFFER,
-    BUFFERS,
     C_RATE,
-    CAPACITY_RETENTION,
-    CONDUCTIVITY,
     CYCLES,
     DEFAULT_C_RATE,
     DEFAULT_CYCLES,
+    DEFAULT_MATERIAL,
     DEFAULT_PROTOCOL,
     DESIGN_FIELDS,
+    MATERIAL,
     PROTOCOL,
     PROTOCOLS,
-    RATE_RETENTION,
-    REFERENCE_C_RATE,
-    REFERENCE_CYCLE,
-    TARGETS,
     TEST_TEMP_C,
     canonical_buffer,
+    canonical_material,
     canonical_protocol,
 )
 from surrogate.errors import InputError
-from surrogate.schema import ABSOLUTE_ZERO_C, ANNEAL_TEMP_PLAUSIBLE_C, TEST_TEMP_PLAUSIBLE_C
+from surrogate.materials import BUFFER_KIND, CATALOGUE, MATERIAL_KIND
+from surrogate.targets import INPUTS, SPACES, TargetSpace, get_target, target_names
 
 SURROGATE_FORMAT = 2
 """Layout version of :class:`Surrogate` bundles written by this code."""
@@ -55,14 +52,9 @@ SURROGATE_FORMAT = 2
 DEFAULT_LEVEL = 0.90
 """Central interval level of predictions unless asked otherwise."""
 
-FEATURES: dict[str, tuple[str, ...]] = {
-    CONDUCTIVITY: (ANNEAL_TEMP_C, TEST_TEMP_C),
-    RATE_RETENTION: (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE),
-    CAPACITY_RETENTION: (BUFFER, TEST_TEMP_C, CYCLES, PROTOCOL),
-}
-"""Design columns each target depends on (conductivity is a film property: no buffer)."""
-
-_RETENTION_EPS = 1e-3
+FEATURES: dict[str, tuple[str, ...]] = INPUTS
+"""Design columns each target depends on (declared in :mod:`surrogate.targets`; conductivity is a film property:
+no buffer). Every target also reads the optional ``material`` column."""
 
 
 def reference_mask(target: str, designs: pd.DataFrame) -> np.ndarray:
@@ -71,31 +63,10 @@ def reference_mask(target: str, designs: pd.DataFrame) -> np.ndarray:
     return np.zeros(len(designs), dtype=bool) if rows is None else rows
 
 
-@dataclass(frozen=True)
-class TargetSpace:
-    """How a target is modelled: ``forward`` maps contract units to the natural space, ``inverse`` back."""
+__all__ = ["TargetSpace"]  # re-exported: declared in surrogate.targets
 
-    name: str
-    label: str
-
-    def forward(self, values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values, dtype=float)
-        if self.name == "log10":
-            return np.log10(values)
-        return logit(np.minimum(np.maximum(values, _RETENTION_EPS), 1.0 - _RETENTION_EPS))  # np.clip, cheaper
-
-    def inverse(self, values: np.ndarray) -> np.ndarray:
-        values = np.asarray(values, dtype=float)
-        if self.name == "log10":
-            return 10.0**values
-        return expit(values)
-
-
-TARGET_SPACES: dict[str, TargetSpace] = {
-    CONDUCTIVITY: TargetSpace("log10", "log10(σ / S cm⁻¹)"),
-    RATE_RETENTION: TargetSpace("logit", "logit(rate retention)"),
-    CAPACITY_RETENTION: TargetSpace("logit", "logit(capacity retention)"),
-}
+TARGET_SPACES: dict[str, TargetSpace] = SPACES
+"""Modelling space of each target (declared in :mod:`surrogate.targets`)."""
 
 
 class TargetModel(Protocol):
@@ -111,12 +82,29 @@ class TargetModel(Protocol):
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 
 
-CATEGORIES: dict[str, tuple[str, ...]] = {BUFFER: BUFFERS, PROTOCOL: PROTOCOLS}
-"""The categorical design columns and their canonical ids; a :class:`DesignBatch` code indexes these tuples."""
-_CATEGORY_IDS = {column: np.array(ids, dtype=object) for column, ids in CATEGORIES.items()}
-_CATEGORY_CODES = {column: {name: code for code, name in enumerate(ids)} for column, ids in CATEGORIES.items()}
-_CANONICAL = {BUFFER: canonical_buffer, PROTOCOL: canonical_protocol}
-_NUMERIC_FIELDS = tuple(f for f in DESIGN_FIELDS if f not in CATEGORIES)
+CATEGORIES: dict[str, tuple[str, ...]] = {}
+"""The categorical design columns and their canonical ids; a :class:`DesignBatch` code indexes these tuples.
+
+``buffer`` and ``material`` are the catalogue's ids (:mod:`surrogate.materials`), which only grow, so a code
+stays valid when a material is declared; ``protocol`` is fixed."""
+_CATEGORY_IDS: dict[str, np.ndarray] = {}
+_CATEGORY_CODES: dict[str, dict[str, int]] = {}
+_CANONICAL = {BUFFER: canonical_buffer, PROTOCOL: canonical_protocol, MATERIAL: canonical_material}
+_NUMERIC_FIELDS = tuple(f for f in DESIGN_FIELDS if f not in (BUFFER, PROTOCOL))
+BATCH_FIELDS: tuple[str, ...] = DESIGN_FIELDS + (MATERIAL,)
+"""The columns a :class:`DesignBatch` holds: the contract's design fields, then ``material``."""
+
+
+def _refresh_categories() -> None:
+    """Re-derive the category tables from the catalogue (called when a material is declared)."""
+    CATEGORIES.update({BUFFER: CATALOGUE.ids(BUFFER_KIND), PROTOCOL: PROTOCOLS, MATERIAL: CATALOGUE.ids(MATERIAL_KIND)})
+    for column, ids in CATEGORIES.items():
+        _CATEGORY_IDS[column] = np.array(ids, dtype=object)
+        _CATEGORY_CODES[column] = {name: code for code, name in enumerate(ids)}
+
+
+_refresh_categories()
+CATALOGUE.on_change(_refresh_categories)
 
 
 def category_codes(column: str, ids: Any) -> np.ndarray:
@@ -156,7 +144,7 @@ class DesignBatch:
     @property
     def columns(self) -> tuple[str, ...]:
         """The design columns this batch holds, in contract order."""
-        return tuple(c for c in DESIGN_FIELDS if c in self.numbers or c in self.codes)
+        return tuple(c for c in BATCH_FIELDS if c in self.numbers or c in self.codes)
 
     def ids(self, column: str) -> np.ndarray:
         """Canonical ids of a categorical column (object array)."""
@@ -186,13 +174,15 @@ class DesignBatch:
     def from_frame(cls, frame: pd.DataFrame) -> DesignBatch:
         """The design columns of an already valid frame (categorical values canonical ids or aliases)."""
         numbers, codes = {}, {}
-        for column in DESIGN_FIELDS:
+        for column in BATCH_FIELDS:
             if column not in frame.columns:
                 continue
             if column in CATEGORIES:
                 codes[column] = category_codes(column, frame[column].to_numpy(dtype=object))
             else:
                 numbers[column] = frame[column].to_numpy(dtype=float, na_value=np.nan)
+        if MATERIAL not in codes:  # optional: the paper's LLTO film
+            codes[MATERIAL] = np.full(len(frame), _CATEGORY_CODES[MATERIAL][DEFAULT_MATERIAL], dtype=np.intp)
         return cls(numbers, codes)
 
     @classmethod
@@ -219,20 +209,20 @@ def _raw_columns(designs: Any) -> tuple[int, dict[str, Any]]:
         if len(designs) <= _SMALL_FRAME:  # one conversion is cheaper than a Series per column for a few rows
             position = {name: i for i, name in reversed(list(enumerate(designs.columns)))}
             values = designs.to_numpy(dtype=object)
-            return len(designs), {c: values[:, position[c]].tolist() for c in DESIGN_FIELDS if c in position}
-        return len(designs), {c: designs[c] for c in DESIGN_FIELDS if c in designs.columns}
+            return len(designs), {c: values[:, position[c]].tolist() for c in BATCH_FIELDS if c in position}
+        return len(designs), {c: designs[c] for c in BATCH_FIELDS if c in designs.columns}
     if isinstance(designs, Mapping):
         frame = {c: list(v) if isinstance(v, (list, tuple, np.ndarray, pd.Series)) else [v] for c, v in designs.items()}
         lengths = {len(v) for v in frame.values()}
         if len(lengths) > 1:
             raise InputError("designs: every column must have one value per design")
         n = lengths.pop() if lengths else 0
-        return (n, {c: frame[c] for c in DESIGN_FIELDS if c in frame}) if n else (0, {})
+        return (n, {c: frame[c] for c in BATCH_FIELDS if c in frame}) if n else (0, {})
     if isinstance(designs, (list, tuple)) and all(isinstance(d, Mapping) for d in designs):
         present = {key for d in designs for key in d}
         if not present:
             return 0, {}
-        return len(designs), {c: [d.get(c) for d in designs] for c in DESIGN_FIELDS if c in present}
+        return len(designs), {c: [d.get(c) for d in designs] for c in BATCH_FIELDS if c in present}
     return _raw_columns(pd.DataFrame(designs))
 
 
@@ -259,25 +249,59 @@ def _as_numbers(raw: Any) -> tuple[np.ndarray, np.ndarray]:
     return numbers, missing
 
 
+def _narrowest_range(column: str) -> tuple[float, float]:
+    """The intersection of every declared material's plausible range of a temperature column (°C)."""
+    parameter = parameters.NUMERIC_PARAMETERS[column]
+    low, high = parameter.low, parameter.high
+    for entry in CATALOGUE.entries(MATERIAL_KIND):
+        bounds = getattr(entry, column)
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+    return low, high
+
+
 def _suspect(column: str, values: np.ndarray) -> np.ndarray:
-    """Finite values that :func:`surrogate.schema.value_problem` may reject (a cheap superset of its checks).
+    """Finite values that :func:`surrogate.parameters.value_problem` may reject (a cheap superset of its checks).
 
     Only these are passed to ``value_problem`` (which words the message); the rest are certainly fine.
     A test checks the superset property against ``value_problem`` itself.
     """
-    if column == ANNEAL_TEMP_C:
-        low, high = ANNEAL_TEMP_PLAUSIBLE_C
-        offset = values + ABSOLUTE_ZERO_C
-        kelvin_like = (values >= -ABSOLUTE_ZERO_C - 1e-6) & (np.abs(offset - np.round(offset)) < 1e-5)
-        return ~((values >= low) & (values <= high)) | kelvin_like
-    if column == TEST_TEMP_C:
-        low, high = TEST_TEMP_PLAUSIBLE_C
-        return ~((values >= low) & (values <= high)) | (values >= 273.0)
-    if column == C_RATE:
-        return ~(values > 0)
-    if column == CYCLES:
-        return ~(values >= 1) | (values != np.round(values))
+    if column in (ANNEAL_TEMP_C, TEST_TEMP_C):
+        low, high = _narrowest_range(column)
+        offset = values + parameters.ABSOLUTE_ZERO_C
+        kelvin_like = (values >= -parameters.ABSOLUTE_ZERO_C - 1e-6) & (np.abs(offset - np.round(offset)) < 1e-5)
+        return ~((values >= low) & (values <= high)) | kelvin_like | (values >= 273.0)
+    if column in parameters.NUMERIC_PARAMETERS:
+        parameter = parameters.NUMERIC_PARAMETERS[column]
+        inside = (values > parameter.low) if parameter.low_open else (values >= parameter.low)
+        inside &= values <= parameter.high
+        if parameter.kind == "int":
+            inside &= values == np.round(values)
+        return ~inside
     return np.ones(values.shape, dtype=bool)
+
+
+def _category_column(column: str, values: Any, n: int, problems: list[tuple[int, str]]) -> np.ndarray:
+    """Codes of a categorical column (absent or blank: its default; unknown: -1 with a problem)."""
+    default = {PROTOCOL: DEFAULT_PROTOCOL, MATERIAL: DEFAULT_MATERIAL}.get(column)
+    known = _CATEGORY_CODES[column]
+    if values is None:
+        return np.full(n, known[default], dtype=np.intp)
+    objects = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.array(values, dtype=object)
+    if default is not None:
+        objects = np.where(_is_missing(objects), default, objects)
+    try:
+        return np.array([known[v] for v in objects.tolist()], dtype=np.intp)
+    except (KeyError, TypeError):
+        pass
+    mapping: dict[Any, int] = {}
+    for value in pd.unique(objects):
+        try:
+            mapping[value] = known[_CANONICAL[column](value)]
+        except InputError as exc:
+            mapping[value] = -1
+            problems.extend((i, f"{column}: {exc}") for i in np.flatnonzero(objects == value))
+    return np.array([mapping[v] for v in objects.tolist()], dtype=np.intp)
 
 
 def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any]) -> DesignBatch:
@@ -285,11 +309,11 @@ def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any
 
     ``designs``: a frame, a list of design dicts, or a dict of columns. Raises :class:`InputError` naming
     the design (1-based), the field and the reason for anything that is not a valid design: unknown
-    buffer or protocol, a missing or non-numeric value, NaN or infinity, a temperature outside the
-    physical range, c_rate <= 0, cycles not a whole number >= 1 (at most 20 problems are listed).
+    buffer, material or protocol, a missing or non-numeric value, NaN or infinity, a number outside its
+    declared bounds (temperatures: the plausible range of the design's material; c_rate in (0, 1000] C;
+    cycles a whole number in [1, 10⁶]) (at most 20 problems are listed). ``material`` is optional
+    (default: the paper's LLTO film).
     """
-    from surrogate.schema import value_problem
-
     n, raw = _raw_columns(designs)
     if n == 0:
         raise InputError("designs: at least one design is required")
@@ -297,36 +321,22 @@ def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any
     if missing:
         raise InputError("; ".join(f"{c}: missing (required)" for c in missing))
     problems: list[tuple[int, str]] = []
-    codes: dict[str, np.ndarray] = {}
-    for column in (BUFFER, PROTOCOL):
-        values = raw.get(column)
-        if values is None:
-            codes[column] = np.full(n, _CATEGORY_CODES[PROTOCOL][DEFAULT_PROTOCOL], dtype=np.intp)
-            continue
-        objects = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.array(values, dtype=object)
-        if column == PROTOCOL:
-            objects = np.where(_is_missing(objects), DEFAULT_PROTOCOL, objects)
-        known = _CATEGORY_CODES[column]
-        try:
-            codes[column] = np.array([known[v] for v in objects.tolist()], dtype=np.intp)
-            continue
-        except (KeyError, TypeError):
-            pass
-        mapping: dict[Any, int] = {}
-        for value in pd.unique(objects):
-            try:
-                mapping[value] = known[_CANONICAL[column](value)]
-            except InputError as exc:
-                mapping[value] = -1
-                problems += [(i, f"{column}: {exc}") for i in np.flatnonzero(objects == value)]
-        codes[column] = np.array([mapping[v] for v in objects.tolist()], dtype=np.intp)
+    codes: dict[str, np.ndarray] = {
+        column: _category_column(column, raw.get(column), n, problems) for column in (BUFFER, PROTOCOL, MATERIAL)
+    }
+    material_ids = _CATEGORY_IDS[MATERIAL][np.maximum(codes[MATERIAL], 0)]
     defaults = {C_RATE: DEFAULT_C_RATE, CYCLES: float(DEFAULT_CYCLES)}
     numbers: dict[str, np.ndarray] = {}
     for column in _NUMERIC_FIELDS:
         if column not in raw:
             numbers[column] = np.full(n, defaults[column])
             continue
-        values, absent = _as_numbers(raw[column])
+        try:
+            values, absent = _as_numbers(raw[column])
+        except OverflowError:
+            problems.append((0, f"{column}: a value is far too large to be a number of {column}"))
+            numbers[column] = np.full(n, np.nan)
+            continue
         if column in defaults and absent.any():
             values = np.where(absent, defaults[column], values)
             absent = np.zeros(n, dtype=bool)
@@ -340,10 +350,12 @@ def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any
                 problems.append((i, f"{column}: must be finite, got {values[i]}"))
         suspect = finite & _suspect(column, np.where(finite, values, 0.0))
         if suspect.any():
-            for value in np.unique(values[suspect]):
-                why = value_problem(column, float(value))
+            pairs = dict.fromkeys(zip(values[suspect].tolist(), material_ids[suspect].tolist(), strict=True))
+            for value, material in pairs:
+                why = parameters.value_problem(column, float(value), material=material)
                 if why:
-                    problems += [(i, f"{column}: {why}") for i in np.flatnonzero(values == value)]
+                    rows = np.flatnonzero((values == value) & (material_ids == material))
+                    problems += [(i, f"{column}: {why}") for i in rows]
         numbers[column] = values
     if problems:
         problems.sort(key=lambda p: p[0])
@@ -374,10 +386,18 @@ class TrainingDomain:
 
     categorical: tuple[str, ...] = ()
     regions: dict[tuple[str, ...], dict[str, tuple[float, float]]] = field(default_factory=dict)
+    materials: tuple[str, ...] | None = None
+    """Materials in the training data (None: a domain saved before materials existed, the LLTO film only).
+    A design of another material is outside the domain."""
 
     @classmethod
     def from_frame(cls, X: pd.DataFrame) -> TrainingDomain:
-        categorical = tuple(c for c in X.columns if c in (BUFFER, PROTOCOL))
+        materials = tuple(sorted(set(X[MATERIAL].astype(str)))) if MATERIAL in X.columns else (DEFAULT_MATERIAL,)
+        if MATERIAL in X.columns and len(materials) > 1:  # ranges per material too
+            categorical = tuple(c for c in X.columns if c in (MATERIAL, BUFFER, PROTOCOL))
+        else:
+            categorical = tuple(c for c in X.columns if c in (BUFFER, PROTOCOL))
+            X = X.drop(columns=[MATERIAL], errors="ignore")
         numeric = [c for c in X.columns if c not in categorical]
         if categorical:
             keys = X[categorical[0]].astype(str)
@@ -390,7 +410,7 @@ class TrainingDomain:
         for key, part in X.groupby(keys, sort=True):
             ranges = {c: (float(part[c].astype(float).min()), float(part[c].astype(float).max())) for c in numeric}
             regions[tuple(key.split("|")) if categorical else ()] = ranges
-        return cls(categorical, regions)
+        return cls(categorical, regions, materials)
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_lookup"}  # the lookup is derived, never pickled
@@ -402,8 +422,8 @@ class TrainingDomain:
         numeric column the bounds with the 1e-9 tolerance applied, and the bounds and label for messages.
         """
         tables = self.__dict__.get("_lookup")
-        if tables is not None:
-            return tables
+        if tables is not None and tables["region"].shape == tuple(len(CATEGORIES[c]) for c in self.categorical):
+            return tables  # (rebuilt when the catalogue has grown since)
         keys = list(self.regions)
         numeric = tuple(self.regions[keys[0]]) if keys else ()
         region = np.full(tuple(len(CATEGORIES[c]) for c in self.categorical), -1, dtype=np.intp)
@@ -429,6 +449,7 @@ class TrainingDomain:
         """Row → why it lies outside this domain, for the rows that do (empty dict: every row inside)."""
         tables = self._tables()
         n = len(designs)
+        foreign = self._foreign_materials(designs)
         if self.categorical:
             region = tables["region"][tuple(designs.codes[c] for c in self.categorical)]
         else:
@@ -442,10 +463,18 @@ class TrainingDomain:
             flagged = ~known | beyond.any(axis=1)
         else:
             flagged = ~known
+        if foreign is not None:
+            flagged = flagged | foreign
         if not flagged.any():
             return {}
         out: dict[int, list[str]] = {}
         for i in np.flatnonzero(flagged).tolist():
+            if foreign is not None and foreign[i]:
+                material = CATEGORIES[MATERIAL][designs.codes[MATERIAL][i]]
+                out[i] = [
+                    f"material={material}: no training data for this material (trained on {', '.join(getattr(self, 'materials', None) or (DEFAULT_MATERIAL,))})"
+                ]
+                continue
             if not known[i]:
                 combo = ", ".join(f"{c}={CATEGORIES[c][designs.codes[c][i]]}" for c in self.categorical)
                 out[i] = [f"{combo}: no training data for this combination"]
@@ -459,6 +488,16 @@ class TrainingDomain:
             ]
         return out
 
+    def _foreign_materials(self, designs: DesignBatch) -> np.ndarray | None:
+        """Rows whose material the training data did not have (None: every row's material was trained)."""
+        materials = getattr(self, "materials", None) or (DEFAULT_MATERIAL,)
+        codes = designs.codes.get(MATERIAL)
+        if codes is None:
+            return None if DEFAULT_MATERIAL in materials else np.ones(len(designs), dtype=bool)
+        known = np.array([CATEGORIES[MATERIAL].index(m) for m in materials if m in CATEGORIES[MATERIAL]])
+        foreign = ~np.isin(codes, known)
+        return foreign if foreign.any() else None
+
     def reasons(self, X: pd.DataFrame) -> list[list[str]]:
         """For each row of a canonical design frame, why it lies outside this domain (empty when inside)."""
         found = self.outside(DesignBatch.from_frame(X))
@@ -466,6 +505,7 @@ class TrainingDomain:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "materials": list(getattr(self, "materials", None) or (DEFAULT_MATERIAL,)),
             "categorical": list(self.categorical),
             "regions": {"|".join(k) or "*": {c: list(r) for c, r in v.items()} for k, v in self.regions.items()},
         }
@@ -474,8 +514,7 @@ class TrainingDomain:
 @lru_cache(maxsize=64)
 def interval_z(level: float) -> float:
     """Standard-normal quantile of a central ``level`` interval (0.9 → 1.645); InputError outside (0, 1)."""
-    if not 0.5 <= level <= 0.999:
-        raise InputError(f"level: {level} must be from 0.5 to 0.999 (e.g. 0.9 for a 90% interval)")
+    level = parameters.check_level(level)
     return float(norm.ppf(0.5 + level / 2.0))
 
 
@@ -496,7 +535,7 @@ class Surrogate:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return tuple(t for t in TARGETS if t in self.models)
+        return tuple(t for t in target_names() if t in self.models)
 
     def _natural(self, target: str, designs: DesignBatch) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of ``target`` in its natural space: the family's array path when it has one."""
@@ -571,8 +610,4 @@ class Surrogate:
 
 def _reference_rows(target: str, designs: DesignBatch) -> np.ndarray | None:
     """Rows where ``target`` is 1 by definition (None: the target has no reference point)."""
-    if target == RATE_RETENTION:
-        return designs.numbers[C_RATE] <= REFERENCE_C_RATE
-    if target == CAPACITY_RETENTION:
-        return designs.numbers[CYCLES] <= REFERENCE_CYCLE
-    return None
+    return get_target(target).reference_rows(designs.numbers)

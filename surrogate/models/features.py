@@ -10,13 +10,24 @@ design column          features
 ``c_rate``             ``log10_c_rate`` = log10(C-rate / C)
 ``cycles``             ``log10_cycles`` and ``cycles_1000`` = cycles / 1000
                        (log for the early drop, linear for steady fade and knee)
-``buffer``             one-hot over every buffer id of :data:`surrogate.design.BUFFERS`
+``buffer``             one-hot over the buffers *learned at fit time*, or (``encoding="descriptors"``)
+                       the catalogue descriptors of the buffer (class, Li conduction, thickness,
+                       ionic conductivity, electronic insulation: :data:`surrogate.materials.DESCRIPTOR_FEATURES`),
+                       or (``encoding="hybrid"``) both
 ``protocol``           ``protocol_long`` = 1 for the ``long`` protocol, else 0
+``material``           (optional column, default the paper's LLTO film) nothing when the training data has
+                       one material; else one-hot over the learned materials, or their descriptors
 =====================  ==========================================================
 
-The columns depend only on the target (never on the data), so a model trained
-on a data set without, say, LiPON still accepts a LiPON design (its one-hot
-column was simply never non-zero in training; the training domain flags it).
+Estimators learn their vocabulary at fit time, as scikit-learn's ``OneHotEncoder`` does: a fitted family
+estimator holds a :class:`Vocabulary` (``vocabulary_``; ``categories_`` is its category tuples) with the
+categories it saw, the encoding and the descriptor table it used, and the catalogue entries of any
+non-default material, which it declares again when it is unpickled (so ``predict`` and ``serve`` need no
+materials file). With one-hot encoding a buffer or material the model never saw is an
+:class:`~surrogate.errors.InputError` naming the ones it knows; with descriptor encoding it is predicted
+from its descriptors (and the training domain flags it as extrapolation). An estimator fitted before this
+change has no vocabulary and encodes with :data:`LEGACY_VOCABULARY` (one-hot over the paper's four
+buffers), which is what it was fitted with.
 
 This module also holds the one variance model every family shares for a
 *fresh sample* (a new film or a new cell): :class:`FreshSampleRegressor`
@@ -30,7 +41,7 @@ data never varied, when a design changes it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,45 +54,201 @@ from surrogate.design import (
     BUFFER,
     BUFFERS,
     C_RATE,
-    CAPACITY_RETENTION,
-    CONDUCTIVITY,
     CYCLES,
+    DEFAULT_MATERIAL,
+    MATERIAL,
     PROTOCOL,
     PROTOCOLS,
-    RATE_RETENTION,
     TEST_TEMP_C,
     canonical_buffer,
+    canonical_material,
     canonical_protocol,
 )
 from surrogate.errors import InputError
+from surrogate.materials import (
+    BUFFER_KIND,
+    CATALOGUE,
+    DEFAULT_BUFFERS,
+    DEFAULT_MATERIALS,
+    DESCRIPTOR_FEATURES,
+    MATERIAL_KIND,
+    Material,
+)
 from surrogate.models.base import CATEGORIES, FEATURES, DesignBatch
 from surrogate.physics import ZERO_C_K
+from surrogate.targets import PRIOR_SD, get_target
+
+ENCODINGS: tuple[str, ...] = ("onehot", "descriptors", "hybrid")
+"""How a family encodes ``buffer`` (and ``material``): one-hot over learned ids, catalogue descriptors, or
+both (``hybrid``: the descriptors plus a one-hot identity column per learned id, all zero for an unseen id, so
+a buffer is predicted from similar ones before it has data and its own data can override the similarity)."""
+CATEGORICAL_COLUMNS: tuple[str, ...] = (BUFFER, PROTOCOL, MATERIAL)
+"""The categorical design columns (everything else is a number)."""
+_KIND = {BUFFER: BUFFER_KIND, MATERIAL: MATERIAL_KIND}
 
 
 def check_target(target: str) -> str:
-    """Return ``target`` if it is a modelled target, else raise :class:`InputError` naming the allowed ones."""
-    if target not in FEATURES:
-        raise InputError(f"target: {target!r} is not a target; allowed are {', '.join(FEATURES)}")
-    return target
+    """Return ``target`` if it is a declared target, else raise :class:`InputError` naming the allowed ones."""
+    return get_target(target).name
 
 
-def feature_names(target: str) -> list[str]:
-    """Names of the encoded feature columns of ``target``, in matrix order."""
-    names: list[str] = []
-    for column in FEATURES[check_target(target)]:
-        if column == ANNEAL_TEMP_C:
-            names.append("anneal_temp_100c")
-        elif column == TEST_TEMP_C:
-            names.append("inv_temp_1000_per_k")
-        elif column == C_RATE:
-            names.append("log10_c_rate")
-        elif column == CYCLES:
-            names += ["log10_cycles", "cycles_1000"]
-        elif column == BUFFER:
-            names += [f"buffer_{b}" for b in BUFFERS]
-        elif column == PROTOCOL:
-            names.append("protocol_long")
-    return names
+def check_encoding(encoding: str) -> str:
+    """``encoding`` if it is one of :data:`ENCODINGS`, else :class:`InputError`."""
+    if encoding not in ENCODINGS:
+        raise InputError(f"encoding: {encoding!r} is not one of {', '.join(ENCODINGS)}")
+    return encoding
+
+
+# ------------------------------------------------------------------ the learned vocabulary
+@dataclass
+class Vocabulary:
+    """What a fitted estimator learned of the categorical columns (see the module docstring).
+
+    ``categories``: ``buffer`` and ``material`` ids seen in training (in catalogue order); ``encoding``;
+    ``descriptors``: column → id → the descriptor vector used at fit time; ``entries``: the catalogue
+    entries of learned ids that are not packaged defaults (declared again on unpickling).
+    """
+
+    categories: dict[str, tuple[str, ...]]
+    encoding: str = "onehot"
+    descriptors: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    entries: tuple[Material, ...] = ()
+
+    @classmethod
+    def learn(cls, frame: pd.DataFrame, encoding: str = "onehot") -> Vocabulary:
+        """The vocabulary of a canonical feature frame (:func:`canonical_features`)."""
+        check_encoding(encoding)
+        categories: dict[str, tuple[str, ...]] = {}
+        descriptors: dict[str, dict[str, tuple[float, ...]]] = {}
+        entries: list[Material] = []
+        for column in (BUFFER, MATERIAL):
+            if column not in frame.columns:
+                continue
+            seen = set(frame[column].astype(str))
+            ids = tuple(i for i in CATALOGUE.ids(_KIND[column]) if i in seen)
+            categories[column] = ids
+            descriptors[column] = {i: tuple(CATALOGUE.get(i, _KIND[column]).descriptors.vector().tolist()) for i in ids}
+            defaults = set(DEFAULT_BUFFERS if column == BUFFER else DEFAULT_MATERIALS)
+            entries += [CATALOGUE.get(i, _KIND[column]) for i in ids if i not in defaults]
+        return cls(categories, encoding, descriptors, tuple(entries))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        CATALOGUE.add(self.entries)  # a model carries its materials: declare them in this process
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def _uses(self, column: str, target: str) -> bool:
+        if column == MATERIAL:
+            return len(self.categories.get(MATERIAL, ())) > 1
+        return column in FEATURES[target]
+
+    def feature_names(self, target: str) -> list[str]:
+        """Names of the encoded feature columns of ``target``, in matrix order."""
+        names: list[str] = []
+        for column in FEATURES[check_target(target)]:
+            if column == ANNEAL_TEMP_C:
+                names.append("anneal_temp_100c")
+            elif column == TEST_TEMP_C:
+                names.append("inv_temp_1000_per_k")
+            elif column == C_RATE:
+                names.append("log10_c_rate")
+            elif column == CYCLES:
+                names += ["log10_cycles", "cycles_1000"]
+            elif column == PROTOCOL:
+                names.append("protocol_long")
+            elif column == BUFFER:
+                names += self._category_names(BUFFER)
+            else:
+                names.append(column)
+        if self._uses(MATERIAL, target):
+            names += self._category_names(MATERIAL)
+        return names
+
+    def _category_names(self, column: str) -> list[str]:
+        descriptors = [f"{column}_{d}" for d in DESCRIPTOR_FEATURES]
+        identity = [f"{column}_{i}" for i in self.categories.get(column, ())]
+        return {"descriptors": descriptors, "hybrid": descriptors + identity}.get(self.encoding, identity)
+
+    def _table(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(position of each catalogue code in the learned ids or -1, matrix row of each code): per version."""
+        cache = self.__dict__.setdefault("_tables", {})
+        key = (column, CATALOGUE.version)
+        if key not in cache:
+            learned = self.categories.get(column, ())
+            ids = CATEGORIES[column]
+            position = np.array([learned.index(i) if i in learned else -1 for i in ids], dtype=np.intp)
+            identity = np.vstack([np.eye(len(learned)), np.zeros((1, len(learned)))])[position]
+            if self.encoding in ("descriptors", "hybrid"):
+                stored = self.descriptors.get(column, {})
+                rows = np.array(
+                    [stored.get(i) or CATALOGUE.get(i, _KIND[column]).descriptors.vector() for i in ids], dtype=float
+                ).reshape(len(ids), -1)
+                if self.encoding == "hybrid":
+                    rows = np.hstack([rows, identity])
+            else:
+                rows = identity
+            cache[key] = (position, rows.reshape(len(ids), -1))
+        return cache[key]
+
+    def encode_category(self, column: str, codes: np.ndarray) -> np.ndarray:
+        """The block of ``column`` for category codes; InputError for an id one-hot cannot encode."""
+        position, rows = self._table(column)
+        learned = self.categories.get(column, ())
+        unknown = position[codes] < 0
+        if unknown.any() and (self.encoding == "onehot" or len(learned) < 2):
+            names = sorted({CATEGORIES[column][c] for c in codes[unknown]})
+            how = (
+                "or fit with encoding='descriptors' to predict from its descriptors"
+                if self.encoding == "onehot"
+                else "a model trained on one material cannot tell how another behaves"
+            )
+            raise InputError(
+                f"{column}: {', '.join(names)} not in this model's training data; it knows "
+                f"{', '.join(learned) or 'none'}. Retrain with data for it, {how}"
+            )
+        return rows[codes]
+
+    def encode(self, designs: DesignBatch, target: str) -> np.ndarray:
+        """The feature matrix (designs × :meth:`feature_names`) of ``target`` from validated designs."""
+        blocks: list[np.ndarray] = []
+        for column in FEATURES[target]:
+            if column == ANNEAL_TEMP_C:
+                blocks.append(designs.numbers[column][:, None] / 100.0)
+            elif column == TEST_TEMP_C:
+                blocks.append(1000.0 / (designs.numbers[column][:, None] + ZERO_C_K))
+            elif column == C_RATE:
+                blocks.append(np.log10(designs.numbers[column])[:, None])
+            elif column == CYCLES:
+                cycles = designs.numbers[column][:, None]
+                blocks += [np.log10(cycles), cycles / 1000.0]
+            elif column == BUFFER:
+                blocks.append(self.encode_category(BUFFER, designs.codes[column]))
+            elif column == PROTOCOL:
+                blocks.append((designs.codes[column] == _LONG_PROTOCOL).astype(float)[:, None])
+            else:
+                blocks.append(designs.numbers[column][:, None])
+        material_codes = designs.codes.get(MATERIAL)
+        if material_codes is not None and MATERIAL in self.categories:
+            block = self.encode_category(MATERIAL, material_codes)  # refuses a material never seen
+            if self._uses(MATERIAL, target):
+                blocks.append(block)
+        return np.hstack(blocks)
+
+
+LEGACY_VOCABULARY = Vocabulary({BUFFER: BUFFERS, MATERIAL: (DEFAULT_MATERIAL,)}, "onehot")
+"""The vocabulary of estimators fitted before vocabularies were learned: one-hot over the paper's four buffers."""
+
+
+def vocabulary_of(estimator: Any) -> Vocabulary:
+    """The fitted estimator's vocabulary (the legacy one for an estimator fitted before vocabularies)."""
+    return getattr(estimator, "vocabulary_", None) or LEGACY_VOCABULARY
+
+
+def feature_names(target: str, vocabulary: Vocabulary | None = None) -> list[str]:
+    """Names of the encoded feature columns of ``target`` under ``vocabulary`` (default: the legacy one)."""
+    return (vocabulary or LEGACY_VOCABULARY).feature_names(target)
 
 
 def _canonical(values: pd.Series, canon) -> np.ndarray:
@@ -93,10 +260,11 @@ def _canonical(values: pd.Series, canon) -> np.ndarray:
 
 
 def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
-    """``X`` restricted to the target's design columns, checked: numbers finite and in range, categories canonical.
+    """``X`` restricted to the target's design columns plus ``material``, checked: numbers finite, ids canonical.
 
-    Raises :class:`InputError` naming the column and the reason (missing column, non-finite value,
-    temperature at or below absolute zero, C-rate or cycles not positive, unknown buffer or protocol).
+    ``material`` is optional (absent or blank: the paper's LLTO film). Raises :class:`InputError` naming the
+    column and the reason (missing column, non-finite value, temperature at or below absolute zero, C-rate
+    or cycles not positive, unknown buffer, material or protocol).
     """
     columns = list(FEATURES[check_target(target)])
     if not isinstance(X, pd.DataFrame):
@@ -115,7 +283,7 @@ def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
         else:
             try:
                 values = pd.to_numeric(X[column], errors="raise").to_numpy(dtype=float)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise InputError(f"{column}: every value must be a number") from None
             if not np.all(np.isfinite(values)):
                 raise InputError(f"{column}: every value must be finite (found NaN or infinity)")
@@ -124,36 +292,24 @@ def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
             if column in (C_RATE, CYCLES) and np.any(values <= 0):
                 raise InputError(f"{column}: every value must be > 0")
             out[column] = values
+    if MATERIAL in X.columns:
+        out[MATERIAL] = _canonical(X[MATERIAL].astype(object).where(X[MATERIAL].notna(), None), canonical_material)
+    else:
+        out[MATERIAL] = DEFAULT_MATERIAL
     return out
 
 
-def encode(X: pd.DataFrame, target: str) -> np.ndarray:
-    """The feature matrix (rows of ``X`` × :func:`feature_names`) of ``target``; ``X`` is checked first."""
-    return encode_batch(DesignBatch.from_frame(canonical_features(X, target)), target)
+def encode(X: pd.DataFrame, target: str, vocabulary: Vocabulary | None = None) -> np.ndarray:
+    """The feature matrix of ``target`` under ``vocabulary`` (default: legacy); ``X`` is checked first."""
+    return encode_batch(DesignBatch.from_frame(canonical_features(X, target)), target, vocabulary)
 
 
-_ONE_HOT_BUFFER = np.eye(len(BUFFERS))
 _LONG_PROTOCOL = PROTOCOLS.index("long")
 
 
-def encode_batch(designs: DesignBatch, target: str) -> np.ndarray:
-    """The feature matrix (designs × :func:`feature_names`) of ``target`` from validated designs (no checks)."""
-    blocks: list[np.ndarray] = []
-    for column in FEATURES[target]:
-        if column == ANNEAL_TEMP_C:
-            blocks.append(designs.numbers[column][:, None] / 100.0)
-        elif column == TEST_TEMP_C:
-            blocks.append(1000.0 / (designs.numbers[column][:, None] + ZERO_C_K))
-        elif column == C_RATE:
-            blocks.append(np.log10(designs.numbers[column])[:, None])
-        elif column == CYCLES:
-            cycles = designs.numbers[column][:, None]
-            blocks += [np.log10(cycles), cycles / 1000.0]
-        elif column == BUFFER:
-            blocks.append(_ONE_HOT_BUFFER[designs.codes[column]])
-        elif column == PROTOCOL:
-            blocks.append((designs.codes[column] == _LONG_PROTOCOL).astype(float)[:, None])
-    return np.hstack(blocks)
+def encode_batch(designs: DesignBatch, target: str, vocabulary: Vocabulary | None = None) -> np.ndarray:
+    """The feature matrix of ``target`` from validated designs (no checks), under ``vocabulary`` (default legacy)."""
+    return (vocabulary or LEGACY_VOCABULARY).encode(designs, target)
 
 
 def check_y(y: np.ndarray, n_rows: int) -> np.ndarray:
@@ -175,7 +331,7 @@ def stratified_subsample(X: pd.DataFrame, max_points: int) -> np.ndarray:
     n = len(X)
     if n <= max_points:
         return np.arange(n)
-    categorical = [c for c in X.columns if c in (BUFFER, PROTOCOL)]
+    categorical = [c for c in X.columns if c in CATEGORICAL_COLUMNS]
     numeric = [c for c in X.columns if c not in categorical]
     strata = X[categorical].astype(str).agg("/".join, axis=1).to_numpy() if categorical else np.zeros(n, dtype=str)
     keep = []
@@ -188,11 +344,7 @@ def stratified_subsample(X: pd.DataFrame, max_points: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ variance of a fresh sample
-PRIOR_BETWEEN_SAMPLE_SD: dict[str, float] = {
-    CONDUCTIVITY: 0.04,
-    RATE_RETENTION: 0.07,
-    CAPACITY_RETENTION: 0.07,
-}
+PRIOR_BETWEEN_SAMPLE_SD: dict[str, float] = PRIOR_SD
 """Prior standard deviation (natural space) between nominally identical samples, used when the data has no replicates.
 
 * ``conductivity_s_cm``: 0.04 decades (≈ 10 % in σ) film to film. σ = t/(R·A): the
@@ -375,8 +527,8 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(X, values)
         residuals = values - np.asarray(self.estimator_.predict(X), dtype=float)
         self.sample_variance_ = estimate_sample_variance(frame, residuals, sample_ids, prior)
-        numeric = [c for c in frame.columns if c not in (BUFFER, PROTOCOL)]
-        categorical = [c for c in frame.columns if c in (BUFFER, PROTOCOL)]
+        numeric = [c for c in frame.columns if c not in CATEGORICAL_COLUMNS]
+        categorical = [c for c in frame.columns if c in CATEGORICAL_COLUMNS]
         self.untrained_columns_ = {c: float(frame[c].iloc[0]) for c in numeric if frame[c].nunique() == 1}
         self.trained_ranges_ = _trained_ranges(frame, numeric, categorical)
         self.categorical_columns_ = categorical
@@ -453,7 +605,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
     def _seen_lookup(self) -> tuple[np.ndarray, list[tuple[int, ...]]]:
         """(seen[code of each categorical column] → bool, codes of each seen combination): derived once, not pickled."""
         lookup = self.__dict__.get("_seen_codes")
-        if lookup is None:
+        if lookup is None or lookup[0].shape != tuple(len(CATEGORIES[c]) for c in self.categorical_columns_):
             categorical = self.categorical_columns_
             seen = np.zeros(tuple(len(CATEGORIES[c]) for c in categorical), dtype=bool)
             codes = [

@@ -35,7 +35,14 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Wh
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, DesignBatch
-from surrogate.models.features import canonical_features, check_y, encode, encode_batch, stratified_subsample
+from surrogate.models.features import (
+    Vocabulary,
+    canonical_features,
+    check_encoding,
+    check_y,
+    stratified_subsample,
+    vocabulary_of,
+)
 
 
 def capped_lbfgs(
@@ -53,7 +60,8 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
 
     Parameters: ``target``; ``max_points`` (subsample size, rows); ``n_restarts_optimizer`` (extra
     kernel-hyper-parameter restarts); ``linear_trend`` (add a DotProduct term); ``random_state``;
-    ``max_iter`` (L-BFGS-B iterations per optimiser start).
+    ``max_iter`` (L-BFGS-B iterations per optimiser start); ``encoding`` (``onehot`` or ``descriptors``:
+    how buffers and materials are encoded, see :mod:`surrogate.models.features`).
     """
 
     def __init__(
@@ -64,6 +72,7 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
         linear_trend: bool = True,
         random_state: int = 0,
         max_iter: int = 100,
+        encoding: str = "onehot",
     ) -> None:
         self.target = target
         self.max_points = max_points
@@ -71,14 +80,16 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
         self.linear_trend = linear_trend
         self.random_state = random_state
         self.max_iter = max_iter
+        self.encoding = encoding
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> GPSurrogate:
         if int(self.max_points) < 2:
             raise InputError(f"max_points: {self.max_points} must be at least 2")
         frame = canonical_features(X, self.target).reset_index(drop=True)
         values = check_y(y, len(frame))
+        self.vocabulary_ = Vocabulary.learn(frame, check_encoding(self.encoding))
         keep = stratified_subsample(frame, int(self.max_points))
-        features = encode(frame.iloc[keep], self.target)
+        features = self.vocabulary_.encode(DesignBatch.from_frame(frame.iloc[keep]), self.target)
         self.feature_mean_ = features.mean(axis=0)
         scale = features.std(axis=0)
         self.active_ = scale > 1e-12
@@ -121,7 +132,13 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
         """:meth:`predict` on validated designs (arrays, no checks)."""
         if not hasattr(self, "gp_"):
             raise NotFittedError("GPSurrogate is not fitted yet: call fit(X, y) first")
-        return gp_posterior(self.gp_, self._standardise(encode_batch(designs, self.target)), return_std)
+        features = vocabulary_of(self).encode(designs, self.target)
+        return gp_posterior(self.gp_, self._standardise(features), return_std)
+
+    @property
+    def categories_(self) -> dict[str, tuple[str, ...]]:
+        """The categories learned at fit time (``buffer``, ``material``), like ``OneHotEncoder.categories_``."""
+        return vocabulary_of(self).categories
 
 
 def gp_posterior(

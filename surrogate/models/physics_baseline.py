@@ -56,11 +56,11 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from surrogate.design import (
     ANNEAL_TEMP_C,
     BUFFER,
-    BUFFERS,
     C_RATE,
     CAPACITY_RETENTION,
     CONDUCTIVITY,
     CYCLES,
+    MATERIAL,
     PROTOCOL,
     PROTOCOLS,
     RATE_RETENTION,
@@ -68,9 +68,10 @@ from surrogate.design import (
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
-from surrogate.models.base import TARGET_SPACES, DesignBatch
-from surrogate.models.features import canonical_features, check_target, check_y
+from surrogate.models.base import CATEGORIES, TARGET_SPACES, DesignBatch
+from surrogate.models.features import Vocabulary, canonical_features, check_target, check_y
 from surrogate.physics import K_B_EV, ZERO_C_K, relative_rate_retention
+from surrogate.targets import get_target
 
 KNEE_MIN_CYCLES = 200.0
 """A protocol's data must reach this many cycles before a knee is tried."""
@@ -133,6 +134,7 @@ class _ArrheniusLaw(_Law):
     def build(cls, frame: pd.DataFrame, y: np.ndarray) -> _ArrheniusLaw:
         states = np.sort(frame[ANNEAL_TEMP_C].unique())
         start_a, start_ea = [], []
+        sigma_form: dict[float, tuple[float, float, int]] = {}
         for state in states:
             rows = frame[ANNEAL_TEMP_C].to_numpy() == state
             temps = frame.loc[rows, TEST_TEMP_C].to_numpy(float)
@@ -145,10 +147,15 @@ class _ArrheniusLaw(_Law):
             slope, intercept = np.polyfit(inv_kt, ln_st, 1)
             start_a.append(intercept)
             start_ea.append(-slope)
+            sigma_form[float(state)] = _line_slope_se(inv_kt, y[rows] * np.log(10.0), np.unique(temps).size)
         n = states.size
         names = [f"ln_A@{s:g}C" for s in states] + [f"Ea_eV@{s:g}C" for s in states]
         start = np.array(start_a + start_ea)
-        context = {"states": states, "inv_kt_mid": float(np.mean(1.0 / (K_B_EV * (frame[TEST_TEMP_C] + ZERO_C_K))))}
+        context = {
+            "states": states,
+            "inv_kt_mid": float(np.mean(1.0 / (K_B_EV * (frame[TEST_TEMP_C] + ZERO_C_K)))),
+            "sigma_form": sigma_form,
+        }
         law = cls(names, start, np.full(2 * n, -np.inf), np.full(2 * n, np.inf), "natural", context)
         law.extra_names = ["new_anneal_state_ln_sigma"]
         return law
@@ -173,6 +180,19 @@ class _ArrheniusLaw(_Law):
         amplitude = _new_state_amplitude(anneal, states, state_ln_sigma_t)
         ln_sigma_t = ln_a - ea / (K_B_EV * temp_k) + theta[2 * n] * amplitude
         return (ln_sigma_t - np.log(temp_k)) / np.log(10.0)
+
+
+def _line_slope_se(x: np.ndarray, y: np.ndarray, n_temperatures: int) -> tuple[float, float, int]:
+    """(−slope, its standard error, distinct x values) of the least-squares line y = a + b·x (Ea in eV for
+    x = 1/kT and y = ln σ); SE NaN when the line has no residual degrees of freedom."""
+    slope, intercept = np.polyfit(x, y, 1)
+    dof = x.size - 2
+    if dof <= 0:
+        return float(-slope), float("nan"), n_temperatures
+    residual = y - (intercept + slope * x)
+    s2 = float(np.sum(residual**2)) / dof
+    se = float(np.sqrt(s2 / np.sum((x - x.mean()) ** 2)))
+    return float(-slope), se, n_temperatures
 
 
 def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, plan: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
@@ -229,9 +249,10 @@ def _category_effect(codes: np.ndarray, seen: list[str], effects: np.ndarray, de
     ``codes``: buffer codes (see :func:`_columns`); ``effects``: one per ``seen`` buffer (or one row of k
     per buffer, batched), ``delta`` a number (or k).
     """
-    table = np.empty((len(BUFFERS),) + effects.shape[1:])
+    ids = CATEGORIES[BUFFER]  # every buffer the catalogue knows now (codes index it)
+    table = np.empty((len(ids),) + effects.shape[1:])
     table[...] = np.mean(effects, axis=0) + delta
-    table[[BUFFERS.index(name) for name in seen]] = effects
+    table[[ids.index(name) for name in seen]] = effects
     return table[codes.reshape(-1)]
 
 
@@ -379,6 +400,10 @@ class _FadeLaw(_Law):
         return TARGET_SPACES[CAPACITY_RETENTION].forward(np.exp(-log_loss))
 
 
+LAWS: dict[str, type[_Law]] = {"arrhenius": _ArrheniusLaw, "rate": _RateLaw, "fade": _FadeLaw}
+"""The physics laws by the name a target declares as its ``physics_law`` (:mod:`surrogate.targets`)."""
+
+
 # ------------------------------------------------------------------ fitting machinery
 @dataclass
 class _Fit:
@@ -462,10 +487,17 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
             raise InputError(f"knee: {self.knee!r} must be 'auto', 'never' or 'always'")
         frame = canonical_features(X, target).reset_index(drop=True)
         values = check_y(y, len(frame))
-        if target == CONDUCTIVITY:
-            fit = _fit_law(_ArrheniusLaw.build(frame, values), frame, values, target)
-        elif target == RATE_RETENTION:
-            fit = _fit_law(_RateLaw.build(frame, values), frame, values, target)
+        law_name = get_target(target).physics_law
+        if law_name not in LAWS:
+            raise InputError(f"{target}: no physics law is declared for this target; use another model family")
+        materials = sorted(set(frame[MATERIAL]))
+        if len(materials) > 1:
+            raise InputError(
+                f"{target}: the physics baseline fits one material at a time; the data has {', '.join(materials)}"
+            )
+        self.vocabulary_ = Vocabulary.learn(frame)
+        if law_name != "fade":
+            fit = _fit_law(LAWS[law_name].build(frame, values), frame, values, target)
         else:
             fit = _fit_law(_FadeLaw.build(frame, values), frame, values, target)
             candidates = [
@@ -489,7 +521,7 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
         self.dof_ = fit.dof
         self.n_features_in_ = frame.shape[1]
         self.feature_names_in_ = np.array(list(frame.columns), dtype=object)
-        if target == CONDUCTIVITY:
+        if law_name == "arrhenius":
             table = self.activation_energies()
             self.activation_energy_ev_ = dict(zip(table[ANNEAL_TEMP_C], table["ea_ev"], strict=True))
             self.activation_energy_se_ev_ = dict(zip(table[ANNEAL_TEMP_C], table["ea_se_ev"], strict=True))
@@ -554,21 +586,30 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
         return mean, _t_inflation(self.dof_) * np.sqrt(np.maximum(parameter_var, 0.0) + noise_var)
 
     def activation_energies(self) -> pd.DataFrame:
-        """Ea per anneal state (σT Arrhenius form): ``anneal_temp_c`` (°C), ``ea_ev``, ``ea_se_ev`` (eV), ``ln_prefactor``.
+        """Ea ± SE per anneal state in both Arrhenius forms, labelled.
 
-        ``ln_prefactor`` is ln A with A in S·K/cm. Conductivity models only.
+        Columns: ``anneal_temp_c`` (°C); ``ea_ev``, ``ea_se_ev`` (eV): the σ·T form, ln(σT) = ln A − Ea/kT,
+        from the fitted law (its parameter covariance); ``ln_prefactor`` (ln A, A in S·K/cm);
+        ``ea_sigma_ev``, ``ea_sigma_se_ev`` (eV): the σ form, ln σ = ln A' − Ea/kT, an ordinary
+        least-squares line through the state's points (SE from its residuals; NaN with only two test
+        temperatures, where a line has no residual); ``n_temperatures``. The two forms differ by about kT
+        (≈ 0.03 eV near room temperature): quote the form with the number. Conductivity models only.
         """
         self._check_fitted()
-        if self.target != CONDUCTIVITY:
+        if self.law_.__class__ is not _ArrheniusLaw:
             raise InputError(f"activation energies exist for the {CONDUCTIVITY} model only, not {self.target}")
         states = self.law_.context["states"]
         n = states.size
         se = np.sqrt(np.maximum(np.diag(self.cov_)[n : 2 * n], 0.0))
+        sigma_form = self.law_.context.get("sigma_form", {})
         return pd.DataFrame(
             {
                 ANNEAL_TEMP_C: states.astype(float),
                 "ea_ev": self.theta_[n : 2 * n],
                 "ea_se_ev": se,
                 "ln_prefactor": self.theta_[:n],
+                "ea_sigma_ev": [sigma_form.get(float(s), (np.nan, np.nan, 0))[0] for s in states],
+                "ea_sigma_se_ev": [sigma_form.get(float(s), (np.nan, np.nan, 0))[1] for s in states],
+                "n_temperatures": [sigma_form.get(float(s), (np.nan, np.nan, 0))[2] for s in states],
             }
         )

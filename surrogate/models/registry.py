@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from surrogate.design import CAPACITY_RETENTION
 from surrogate.errors import InputError
 from surrogate.models.features import FreshSampleRegressor, check_target
+from surrogate.targets import get_target
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -44,7 +44,7 @@ def _make_physics(target: str, **params: Any) -> Any:
 
 
 def _suggest_physics(trial: optuna.Trial, target: str) -> dict[str, Any]:
-    if target == CAPACITY_RETENTION:
+    if get_target(target).physics_law == "fade":  # the knee exists in the fade law only
         return {"knee": trial.suggest_categorical("knee", ["auto", "never", "always"])}
     return {}
 
@@ -121,8 +121,9 @@ FAMILIES: dict[str, FamilySpec] = {
         _make_gp,
         _suggest_gp,
         min_rows=6,
-        description="Gaussian process on physics-aware features (1000/T, log C-rate, log cycles, one-hot buffer), "
-        "ARD RBF + linear trend + white noise, stratified subsample of at most max_points rows",
+        description="Gaussian process on physics-aware features (1000/T, log C-rate, log cycles, one-hot or "
+        "descriptor-encoded buffer), ARD RBF + linear trend + white noise, stratified subsample of at most "
+        "max_points rows",
     ),
     "trees": FamilySpec(
         "trees",

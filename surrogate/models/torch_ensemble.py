@@ -33,7 +33,14 @@ from torch import nn
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, DesignBatch
-from surrogate.models.features import canonical_features, check_y, encode, encode_batch, stratified_subsample
+from surrogate.models.features import (
+    Vocabulary,
+    canonical_features,
+    check_encoding,
+    check_y,
+    stratified_subsample,
+    vocabulary_of,
+)
 
 VARIANCE_FLOOR = 1e-6
 """Smallest variance (standardised units) a head can give: keeps the likelihood finite."""
@@ -75,7 +82,7 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
 
     Parameters: ``target``; ``n_members``; ``hidden`` (units per layer); ``n_layers``; ``epochs``
     (full-batch Adam steps); ``learning_rate``; ``weight_decay``; ``random_state``; ``max_rows``
-    (training subsample size, rows).
+    (training subsample size, rows); ``encoding`` (``onehot`` or ``descriptors``).
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         weight_decay: float = 1e-4,
         random_state: int = 0,
         max_rows: int = 600,
+        encoding: str = "onehot",
     ) -> None:
         self.target = target
         self.n_members = n_members
@@ -99,6 +107,7 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.random_state = random_state
         self.max_rows = max_rows
+        self.encoding = encoding
 
     def _check_params(self) -> None:
         for name in ("n_members", "hidden", "n_layers", "epochs", "max_rows"):
@@ -113,9 +122,10 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         values = check_y(y, len(frame))
         if len(values) < 2:
             raise InputError(f"{self.target}: a deep ensemble needs ≥ 2 rows, got {len(values)}")
+        self.vocabulary_ = Vocabulary.learn(frame, check_encoding(self.encoding))
         keep = stratified_subsample(frame, int(self.max_rows))
         frame, values = frame.iloc[keep], values[keep]
-        features = encode(frame, self.target)
+        features = self.vocabulary_.encode(DesignBatch.from_frame(frame), self.target)
         self.feature_mean_ = features.mean(axis=0)
         self.feature_scale_ = np.where(features.std(axis=0) > 1e-12, features.std(axis=0), 1.0)
         self.y_mean_ = float(values.mean())
@@ -162,7 +172,7 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         """:meth:`predict` on validated designs (arrays, no checks)."""
         if not hasattr(self, "network_"):
             raise NotFittedError("DeepEnsemble is not fitted yet: call fit(X, y) first")
-        features = encode_batch(designs, self.target)
+        features = vocabulary_of(self).encode(designs, self.target)
         inputs = torch.as_tensor((features - self.feature_mean_) / self.feature_scale_, dtype=torch.float32)
         with torch.no_grad():
             means, variances = self.network_(inputs)
@@ -172,3 +182,8 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
             return mean
         variance = (vars_arr.mean(axis=0) + means_arr.var(axis=0)) * self.y_scale_**2
         return mean, np.sqrt(variance)
+
+    @property
+    def categories_(self) -> dict[str, tuple[str, ...]]:
+        """The categories learned at fit time (``buffer``, ``material``), like ``OneHotEncoder.categories_``."""
+        return vocabulary_of(self).categories

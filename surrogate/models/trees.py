@@ -23,14 +23,20 @@ from sklearn.exceptions import NotFittedError
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, DesignBatch
-from surrogate.models.features import canonical_features, check_y, encode, encode_batch
+from surrogate.models.features import (
+    Vocabulary,
+    canonical_features,
+    check_encoding,
+    check_y,
+    vocabulary_of,
+)
 
 
 class ForestSurrogate(RegressorMixin, BaseEstimator):
     """Random forest for one target; ``predict(X, return_std=True)`` gives tree spread + out-of-bag noise.
 
     Parameters: ``target``; ``n_estimators``; ``min_samples_leaf``; ``max_features`` (fraction of
-    features per split); ``random_state``.
+    features per split); ``random_state``; ``encoding`` (``onehot`` or ``descriptors``).
     """
 
     def __init__(
@@ -40,19 +46,22 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
         min_samples_leaf: int = 2,
         max_features: float = 1.0,
         random_state: int = 0,
+        encoding: str = "onehot",
     ) -> None:
         self.target = target
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
         self.random_state = random_state
+        self.encoding = encoding
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ForestSurrogate:
         frame = canonical_features(X, self.target)
         values = check_y(y, len(frame))
         if len(values) < 3:
             raise InputError(f"{self.target}: a forest with out-of-bag noise needs ≥ 3 rows, got {len(values)}")
-        features = encode(frame, self.target)
+        self.vocabulary_ = Vocabulary.learn(frame, check_encoding(self.encoding))
+        features = self.vocabulary_.encode(DesignBatch.from_frame(frame), self.target)
         self.forest_ = RandomForestRegressor(
             n_estimators=int(self.n_estimators),
             min_samples_leaf=int(self.min_samples_leaf),
@@ -84,7 +93,7 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
         """:meth:`predict` on validated designs (arrays, no checks)."""
         if not hasattr(self, "forest_"):
             raise NotFittedError("ForestSurrogate is not fitted yet: call fit(X, y) first")
-        features = encode_batch(designs, self.target)
+        features = vocabulary_of(self).encode(designs, self.target)
         if not return_std:
             return self.forest_.predict(features)
         # Each tree's own predict re-validates its input; the fitted tree structures answer the same directly.
@@ -92,3 +101,8 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
         per_tree = np.stack([tree.tree_.predict(rows)[:, 0] for tree in self.forest_.estimators_])
         mean = per_tree.mean(axis=0)
         return mean, np.sqrt(per_tree.var(axis=0) + self.noise_variance_)
+
+    @property
+    def categories_(self) -> dict[str, tuple[str, ...]]:
+        """The categories learned at fit time (``buffer``, ``material``), like ``OneHotEncoder.categories_``."""
+        return vocabulary_of(self).categories
