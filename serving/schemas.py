@@ -22,9 +22,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from surrogate.campaign import CAMPAIGN_NAME_PATTERN as CAMPAIGN_NAME_RULE
+from surrogate.campaign import MAX_OBSERVATIONS_PER_CALL
 from surrogate.design import (
     ANNEAL_TEMP_C,
-    BUFFERS,
     DEFAULT_C_RATE,
     DEFAULT_CYCLES,
     DEFAULT_PROTOCOL,
@@ -34,23 +35,24 @@ from surrogate.design import (
     canonical_buffer,
     canonical_protocol,
 )
+from surrogate.materials import buffer_ids
 from surrogate.models.base import DEFAULT_LEVEL
 from surrogate.objectives import OBJECTIVE_KINDS, STATISTICS
+from surrogate.parameters import C_RATE_PARAMETER, CYCLES_PARAMETER
 from surrogate.schema import ANNEAL_TEMP_PLAUSIBLE_C, TEST_TEMP_PLAUSIBLE_C, value_problem
 
 MAX_DESIGNS = 10_000
 """Most designs one /predict call accepts; more is answered 413."""
 MAX_SUGGESTIONS = 100
 """Most suggestions one /suggest call hands out."""
-MAX_OBSERVATIONS = 10_000
-"""Most observation rows one /observe call accepts (the campaign library's own limit is
-``surrogate.campaign.MAX_OBSERVATIONS_PER_CALL`` once it exists; the two must agree)."""
+MAX_OBSERVATIONS = MAX_OBSERVATIONS_PER_CALL
+"""Most observation rows one /observe call accepts: the campaign library's own limit, declared there."""
 MAX_SEARCH_TRIALS = 500
 """Most surrogate evaluations one /search call may spend."""
-MAX_C_RATE = 1000.0
-"""Highest C-rate accepted, C."""
-MAX_CYCLES = 1_000_000
-"""Most cycles accepted for capacity_retention."""
+MAX_C_RATE = C_RATE_PARAMETER.high
+"""Highest C-rate accepted, C (the declared bound of ``c_rate``)."""
+MAX_CYCLES = int(CYCLES_PARAMETER.high)
+"""Most cycles accepted for capacity_retention (the declared bound of ``cycles``)."""
 MAX_TRIAL_NUMBER = 2**31 - 1
 CAMPAIGN_NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 """Campaign names on the wire: 1-200 characters, no control characters (NUL, newline, tab...)."""
@@ -68,9 +70,10 @@ Buffer = Annotated[
     AfterValidator(_buffer_id),
     Field(
         max_length=100,
-        description=f"buffer layer between NCM and LLTO: one of {', '.join(BUFFERS)} (aliases such as 'SiO2', "
-        "'LiPON', 'LLTO/NCM', 'bare' are accepted too; answers use the canonical id)",
-        json_schema_extra={"enum": list(BUFFERS), "example": "sio2"},
+        description=f"buffer layer between NCM and LLTO: one of {', '.join(buffer_ids())} (aliases such as 'SiO2', "
+        "'LiPON', 'LLTO/NCM', 'bare' are accepted too; answers use the canonical id; more buffers are declared "
+        "with SURROGATE_MATERIALS, see docs/materials.md)",
+        json_schema_extra={"enum": list(buffer_ids()), "example": "sio2"},
     ),
 ]
 Protocol = Annotated[
@@ -247,9 +250,9 @@ CampaignName = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=200,
-        pattern=CAMPAIGN_NAME_PATTERN,
-        description="name of a campaign (1-200 characters, no control characters)",
+        max_length=64,
+        pattern=CAMPAIGN_NAME_RULE,
+        description="name of a campaign: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         examples=["films"],
     ),
 ]
@@ -381,7 +384,7 @@ class SpaceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    buffers: list[Buffer] | None = Field(None, min_length=1, max_length=len(BUFFERS))
+    buffers: list[Buffer] | None = Field(None, min_length=1, max_length=len(buffer_ids()))
     anneal_temp_c: list[Temperature] | None = Field(None, min_length=2, max_length=2, description="[lower, upper], °C")
     test_temp_c: list[Temperature] | None = Field(None, min_length=2, max_length=2, description="[lower, upper], °C")
     max_anneal_temp_c: Temperature | None = Field(None, description="constraint: highest anneal temperature, °C")
@@ -461,8 +464,22 @@ class CampaignCreateRequest(_StrictRequest):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed of the campaign")
 
 
+class Recommendation(BaseModel):
+    """The design the campaign's model believes best (highest posterior mean), not the best noisy reading."""
+
+    model_config = ConfigDict(extra="allow")
+
+    design: dict[str, Any]
+    mean: float = Field(description="posterior mean of the objective at the design")
+    lower: float
+    upper: float
+    level: float = Field(description="level of the central interval [lower, upper]")
+    extrapolation: bool = Field(description="true when the design lies outside what the campaign measured")
+    extrapolation_reasons: list[str] = []
+
+
 class CampaignStatus(BaseModel):
-    """A campaign's counts, best observation so far and pending suggestions (as ``surrogate campaign status``)."""
+    """A campaign's counts, best reading, recommended design and pending suggestions (``surrogate campaign status``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -471,6 +488,7 @@ class CampaignStatus(BaseModel):
     observed: int
     failed: int
     pending: int
+    recommended: Recommendation | None = None
 
 
 class CampaignSummary(BaseModel):

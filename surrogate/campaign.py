@@ -64,6 +64,7 @@ from surrogate.design import (
 )
 from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError, Problem
 from surrogate.objectives import Objective
+from surrogate.parameters import CYCLES_PARAMETER
 from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batch, space_filling
 
 CAMPAIGN_ATTR = "campaign"
@@ -80,8 +81,8 @@ LOCK_PREFIX = "surrogate-campaign-suggest:"
 
 MAX_OBSERVATIONS_PER_CALL = 10_000
 """Rows one observe call accepts, from the CLI and over HTTP alike (``serving/`` imports this number)."""
-MAX_CYCLES = 1_000_000
-"""Largest ``cycles`` an observation row may carry (checked before any conversion to int)."""
+MAX_CYCLES = int(CYCLES_PARAMETER.high)
+"""Largest ``cycles`` an observation row may carry: the declared bound (checked before any conversion to int)."""
 CAMPAIGN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Campaign names: 1-64 characters, letters, digits, '.', '_' and '-', starting with a letter or digit."""
 _NAME_RE = re.compile(CAMPAIGN_NAME_PATTERN)

@@ -26,7 +26,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, PROTOCOL, TARGETS, TEST_TEMP_C
+from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PROTOCOL, TARGETS, TEST_TEMP_C
 from surrogate.errors import InputError
 from surrogate.models.base import DEFAULT_LEVEL, SURROGATE_FORMAT, Surrogate
 
@@ -279,7 +279,7 @@ class SurrogatePyfunc(PythonModel):
 
 
 def model_signature(targets: tuple[str, ...] = TARGETS) -> ModelSignature:
-    """Input: design columns (``c_rate``, ``cycles``, ``protocol`` optional); output: the contract columns."""
+    """Input: design columns (``c_rate``, ``cycles``, ``protocol``, ``material`` optional); output: the contract columns."""
     inputs = Schema(
         [
             ColSpec("string", BUFFER),
@@ -288,6 +288,7 @@ def model_signature(targets: tuple[str, ...] = TARGETS) -> ModelSignature:
             ColSpec("double", C_RATE, required=False),
             ColSpec("double", CYCLES, required=False),
             ColSpec("string", PROTOCOL, required=False),
+            ColSpec("string", MATERIAL, required=False),
         ]
     )
     columns = [ColSpec("double", f"{t}_{part}") for t in targets for part in ("mean", "lower", "upper")]

@@ -26,6 +26,7 @@ from surrogate.models.physics_baseline import PhysicsBaseline
 from surrogate.models.registry import FAMILIES, family, make_model
 
 FAST_PARAMS = {
+    "physics_gp": {"max_points": 100},
     "physics": {},
     "gp": {"max_points": 60},
     "trees": {"n_estimators": 30},

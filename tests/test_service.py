@@ -682,6 +682,9 @@ def test_campaigns_are_created_listed_and_inspected_over_http(client):
     assert "http-films" in {c["name"] for c in listed}
     status = client.get("/campaigns/http-films", headers=AUTH).json()
     assert status["campaign"] == "http-films" and status["observed"] == 0 and status["pending"] == 0
+    recommended = status["recommended"]  # the model's posterior-mean best, from the warm start and the prior
+    assert recommended["lower"] <= recommended["mean"] <= recommended["upper"] and recommended["level"] == 0.9
+    assert recommended["design"]["buffer"] in {"none", "llto_ncm", "sio2", "lipon"}
     suggestions = _post(client, "/suggest", {"campaign": "http-films", "n": 1}, AUTH).json()["suggestions"]
     assert client.get("/campaigns/http-films", headers=AUTH).json()["pending"] == 1 and len(suggestions) == 1
 

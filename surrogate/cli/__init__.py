@@ -88,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        if hasattr(args, "materials"):  # every command that reads data or a space takes --materials FILE
+            from surrogate.materials import load_catalogue
+
+            load_catalogue(args)
         return int(func(args) or EXIT_OK)
     except (UsageError, InputError) as exc:
         print(f"surrogate {args.command}: {exc}", file=sys.stderr)

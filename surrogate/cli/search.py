@@ -9,6 +9,7 @@ from typing import Any
 from surrogate.cli import EXIT_BAD_INPUT, EXIT_OK, add_json_flag, non_negative_int, print_json
 from surrogate.design import DEFAULT_C_RATE, DEFAULT_CYCLES, DEFAULT_PROTOCOL, PROTOCOLS
 from surrogate.errors import InputError
+from surrogate.materials import add_materials_argument
 from surrogate.objectives import OBJECTIVE_KINDS
 
 _NOTE = "predictions of a surrogate trained on a reconstruction of the paper (not measurements)"
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
     search.add_argument("--top", type=int, default=10, help="designs shown for a single objective")
     add_json_flag(search)
+    add_materials_argument(search)
     search.set_defaults(func=_search)
 
     group = subparsers.add_parser(
@@ -85,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: $SURROGATE_LEASE_S, else 86400 = 24 h)",
     )
     add_json_flag(create)
+    add_materials_argument(create)
     create.set_defaults(func=_create)
 
     suggest = commands.add_parser("suggest", help="designs to measure next", description="Suggest the next designs.")
@@ -93,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     suggest.add_argument("--client-id", default=None, help="retries with the same id get the same pending batch")
     suggest.add_argument("--storage", default=None)
     add_json_flag(suggest)
+    add_materials_argument(suggest)
     suggest.set_defaults(func=_suggest)
 
     observe = commands.add_parser(
@@ -108,6 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     observe.add_argument("file")
     observe.add_argument("--storage", default=None)
     add_json_flag(observe)
+    add_materials_argument(observe)
     observe.set_defaults(func=_observe)
 
     renew = commands.add_parser(
@@ -129,6 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("name")
     status.add_argument("--storage", default=None)
     add_json_flag(status)
+    add_materials_argument(status)
     status.set_defaults(func=_status)
 
     listing = commands.add_parser("list", help="list campaigns", description="List the campaigns in the storage.")

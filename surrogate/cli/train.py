@@ -26,6 +26,7 @@ from surrogate.design import (
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
+from surrogate.materials import add_materials_argument
 
 _FAMILIES_HELP = "physics, gp, trees, torch"
 EXIT_TERMINATED = 128 + 15
@@ -70,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_json_flag(train)
+    add_materials_argument(train)
     train.set_defaults(func=_train)
 
     tune = subparsers.add_parser(
@@ -89,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("--experiment", default=None, help="MLflow experiment name (default llto-surrogate)")
     tune.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     add_json_flag(tune)
+    add_materials_argument(tune)
     tune.set_defaults(func=_tune)
 
     predict = subparsers.add_parser(
@@ -115,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--model", default=None, metavar="URI", help="MLflow model URI (default the champion)")
     predict.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
     add_json_flag(predict)
+    add_materials_argument(predict)
     predict.set_defaults(func=_predict)
 
     facts = subparsers.add_parser(
@@ -128,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     facts.add_argument("--model", default=None, metavar="URI", help="MLflow model URI (default the champion)")
     add_json_flag(facts)
+    add_materials_argument(facts)
     facts.set_defaults(func=_facts)
 
     ui = subparsers.add_parser(
