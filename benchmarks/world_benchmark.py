@@ -391,7 +391,10 @@ def summarise(results: dict) -> dict:
 
 def strip_private(summary: dict) -> dict:
     return {
-        name: {w: {m: {k: v for k, v in row.items() if not k.startswith("_")} for m, row in ms.items()} for w, ms in ws.items()}
+        name: {
+            w: {m: {k: v for k, v in row.items() if not k.startswith("_")} for m, row in ms.items()}
+            for w, ms in ws.items()
+        }
         for name, ws in summary.items()
     }
 
@@ -426,8 +429,16 @@ def plot(summary: dict, worlds, methods: list[str], path: Path) -> None:
                 if height > BUDGET:
                     bar.set_hatch("//")
                 if fail:
-                    ax.text(bar.get_x() + bar.get_width() / 2, height + 0.5, f"{fail}✗", ha="center", va="bottom",
-                            fontsize=6, color="crimson", rotation=90)
+                    ax.text(
+                        bar.get_x() + bar.get_width() / 2,
+                        height + 0.5,
+                        f"{fail}✗",
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        color="crimson",
+                        rotation=90,
+                    )
         ax.axhline(BUDGET, color="k", ls=":", lw=1)
         ax.axhline(TARGETS["median_all_worlds_max"], color="green", ls="--", lw=0.8)
         ax.set_xticks(np.arange(len(world_names)), world_names, rotation=15, fontsize=8)
@@ -455,14 +466,18 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         "## Worlds",
         "",
-        "| world | laws (what differs from the paper's lab) | " + " | ".join(f"optimum {n}" for n in report["optima"]) + " |",
+        "| world | laws (what differs from the paper's lab) | "
+        + " | ".join(f"optimum {n}" for n in report["optima"])
+        + " |",
         "|---|---|" + "---|" * len(report["optima"]),
     ]
     for world in report["worlds"]:
         cells = []
         for name in report["optima"]:
             o = report["optima"][name][world["name"]]
-            cells.append(f"{o['value']:.3f} at {o['buffer']}, {o['anneal_temp_c']:g} °C anneal, {o['test_temp_c']:g} °C")
+            cells.append(
+                f"{o['value']:.3f} at {o['buffer']}, {o['anneal_temp_c']:g} °C anneal, {o['test_temp_c']:g} °C"
+            )
         lines.append(f"| {world['name']} | {world['describe']} | " + " | ".join(cells) + " |")
     lines.append("")
     methods = report["methods"]
@@ -472,7 +487,12 @@ def write_markdown(report: dict, path: Path) -> None:
             cells = []
             for method in methods:
                 r = rows.get(method)
-                cells.append("" if r is None else f"{r['median']:g} ({r['failures']})" + ("" if r["runs"] == report["seeds"] else f" n={r['runs']}"))
+                cells.append(
+                    ""
+                    if r is None
+                    else f"{r['median']:g} ({r['failures']})"
+                    + ("" if r["runs"] == report["seeds"] else f" n={r['runs']}")
+                )
             lines.append(f"| {world_name} | " + " | ".join(cells) + " |")
         lines += ["", "Regret of the campaign's recommended design at the end of the run (1 - true/optimum):", ""]
         lines += ["| world | method | median | worst | within 2% | source |", "|---|---|---|---|---|---|"]
@@ -488,7 +508,9 @@ def write_markdown(report: dict, path: Path) -> None:
         for method, checks in report["targets"].get(name, {}).items():
             if not checks:
                 continue
-            missed = [w for w, c in checks["per_world"].items() if not (c["failures_ok"] and c["median_vs_gpsampler_ok"])]
+            missed = [
+                w for w, c in checks["per_world"].items() if not (c["failures_ok"] and c["median_vs_gpsampler_ok"])
+            ]
             lines.append(
                 f"Targets for `{method}`{'' if checks['complete'] else ' (incomplete runs)'}: "
                 f"{checks['worlds_meeting_both']} of {len(checks['per_world'])} worlds with ≤ 1 failure and a median no "
@@ -549,7 +571,9 @@ def main() -> None:
         raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if "baybe" in methods and not BAYBE_PYTHON.exists():
         raise SystemExit(f"BayBE: {BAYBE_PYTHON} missing (see the setup step in this file's docstring)")
-    chosen = [w for i, w in enumerate(worlds) if not args.only_worlds or {str(i), w.name} & set(args.only_worlds.split(","))]
+    chosen = [
+        w for i, w in enumerate(worlds) if not args.only_worlds or {str(i), w.name} & set(args.only_worlds.split(","))
+    ]
     optima = {n: {w.name: w.optimum(objective_of(n)) for w in worlds} for n in names}
     for world in chosen:
         for name in names:
@@ -590,8 +614,13 @@ def main() -> None:
         "targets_definition": TARGETS,
         "targets": targets,
         "summary": strip_private(summary),
-        "cost": {m: {"mean_seconds_per_run": c["seconds"] / max(c["runs"], 1), "runs": c["runs"]} for m, c in cost.items()},
-        "hits": {n: {w: {m: hits_of([r for _, r in f]) for m, f in pm.items()} for w, pm in pw.items()} for n, pw in results.items()},
+        "cost": {
+            m: {"mean_seconds_per_run": c["seconds"] / max(c["runs"], 1), "runs": c["runs"]} for m, c in cost.items()
+        },
+        "hits": {
+            n: {w: {m: hits_of([r for _, r in f]) for m, f in pm.items()} for w, pm in pw.items()}
+            for n, pw in results.items()
+        },
         "notes": NOTES,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,7 @@ class World:
     rate_law: str = "resistance"
     fade_onset: str = "early_drop"
     noise_scale: float = 1.0
-    note: str = ""
+    note: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
         for ranking in ("rate_ranking", "fade_ranking"):
@@ -226,15 +226,12 @@ class World:
         p = self.params
         shape = RATE_LAWS[self.rate_law]
         reference, calibration_rate = p.value("reference_rate_c"), p.value("calibration_rate_c")
+
+        def retention_at_30c(c_star: float, target: float) -> float:
+            return shape(calibration_rate / c_star) / shape(reference / c_star) - target
+
         c_star = {
-            b: brentq(
-                lambda cs, target=p.value(f"rate_30c_{b}"): shape(calibration_rate / cs) / shape(reference / cs)
-                - target,
-                1e-3,
-                1e4,
-                xtol=1e-14,
-                rtol=1e-14,
-            )
+            b: brentq(retention_at_30c, 1e-3, 1e4, args=(p.value(f"rate_30c_{b}"),), xtol=1e-14, rtol=1e-14)
             for b in BUFFERS
         }
         rate_constant = c_star["none"] / p.value("electrolyte_share_no_buffer")
@@ -333,9 +330,7 @@ class World:
         rate = self.relative_rate(c_rate, c_star)
         out[CONDUCTIVITY] = sigma
         out[RATE_RETENTION] = np.where(c_rate <= REFERENCE_C_RATE, 1.0, np.clip(rate + rate_noise, 0.0, 1.0))
-        out[CAPACITY_RETENTION] = np.where(
-            cycles <= REFERENCE_CYCLE, 1.0, np.clip(capacity + capacity_noise, 0.0, 1.0)
-        )
+        out[CAPACITY_RETENTION] = np.where(cycles <= REFERENCE_CYCLE, 1.0, np.clip(capacity + capacity_noise, 0.0, 1.0))
         return out
 
     # ------------------------------------------------------------ optimum
