@@ -416,7 +416,7 @@ def plot(summary: dict, worlds, methods: list[str], path: Path) -> None:
         present = [m for m in methods if any(m in summary[name].get(w, {}) for w in world_names)]
         width = 0.8 / max(len(present), 1)
         for j, method in enumerate(present):
-            xs, heights, fails = [], [], []
+            xs, heights, fails, runs = [], [], [], []
             for i, world_name in enumerate(world_names):
                 row = summary[name].get(world_name, {}).get(method)
                 if row is None:
@@ -424,15 +424,16 @@ def plot(summary: dict, worlds, methods: list[str], path: Path) -> None:
                 xs.append(i + (j - (len(present) - 1) / 2) * width)
                 heights.append(row["median"])
                 fails.append(row["failures"])
+                runs.append(row["runs"])
             bars = ax.bar(xs, heights, width, label=method, color=colours(j))
-            for bar, fail, height in zip(bars, fails, heights, strict=True):
+            for bar, fail, n_runs, height in zip(bars, fails, runs, heights, strict=True):
                 if height > BUDGET:
                     bar.set_hatch("//")
                 if fail:
                     ax.text(
                         bar.get_x() + bar.get_width() / 2,
                         height + 0.5,
-                        f"{fail}✗",
+                        f"{fail}/{n_runs}✗",
                         ha="center",
                         va="bottom",
                         fontsize=6,
@@ -444,7 +445,11 @@ def plot(summary: dict, worlds, methods: list[str], path: Path) -> None:
         ax.set_xticks(np.arange(len(world_names)), world_names, rotation=15, fontsize=8)
         ax.set_ylim(0, BUDGET + 8)
         ax.set_ylabel("median experiments to within 2%")
-        ax.set_title(f"{name}: lower is better; hatched = median run never got there; n✗ = runs (of 20) that never did")
+        ax.set_title(
+            f"{name}: median experiments until truly within 2% (lower is better; hatched: the median run "
+            "never got there; k/n✗: k of n runs never did)",
+            fontsize=10,
+        )
         ax.legend(fontsize=7, ncol=len(present), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -457,3 +457,30 @@ def world_family(n: int, seed: int = 0) -> list[World]:
         raise InputError(f"n: {n!r} must be a whole number >= {len(fixed)} (the paper's and the reported worlds)")
     drawn = [random_world(i, seed) for i in range(len(fixed), n)]
     return fixed + drawn
+
+
+# ------------------------------------------------------------------ data
+def paper_dataset(world: World, seed: int = 20210412) -> pd.DataFrame:
+    """The paper's experimental design (:func:`surrogate.dataset.paper_design`) measured in ``world``.
+
+    The same layout as the embedded data set (each row keeps its own target only; conditions that do not
+    apply stay empty), so ``world_family(n)[0]`` with the default seed reproduces it. Its ``source`` says
+    which world emulated it: the values are not measurements.
+    """
+    from surrogate.dataset import COLUMNS, SOURCE, paper_design
+    from surrogate.schema import EXPERIMENT, SAMPLE_ID
+    from surrogate.schema import SOURCE as SOURCE_COLUMN
+
+    design = paper_design()
+    lab_input = design.assign(**{C_RATE: design[C_RATE].fillna(REFERENCE_C_RATE), CYCLES: design[CYCLES].fillna(1)})
+    measured = world.measure_frame(lab_input, np.random.default_rng(seed), sample_ids=design[SAMPLE_ID])
+    frame = design.copy()
+    kind = frame[EXPERIMENT]
+    frame[CONDUCTIVITY] = measured[CONDUCTIVITY].where(kind == "conductivity")
+    frame[RATE_RETENTION] = measured[RATE_RETENTION].where(kind == "rate")
+    frame[CAPACITY_RETENTION] = measured[CAPACITY_RETENTION].where(kind == "cycling")
+    frame.loc[kind != "rate", C_RATE] = np.nan
+    frame.loc[kind != "cycling", CYCLES] = np.nan
+    frame[CYCLES] = frame[CYCLES].astype("Int64")
+    frame[SOURCE_COLUMN] = SOURCE if world.laws() == World().laws() else f"world {world.name} (emulated, not measured)"
+    return frame[list(COLUMNS)]

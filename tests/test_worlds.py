@@ -164,3 +164,19 @@ def test_every_world_keeps_the_paper_numbers_in_its_own_ranking():
         for rank, buffer in enumerate(world.fade_ranking):
             value = world.truth({"buffer": buffer, "anneal_temp_c": 300.0, "test_temp_c": 25.0, "cycles": 100})
             assert value[CAPACITY_RETENTION] == pytest.approx((0.79, 0.76, 0.71, 0.54)[rank], abs=1e-9)
+
+
+def test_paper_dataset_of_world_zero_is_the_embedded_data():
+    from surrogate.dataset import DEFAULT_SEED, build_default_dataset
+    from surrogate.worlds import paper_dataset
+
+    expected = build_default_dataset(DEFAULT_SEED)
+    got = paper_dataset(paper_world(), DEFAULT_SEED)
+    assert list(got.columns) == list(expected.columns)
+    for target in TARGETS:
+        np.testing.assert_allclose(got[target].to_numpy(float), expected[target].to_numpy(float), rtol=1e-9)
+    other = paper_dataset(REPORTED_WORLDS[0], DEFAULT_SEED)
+    assert "cryst250-lipon" in other["source"].iloc[0]
+    assert not np.allclose(
+        other[RATE_RETENTION].to_numpy(float), expected[RATE_RETENTION].to_numpy(float), equal_nan=True
+    )
