@@ -174,7 +174,12 @@ def recommendation(campaign) -> tuple[dict, str]:
         recommend = None
     if recommend is not None:
         answer = recommend(campaign.space, campaign.objective, campaign.observations(), seed=0, level=0.9)
-        return dict(answer["design"]), "suggester.recommend"
+        design = answer["design"]
+        return {
+            "buffer": str(design["buffer"]),
+            "anneal_temp_c": float(design["anneal_temp_c"]),
+            "test_temp_c": float(design.get("test_temp_c", campaign.objective.test_temp_c)),
+        }, "suggester.recommend"
     best = campaign.status()["best"]
     return {k: best[k] for k in ("buffer", "anneal_temp_c", "test_temp_c")}, "best observed (no recommend yet)"
 
