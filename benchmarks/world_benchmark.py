@@ -31,7 +31,9 @@ about 1 h for 8 worlds x 2 objectives x 20 seeds, see the results file for the m
 
     nice -n 10 python benchmarks/world_benchmark.py --methods campaign
 
-Writes benchmarks/results/world_benchmark.{json,md,png}.
+Writes benchmarks/results/world_benchmark.{json,md,png} and world_benchmark_runs.json (every run in brief,
+committed: the report is rebuilt from the cache or, for runs not in the cache, from that file, so the
+``campaign_before`` runs survive a fresh checkout).
 """
 
 from __future__ import annotations
@@ -335,14 +337,63 @@ def summarise_runs(runs: list[dict], seeds: list[int]) -> dict:
     return row
 
 
+ARCHIVE = RESULTS / "world_benchmark_runs.json"
+"""Every run of the last report in brief (committed, unlike the cache): the report can be rebuilt from it."""
+ARCHIVE_FIELDS = ("hit", "seconds", "buffers_tried", "recommended_regret", "recommend_source")
+
+
+def brief(run: dict) -> list:
+    """A run as the few numbers the report uses (see ARCHIVE_FIELDS)."""
+    return [
+        run["hit"],
+        round(run["seconds"], 2),
+        sorted(set(run["buffers"])),
+        run.get("recommended_regret"),
+        run.get("recommend_source"),
+    ]
+
+
+def from_brief(values: list) -> dict:
+    hit, seconds, buffers, regret, source = values
+    run = {"hit": hit, "seconds": seconds, "buffers": buffers}
+    if regret is not None:
+        run |= {"recommended_regret": regret, "recommend_source": source}
+    return run
+
+
+def read_archive() -> dict:
+    return json.loads(ARCHIVE.read_text()) if ARCHIVE.exists() else {}
+
+
+def write_archive(results: dict, worlds) -> None:
+    laws = {w.name: w.laws() for w in worlds}
+    archive: dict = {"fields": list(ARCHIVE_FIELDS), "runs": {}}
+    for name, per_world in results.items():
+        for world_name, per_method in per_world.items():
+            for method, found in per_method.items():
+                archive["runs"][f"{world_name}|{name}|{method}"] = {
+                    "world_laws": laws[world_name],
+                    "seeds": {str(s): brief(r) for s, r in found},
+                }
+    ARCHIVE.write_text(json.dumps(archive, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
 def collect(worlds, objective_names, methods, seeds) -> dict:
-    """Every cached run of the grid: results[objective][world][method] = (seeds, runs)."""
+    """Every run of the grid, from the cache or else the archive: results[objective][world][method] = (seeds, runs)."""
+    archive = read_archive().get("runs", {})
     results: dict = {}
     for name in objective_names:
         for world in worlds:
             for method in methods:
-                found = [(s, cached_run(world, name, method, s)) for s in seeds]
-                found = [(s, r) for s, r in found if r is not None]
+                kept = archive.get(f"{world.name}|{name}|{method}", {})
+                kept = kept.get("seeds", {}) if kept.get("world_laws") == world.laws() else {}
+                found = []
+                for s in seeds:
+                    run = cached_run(world, name, method, s)
+                    if run is None and str(s) in kept:
+                        run = from_brief(kept[str(s)])
+                    if run is not None:
+                        found.append((s, run))
                 if found:
                     results.setdefault(name, {}).setdefault(world.name, {})[method] = found
     return results
@@ -634,6 +685,7 @@ def main() -> None:
         "notes": NOTES,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
+    write_archive(results, worlds)
     (RESULTS / "world_benchmark.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     write_markdown(report, RESULTS / "world_benchmark.md")
     plot(summary, worlds, report["methods"], RESULTS / "world_benchmark.png")
