@@ -26,10 +26,16 @@ runs can be split over processes and resumed; each invocation then rewrites the 
     python benchmarks/world_benchmark.py --methods baybe --seeds 0:10                # a chunk
     python benchmarks/world_benchmark.py --report-only                               # report only
 
-After merging a new suggester, measure it (one command; about 10-25 s per run on a shared 2-core machine,
-about 1 h for 8 worlds x 2 objectives x 20 seeds, see the results file for the measured cost)::
+After merging a new suggester, measure it (one command; it rewrites the report, keeping campaign_before)::
 
     nice -n 10 python benchmarks/world_benchmark.py --methods campaign
+
+Measured cost of the campaign on main's suggester (campaign_before), 2 shared cores at load 10-15: 2.0 s
+per experiment, 39 s per run on average (11 s median; 89 s for a run that uses all 40 experiments), so
+320 runs (8 worlds x 2 objectives x 20 seeds) take about 3.5 h at that load; at load ~4 the same runs
+took 1-13 s each (about 1 h in all). To use both cores, run one process per objective
+(``--objectives rate30_x_retention100`` and ``--objectives rate10_x_retention300`` with ``--no-report``),
+then ``--report-only``. Other methods per run at load 10-15: GPSampler 9 s, TPE 1 s, BayBE 300 s.
 
 Writes benchmarks/results/world_benchmark.{json,md,png} and world_benchmark_runs.json (every run in brief,
 committed: the report is rebuilt from the cache or, for runs not in the cache, from that file, so the
@@ -600,6 +606,12 @@ NOTES = [
     "lucky noisy reading outside the 2% band can hide a later design inside it (worse the noisier the world).",
     "- Failures (never within 2% in 40 experiments) count as 41 in medians; a hatched bar in the plot is a "
     "median run that never got there.",
+    "- A cell marked n=k holds k < 20 runs: the session's compute (2 shared cores at load 10-15) did not allow "
+    "more. BayBE (about 300 s per run at that load) ran 5 seeds on the first worlds of rate30_x_retention100 "
+    "only; campaign_before ran 10-20 seeds per world. Targets computed from incomplete cells are marked so.",
+    "- Some worlds are hard for every method: where the optimum is small (e.g. 0.07-0.17 when fade accelerates "
+    "and the optimum sits at 25 °C), 2% of it is below the noise of one reading, so the best *observed* design "
+    "is mostly a lucky reading; the recommended design's regret is the fairer measure there.",
 ]
 
 
