@@ -1,47 +1,43 @@
-"""Closed-loop benchmark of design-of-experiment suggesters on the virtual lab.
+"""Closed-loop benchmark of design-of-experiment methods on the paper's virtual lab (world 0 of the family).
 
-Every method proposes one experiment at a time on the same noisy virtual lab (paired: seed s gives every
-method the same lab seed, so the k-th experiment of every method draws the same noise); a run counts the
-experiments until the design with the best *observed* objective is truly (noise-free) within 2% of the
-lab's optimum (found on a dense noise-free grid), with a budget of 40. A run stops when it gets there (the
-metric cannot change afterwards); runs that never get there are failures. Methods: this project's campaign
-suggester (cold, and warm-started from the embedded paper data), random search, a scrambled Sobol design
-(buffers cycled), Optuna's default TPE, Optuna's GPSampler and BayBE's default Campaign.
+The same runs as benchmarks/world_benchmark.py (one loop, one cache) restricted to the paper's lab, plus
+the campaign warm-started from the embedded paper data, paired Wilcoxon tests against the campaign, and
+the time ``suggest(8)`` takes on a campaign holding 50 observations. Every method proposes one experiment
+at a time on the same noisy lab (paired: seed s gives every method the same noise stream); a run counts
+the experiments until the design with the best *observed* objective is truly (noise-free) within 2% of
+the lab's optimum (a dense noise-free grid), with a budget of 40.
 
-Setup for BayBE (its dependencies are kept out of the project's venv)::
-
-    python3.11 -m venv .venv-baybe && .venv-baybe/bin/pip install torch==2.13.0 baybe==0.15.0
-
-Run (full, then the report)::
+Run (BayBE needs .venv-baybe, see world_benchmark.py)::
 
     python benchmarks/campaign_benchmark.py --seeds 20
-    python benchmarks/campaign_benchmark.py --seeds 3 --quick      # smoke test
+    python benchmarks/campaign_benchmark.py --seeds 20 --methods campaign      # after merging a new suggester
 
-Results are cached per (objective, method, seed) under benchmarks/results/.cache so that several
-invocations (``--methods``) can run in parallel and the last one writes campaign_benchmark.{json,md,png}.
+Results are cached per (world, objective, method, seed) under benchmarks/results/.cache/worlds (shared
+with world_benchmark.py); the last invocation writes campaign_benchmark.{json,md,png}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-CACHE = RESULTS / ".cache"
-BAYBE_PYTHON = ROOT / ".venv-baybe" / "bin" / "python"
-BUDGET = 40
-TOLERANCE = 0.02
-METHODS = ("campaign", "campaign_warm", "random", "sobol", "tpe", "gpsampler", "baybe")
-BUFFERS = ("none", "llto_ncm", "sio2", "lipon")
-OBJECTIVES = {
-    "rate10_x_retention300": {"kind": "rate_x_capacity", "c_rate": 10.0, "cycles": 300},
-    "rate30_x_retention100": {"kind": "rate_x_capacity", "c_rate": 30.0, "cycles": 100},
-}
+from world_benchmark import (
+    BAYBE_PYTHON,
+    BUDGET,
+    OBJECTIVES,
+    RESULTS,
+    TOLERANCE,
+    cached_run,
+    hits_of,
+    objective_of,
+    run_cached,
+    summarise_runs,
+)
+
+METHODS = ("campaign", "campaign_before", "campaign_warm", "random", "sobol", "tpe", "gpsampler", "baybe")
 NOTES = [
     "## Notes",
     "",
@@ -64,175 +60,6 @@ NOTES = [
 ]
 
 
-# ------------------------------------------------------------------ BayBE worker (runs in .venv-baybe)
-def baybe_worker() -> None:
-    """JSON lines on stdin: {"add": [rows]} or {"recommend": 1}; answers one JSON line each."""
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    import pandas as pd
-    from baybe import Campaign
-    from baybe.parameters import CategoricalParameter, NumericalContinuousParameter
-    from baybe.searchspace import SearchSpace
-    from baybe.targets import NumericalTarget
-
-    params = [
-        CategoricalParameter("buffer", values=list(BUFFERS), encoding="OHE"),
-        NumericalContinuousParameter("anneal_temp_c", (25.0, 500.0)),
-        NumericalContinuousParameter("test_temp_c", (25.0, 120.0)),
-    ]
-    campaign = Campaign(SearchSpace.from_product(params), objective=NumericalTarget(name="y").to_objective())
-    for line in sys.stdin:
-        message = json.loads(line)
-        if "add" in message:
-            campaign.add_measurements(pd.DataFrame(message["add"]))
-            answer: dict = {"ok": True}
-        else:
-            frame = campaign.recommend(batch_size=int(message["recommend"]))
-            answer = {"designs": json.loads(frame.to_json(orient="records"))}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
-
-
-# ------------------------------------------------------------------ the problem
-def truth_fn(spec: dict):
-    from surrogate import physics
-
-    def truth(buffer, anneal, temp):
-        return physics.rate_retention(buffer, anneal, temp, spec["c_rate"]) * physics.capacity_retention(
-            buffer, temp, spec["cycles"]
-        )
-
-    return truth
-
-
-def optimum(spec: dict) -> dict:
-    """The noise-free optimum on a dense grid (anneal every 1 °C, temperature every 0.25 °C)."""
-    import numpy as np
-
-    truth = truth_fn(spec)
-    anneal, temp = np.meshgrid(np.arange(25.0, 500.01, 1.0), np.arange(25.0, 120.01, 0.25), indexing="ij")
-    best = {"value": -1.0}
-    for buffer in BUFFERS:
-        values = truth(buffer, anneal, temp)
-        i = np.unravel_index(np.argmax(values), values.shape)
-        if values[i] > best["value"]:
-            best = {
-                "value": float(values[i]),
-                "buffer": buffer,
-                "anneal_temp_c": float(anneal[i]),
-                "test_temp_c": float(temp[i]),
-            }
-    return best
-
-
-class Loop:
-    """One closed-loop run: measures designs on the seeded lab and tracks the best observed design."""
-
-    def __init__(self, spec: dict, seed: int, target: float) -> None:
-        from surrogate.lab import VirtualLab
-
-        self.spec, self.lab, self.truth, self.target = spec, VirtualLab(seed=seed), truth_fn(spec), target
-        self.best_observed, self.best_true, self.regret, self.hit, self.buffers = -1.0, None, [], None, []
-
-    def measure(self, design: dict) -> dict:
-        m = self.lab.measure(
-            design["buffer"],
-            design["anneal_temp_c"],
-            design["test_temp_c"],
-            c_rate=self.spec["c_rate"],
-            cycles=self.spec["cycles"],
-        )
-        value = m["rate_retention"] * m["capacity_retention"]
-        self.buffers.append(design["buffer"])
-        if value > self.best_observed:
-            self.best_observed = value
-            self.best_true = float(self.truth(design["buffer"], design["anneal_temp_c"], design["test_temp_c"]))
-        self.regret.append(1.0 - self.best_true / self.target)
-        if self.hit is None and self.best_true >= (1.0 - TOLERANCE) * self.target:
-            self.hit = len(self.regret)
-        return m | {"objective": value}
-
-    @property
-    def done(self) -> bool:
-        return self.hit is not None or len(self.regret) >= BUDGET
-
-
-def run_method(method: str, spec: dict, seed: int, target: float) -> dict:
-    import numpy as np
-    import optuna
-    import pandas as pd
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    loop = Loop(spec, seed, target)
-    started = time.perf_counter()
-    if method in ("campaign", "campaign_warm"):
-        from surrogate.campaign import Campaign
-        from surrogate.dataset import load_default_dataset
-        from surrogate.objectives import Objective
-
-        warm = load_default_dataset() if method == "campaign_warm" else None
-        campaign = Campaign.create(
-            f"bench-{seed}", Objective(**spec), storage=optuna.storages.InMemoryStorage(), warm_start=warm, seed=seed
-        )
-        while not loop.done:
-            s = campaign.suggest(1)[0]
-            m = loop.measure(s.design)
-            row = {**s.design, "rate_retention": m["rate_retention"], "capacity_retention": m["capacity_retention"]}
-            campaign.observe(pd.DataFrame([row | {"trial": s.trial}]))
-    elif method in ("random", "sobol"):
-        from surrogate.design import DesignSpace
-        from surrogate.objectives import Objective
-        from surrogate.suggester import space_filling
-
-        rng = np.random.default_rng(seed)
-        sobol = space_filling(DesignSpace(), Objective(**spec), 0, BUDGET, seed)
-        while not loop.done:
-            if method == "random":
-                design = {
-                    "buffer": BUFFERS[rng.integers(4)],
-                    "anneal_temp_c": rng.uniform(25, 500),
-                    "test_temp_c": rng.uniform(25, 120),
-                }
-            else:
-                design = sobol.iloc[len(loop.regret)].to_dict()
-            loop.measure(design)
-    elif method in ("tpe", "gpsampler"):
-        sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else optuna.samplers.GPSampler(seed=seed)
-        study = optuna.create_study(direction="maximize", sampler=sampler)
-        while not loop.done:
-            trial = study.ask()
-            design = {
-                "buffer": trial.suggest_categorical("buffer", list(BUFFERS)),
-                "anneal_temp_c": trial.suggest_float("anneal_temp_c", 25, 500),
-                "test_temp_c": trial.suggest_float("test_temp_c", 25, 120),
-            }
-            study.tell(trial, loop.measure(design)["objective"])
-    elif method == "baybe":
-        worker = subprocess.Popen(
-            [str(BAYBE_PYTHON), __file__, "--baybe-worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        try:
-            while not loop.done:
-                worker.stdin.write(json.dumps({"recommend": 1}) + "\n")
-                worker.stdin.flush()
-                design = json.loads(worker.stdout.readline())["designs"][0]
-                m = loop.measure(design)
-                worker.stdin.write(json.dumps({"add": [design | {"y": m["objective"]}]}) + "\n")
-                worker.stdin.flush()
-                worker.stdout.readline()
-        finally:
-            worker.kill()
-    else:
-        raise ValueError(method)
-    return {
-        "hit": loop.hit,
-        "regret": loop.regret,
-        "seconds": time.perf_counter() - started,
-        "buffers": loop.buffers,
-    }
-
-
 # ------------------------------------------------------------------ timing
 def time_suggestions(n_observed: int = 50, n_suggest: int = 8, repeats: int = 3) -> dict:
     """Wall-clock seconds of ``suggest(n_suggest)`` on a campaign holding ``n_observed`` observations.
@@ -249,6 +76,7 @@ def time_suggestions(n_observed: int = 50, n_suggest: int = 8, repeats: int = 3)
     import pandas as pd
 
     from surrogate.campaign import Campaign
+    from surrogate.design import BUFFERS
     from surrogate.lab import VirtualLab
     from surrogate.objectives import Objective
     from surrogate.storage import get_storage
@@ -259,7 +87,7 @@ def time_suggestions(n_observed: int = 50, n_suggest: int = 8, repeats: int = 3)
     rows = []
     for _ in range(n_observed):
         design = {
-            "buffer": BUFFERS[rng.integers(4)],
+            "buffer": BUFFERS[rng.integers(len(BUFFERS))],
             "anneal_temp_c": float(rng.uniform(25, 500)),
             "test_temp_c": float(rng.uniform(25, 120)),
         }
@@ -291,6 +119,11 @@ def spec_conditions(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------ report
+def reference_method(per_method: dict) -> str:
+    """The campaign the others are compared with: ``campaign`` when measured, else ``campaign_before``."""
+    return "campaign" if per_method.get("campaign") else "campaign_before"
+
+
 def summarise(results: dict, methods: list[str]) -> dict:
     import numpy as np
     from scipy.stats import wilcoxon
@@ -298,27 +131,19 @@ def summarise(results: dict, methods: list[str]) -> dict:
     out = {}
     for name, per_method in results.items():
         rows = {}
-        ours = [r["hit"] or BUDGET + 1 for r in per_method.get("campaign", [])]
+        reference = reference_method(per_method)
+        ours = hits_of(per_method.get(reference, []))
         for method in methods:
             runs = per_method.get(method, [])
             if not runs:
                 continue
-            hits = np.array([r["hit"] or BUDGET + 1 for r in runs], dtype=float)  # failures count as budget + 1
-            row = {
-                "runs": len(runs),
-                "median": float(np.median(hits)),
-                "iqr": [float(np.percentile(hits, 25)), float(np.percentile(hits, 75))],
-                "failures": int(sum(r["hit"] is None for r in runs)),
-                "failed_seeds": [seed for seed, r in enumerate(runs) if r["hit"] is None],
-                "mean_seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
-            }
-            if all("buffers" in r for r in runs):
-                row["median_buffers_tried"] = float(np.median([len(set(r["buffers"])) for r in runs]))
-            if method != "campaign" and len(ours) == len(hits):
+            hits = np.array(hits_of(runs))  # failures count as budget + 1
+            row = summarise_runs(runs, list(range(len(runs))))
+            if method != reference and len(ours) == len(hits):
                 diff = np.array(ours) - hits
                 row["wilcoxon_p_vs_campaign"] = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
             rows[method] = row
-        cold, warm = per_method.get("campaign", []), per_method.get("campaign_warm", [])
+        cold, warm = per_method.get(reference, []), per_method.get("campaign_warm", [])
         if cold and warm and len(cold) == len(warm):
             saved = np.array([c["hit"] or BUDGET + 1 for c in cold]) - np.array([w["hit"] or BUDGET + 1 for w in warm])
             rows["warm_start_saving"] = {
@@ -363,11 +188,11 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = [
         "# Campaign benchmark (closed loop on the virtual lab)",
         "",
-        f"Command: `{report['command']}` (writes the report from the per-run cache in benchmarks/results/.cache).",
+        f"Command: `{report['command']}` (writes the report from the per-run cache in "
+        "benchmarks/results/.cache/worlds, shared with world_benchmark.py; the paper's lab is its world 0).",
         "",
-        "Rerun from scratch: `rm -rf benchmarks/results/.cache && OMP_NUM_THREADS=1 python "
-        "benchmarks/campaign_benchmark.py --seeds 20` (BayBE, about 40 s per run, needs .venv-baybe; to use two "
-        "cores run `--methods baybe --objectives <name>` per objective in two processes first, then the full command).",
+        "Rerun from scratch: `rm -rf benchmarks/results/.cache/worlds/paper_* && python "
+        "benchmarks/campaign_benchmark.py --seeds 20` (BayBE, about 40 s per run, needs .venv-baybe).",
         "",
         f"Budget {BUDGET} experiments, one at a time; a run succeeds when the best *observed* design is within "
         f"{TOLERANCE:.0%} of the noise-free optimum. Failures count as {BUDGET + 1} in medians. Paired seeds "
@@ -382,7 +207,8 @@ def write_markdown(report: dict, path: Path) -> None:
             f"Optimum (dense grid, noise-free): {opt['value']:.4f} at {opt['buffer']}, "
             f"anneal {opt['anneal_temp_c']:g} °C, test {opt['test_temp_c']:g} °C.",
             "",
-            "| method | runs | median | IQR | never within 2% | Wilcoxon p vs campaign | buffers tried (median) | s/run |",
+            f"| method | runs | median | IQR | never within 2% | Wilcoxon p vs {report['reference'][name]} "
+            "| buffers tried (median) | s/run |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for method, r in rows.items():
@@ -423,39 +249,39 @@ def write_markdown(report: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="first objective only (smoke test)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    parser.add_argument(
+        "--methods", default="", help="methods to run (others are read from the cache): " + ",".join(METHODS)
+    )
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
-    parser.add_argument("--baybe-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.baybe_worker:
-        baybe_worker()
-        return
-    sys.path.insert(0, str(ROOT))
-    methods = [m for m in args.methods.split(",") if m]
-    if "baybe" in methods and not BAYBE_PYTHON.exists():
-        print(f"BayBE skipped: {BAYBE_PYTHON} missing (see the setup step in this file's docstring)", file=sys.stderr)
-        methods.remove("baybe")
-    names = [n for n in args.objectives.split(",") if n][: 1 if args.quick else None]
-    CACHE.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
+    from surrogate.worlds import paper_world
+
+    world = paper_world()
+    run = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(run) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if "baybe" in run and not BAYBE_PYTHON.exists():
+        raise SystemExit(f"BayBE: {BAYBE_PYTHON} missing (see the setup step in world_benchmark.py)")
+    names = [n for n in args.objectives.split(",") if n]
     results, optima = {}, {}
     for name in names:
-        spec = OBJECTIVES[name]
-        optima[name] = optimum(spec)
+        optima[name] = world.optimum(objective_of(name))
         results[name] = {}
-        for method in methods:
+        for method in METHODS:
             runs = []
-            for seed in tqdm(range(args.seeds), desc=f"{name} {method}", file=sys.stderr):
-                cached = CACHE / f"{name}_{method}_{seed}.json"
-                if cached.exists():
-                    runs.append(json.loads(cached.read_text()))
-                    continue
-                run = run_method(method, spec, seed, optima[name]["value"])
-                cached.write_text(json.dumps(run))
-                runs.append(run)
-            results[name][method] = runs
+            for seed in tqdm(range(args.seeds), desc=f"{name} {method}", file=sys.stderr, leave=False):
+                if method in run:
+                    runs.append(run_cached(world, name, method, seed, optima[name]["value"]))
+                else:
+                    runs.append(cached_run(world, name, method, seed))
+            if all(r is not None for r in runs):
+                results[name][method] = runs
+            elif any(r is not None for r in runs):
+                print(f"{name} {method}: incomplete in the cache, left out", file=sys.stderr)
+    methods = [m for m in METHODS if any(m in per for per in results.values())]
     report = {
         "command": "python " + " ".join(["benchmarks/campaign_benchmark.py", *sys.argv[1:]]),
         "timing": time_suggestions(),
@@ -465,6 +291,7 @@ def main() -> None:
         "tolerance": TOLERANCE,
         "objectives": {n: OBJECTIVES[n] for n in names},
         "optima": optima,
+        "reference": {n: reference_method(results[n]) for n in names},
         "summary": summarise(results, methods),
         "hits": {n: {m: [r["hit"] for r in runs] for m, runs in per.items()} for n, per in results.items()},
     }
