@@ -216,8 +216,8 @@ HOSTILE = [
     ("Basic auth", "POST", "/search", b"{}", {"authorization": f"Basic {TOKEN}"}, 401),
     ("token in another scheme", "GET", "/campaigns", b"", {"authorization": f"Token {TOKEN}"}, 401),
     ("no token on status", "GET", "/campaigns/shared", b"", {}, 401),
-    ("path traversal name", "POST", "/suggest", b'{"campaign": "../../etc/passwd"}', AUTH, 404),
-    ("SQL-looking name", "POST", "/suggest", b'{"campaign": "x\'; DROP TABLE studies;--"}', AUTH, 404),
+    ("path traversal name", "POST", "/suggest", b'{"campaign": "../../etc/passwd"}', AUTH, 400),  # not a campaign name at all
+    ("SQL-looking name", "POST", "/suggest", b'{"campaign": "x\'; DROP TABLE studies;--"}', AUTH, 400),
     ("NUL in name", "POST", "/suggest", b'{"campaign": "sha\\u0000red"}', AUTH, 400),
     ("NUL in path name", "GET", "/campaigns/sha%00red", b"", AUTH, 404),
     ("n true", "POST", "/suggest", b'{"campaign": "shared", "n": true}', AUTH, 400),
