@@ -46,6 +46,8 @@ from surrogate.tracking import (
     cv_note,
     log_surrogate,
 )
+from training.runs import Terminated, fail_run, load_data  # noqa: F401 - re-exported: training.train.load_data etc.
+from training.tune import tune_all
 
 
 @dataclass
@@ -135,24 +137,6 @@ def _json_ready(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- data
-def load_data(data_path: Path | str | None) -> tuple[pd.DataFrame, str, bool]:
-    """The validated measurement frame, a description of its source, and whether it is the paper reconstruction.
-
-    ``None`` means the embedded data set. Raises :class:`~surrogate.errors.DataValidationError`
-    (every problem, row by row) for a bad file.
-    """
-    from surrogate.dataset import SOURCE, default_dataset_path, load_default_dataset
-    from surrogate.schema import load_measurements
-
-    if data_path is None:
-        data = load_default_dataset()
-        return data, f"embedded data set {default_dataset_path().name}", True
-    path = Path(data_path)
-    data = load_measurements(path)
-    reconstruction = "source" in data.columns and bool((data["source"] == SOURCE).all())
-    return data, str(path), reconstruction
-
-
 def _mlflow_dataset(data: pd.DataFrame, data_path: Path | str | None, digest: str) -> Any:
     """The training data as an MLflow dataset: source = the file, digest = the first 16 hex of its sha256."""
     from surrogate.dataset import default_dataset_path
@@ -318,10 +302,6 @@ MISSING_TARGET_POLICIES = ("refuse", "keep", "drop")
 champion's model of that target, and says so), ``drop`` (the new version has no model for it)."""
 
 
-class Terminated(BaseException):  # noqa: N818 - named like KeyboardInterrupt, which it mirrors
-    """SIGTERM arrived during :func:`train`: the run is ended KILLED and the worker processes stopped."""
-
-
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` while training (main thread only), so cleanup runs."""
@@ -346,18 +326,6 @@ def stop_worker_processes() -> None:
     executor = reusable_executor._executor
     if executor is not None:
         executor.shutdown(wait=False, kill_workers=True)
-
-
-def fail_run(exc: BaseException) -> None:
-    """End the active run FAILED (KILLED for SIGTERM or Ctrl-C) with the reason as tag ``error``.
-
-    Never leaves a run RUNNING.
-    """
-    killed = isinstance(exc, (Terminated, KeyboardInterrupt))
-    try:
-        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
-    finally:
-        mlflow.end_run("KILLED" if killed else "FAILED")
 
 
 def trainable_targets(data: pd.DataFrame, families: list[str]) -> dict[str, int]:
@@ -519,7 +487,6 @@ def _train_run(
 
         tuned: dict[str, dict[str, dict[str, Any]]] = {}
         if tune_trials:
-            from training.tune import tune_all
 
             studies = tune_all(data, tune_trials, names, level=level, progress=progress)
             for study in studies:

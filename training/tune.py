@@ -23,6 +23,7 @@ from surrogate.design import TARGETS
 from surrogate.errors import InputError
 from surrogate.models.base import DEFAULT_LEVEL
 from surrogate.tracking import DEFAULT_EXPERIMENT, configure_mlflow
+from training.runs import fail_run, load_data
 
 SCORE = "score"
 """What every study minimises: :attr:`CVResult.score`, the mean pooled out-of-fold RMSE (modelling space)."""
@@ -194,7 +195,6 @@ def tune(
     run starts; a failure inside marks the run FAILED and re-raises.
     """
     from surrogate.models.registry import FAMILIES
-    from training.train import fail_run, load_data
 
     if n_trials < 1:
         raise InputError("trials: give 1 or more trials")
