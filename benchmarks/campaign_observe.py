@@ -47,21 +47,9 @@ BUFFERS = ("none", "llto_ncm", "sio2", "lipon")
 
 
 def _postgres_url() -> str | None:
-    import sqlalchemy
+    from surrogate.storage import reachable_postgres_url
 
-    from surrogate.storage import database_url
-
-    for user in ("postgres", "root"):
-        url = f"postgresql://{user}@127.0.0.1:5432/test"
-        try:
-            engine = sqlalchemy.create_engine(database_url(url), connect_args={"connect_timeout": 3})
-            with engine.connect():
-                pass
-            engine.dispose()
-            return url
-        except Exception:
-            continue
-    return None
+    return reachable_postgres_url()
 
 
 def _rows(campaign: Campaign, n_rows: int, seed: int) -> pd.DataFrame:

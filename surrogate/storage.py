@@ -457,3 +457,26 @@ def _redact(url: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}://{user}@{host}"
     return url
+
+
+LOCAL_POSTGRES_URLS: tuple[str, ...] = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://root@127.0.0.1:5432/test",
+)
+"""Where the test suite and the benchmarks look for a shared PostgreSQL database (trust auth, database ``test``)."""
+
+
+def reachable_postgres_url(candidates: tuple[str, ...] = LOCAL_POSTGRES_URLS) -> str | None:
+    """The first of ``candidates`` that accepts a connection within 3 s, or None when none does."""
+    import sqlalchemy
+
+    for url in candidates:
+        try:
+            engine = sqlalchemy.create_engine(database_url(url), connect_args={"connect_timeout": 3})
+            with engine.connect():
+                pass
+            engine.dispose()
+            return url
+        except Exception:  # any failure to connect means: not this one
+            continue
+    return None

@@ -36,19 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _postgres_url() -> str | None:
-    from surrogate.storage import database_url
+    from surrogate.storage import reachable_postgres_url
 
-    for user in ("postgres", "root"):
-        url = f"postgresql://{user}@127.0.0.1:5432/test"
-        try:
-            engine = sqlalchemy.create_engine(database_url(url), connect_args={"connect_timeout": 3})
-            with engine.connect():
-                pass
-            engine.dispose()
-            return url
-        except Exception:
-            continue
-    return None
+    return reachable_postgres_url()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
