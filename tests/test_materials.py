@@ -9,7 +9,10 @@ or predicts it from descriptors, flagged; the model carries its materials; old e
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +164,7 @@ def test_bad_materials_file_on_the_cli_exits_2(tmp_path, capsys) -> None:
 
 # ------------------------------------------------------------------ end to end: validate, train, predict
 @pytest.mark.slow
+@pytest.mark.server
 def test_fifth_buffer_end_to_end_with_a_materials_file_and_data_only(
     fifth_buffer_file, tmp_stores, monkeypatch, capsys
 ) -> None:
@@ -207,6 +211,44 @@ def test_fifth_buffer_end_to_end_with_a_materials_file_and_data_only(
     space = DesignSpace(buffers=("sio2", "al2o3"), test_temp_c=(25.0, 25.0), anneal_temp_c=(300.0, 300.0))
     result = run_search(surrogate, [Objective("rate_retention", c_rate=10)], space, n_trials=20, show_progress=False)
     assert {d["buffer"] for d in result.to_dict()["designs"]} <= {"sio2", "al2o3"}
+
+    # the same from the command line, with --materials: search, and a campaign that suggests the new buffer
+    space_file = tmp_stores / "space.yaml"
+    space_file.write_text("buffers: [sio2, Al2O3]\ntest_temp_c: [25, 25]\nanneal_temp_c: [300, 300]\n")
+    CATALOGUE.restore(_defaults_state())
+    search = ["search", "--objective", "rate_retention", "--c-rate", "10", "--space", str(space_file), "--trials", "20"]
+    assert main([*search, "--json"]) == 2  # the space names a buffer this process does not know
+    assert "unknown buffer 'Al2O3'" in capsys.readouterr().err
+    assert main([*search, "--materials", str(EXAMPLE), "--json"]) == 0
+    assert {d["buffer"] for d in json.loads(capsys.readouterr().out)["designs"]} <= {"sio2", "al2o3"}
+    create = ["campaign", "create", "al", "--objective", "rate_retention", "--c-rate", "10", "--space", str(space_file)]
+    assert main([*create, "--materials", str(EXAMPLE)]) == 0
+    capsys.readouterr()
+    assert main(["campaign", "suggest", "al", "--n", "2", "--materials", str(EXAMPLE), "--json"]) == 0
+    suggested = json.loads(capsys.readouterr().out)
+    assert "al2o3" in {s["buffer"] for s in suggested["suggestions"]}
+
+    # over HTTP: a real `surrogate serve` that was given no materials file answers for the new buffer
+    from test_service_server import _free_port, start_server, stop_server, wait_for_answer
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != materials.MATERIALS_ENV}
+    env["BENTOML_HOME"] = str(tmp_stores / "bentoml")
+    command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "1"]
+    process = start_server(command, env, tmp_stores, tmp_stores / "server.log")
+    try:
+        wait_for_answer(f"http://127.0.0.1:{port}/readyz", process, tmp_stores / "server.log", want=200)
+        body = {"designs": [{"buffer": "Al2O3", "anneal_temp_c": 300, "test_temp_c": 25, "c_rate": 10}]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+            prediction = json.loads(answer.read())["predictions"][0]
+    finally:
+        stop_server(process)
+    assert prediction["design"]["buffer"] == "al2o3" and not prediction["extrapolation"]
+    assert abs(prediction[RATE_RETENTION]["mean"] - entry[RATE_RETENTION]["mean"]) < 1e-9
 
 
 def _defaults_state():
