@@ -312,8 +312,11 @@ def test_read_only_commands_create_no_store(tmp_path, monkeypatch, capsys):
 # ------------------------------------------------------------------ the logged model outside the repository
 _LOAD_OUTSIDE = """
 import importlib.util, sys
-sys.path[:] = [p for p in sys.path if not p.startswith(sys.argv[2])]
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__name__", type(f).__module__)]
+# drop the checkout from the path, but not the venv's site-packages (a venv may live inside the checkout)
+sys.path[:] = [p for p in sys.path if not p.startswith(sys.argv[2]) or p.startswith(sys.prefix)]
+def _editable(finder):  # setuptools' editable-install finder (a class whose module is __editable___..._finder)
+    return "editable" in f"{getattr(finder, '__module__', '')} {getattr(finder, '__name__', '')}".lower()
+sys.meta_path[:] = [f for f in sys.meta_path if not _editable(f)]
 assert importlib.util.find_spec("surrogate") is None, "the project is still importable"
 import mlflow.pyfunc, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])

@@ -207,8 +207,16 @@ def _log_report_metrics(report: dict[str, Any], level: float) -> None:
     for target, entry in report["targets"].items():
         metrics[f"rows/{target}"] = float(entry["rows"])
         champion = entry["champion"]
-        if champion is not None:
-            summary = entry["summary"][champion]
+        if entry.get("selection_skipped"):  # too little data: the physics law alone, no CV score to log
+            mlflow.set_tag(f"selection_skipped.{target}", entry["selection_skipped"][:5000])
+        forecast = entry.get("forecast")
+        if forecast:  # forward chaining: trained on early cycles, scored on the next 20% (reported, not selecting)
+            mlflow.set_tag(f"forecast_best.{target}", forecast["best_family"])
+            for family, overall in forecast["families"].items():
+                if overall.get("rmse_natural") is not None:
+                    metrics[f"forecast/{target}/{family}/rmse_natural"] = float(overall["rmse_natural"])
+        summary = entry["summary"].get(champion) if champion is not None else None
+        if summary is not None:
             metrics.update(cv_metrics(target, summary))
             coverage = summary.get("coverage")
             if coverage is not None and coverage < level:
@@ -242,7 +250,8 @@ def activation_energies(data: pd.DataFrame) -> pd.DataFrame | None:
         table = PhysicsBaseline(CONDUCTIVITY).fit(X, y).activation_energies()
     except InputError:  # e.g. an anneal state measured at a single temperature
         return None
-    return table[[ANNEAL_TEMP_C, "ea_ev", "ea_se_ev"]].reset_index(drop=True)
+    columns = [ANNEAL_TEMP_C, "ea_ev", "ea_se_ev", "ea_sigma_ev", "ea_sigma_se_ev", "n_temperatures"]
+    return table[[c for c in columns if c in table.columns]].reset_index(drop=True)
 
 
 def _log_activation_energies(table: pd.DataFrame) -> None:

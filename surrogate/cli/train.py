@@ -233,10 +233,15 @@ def format_train_report(document: dict[str, Any]) -> str:
         if entry["champion"] is None:
             lines.append("  no champion: no family could be trained for this target")
     if document["activation_energies"]:
-        lines.append("\nActivation energy per anneal state (physics baseline, Arrhenius σ·T fit):")
+        lines.append("\nActivation energy per anneal state (physics baseline; σ·T form, and σ form where fitted):")
         for row in document["activation_energies"]:
             state = "as-deposited" if row[ANNEAL_TEMP_C] <= 25.0 else f"annealed {row[ANNEAL_TEMP_C]:g} °C"
-            lines.append(f"  {state:18s} Ea = {row['ea_ev']:.3f} ± {row['ea_se_ev']:.3f} eV")
+            sigma_form = (
+                f"; σ form {row['ea_sigma_ev']:.3f} ± {row['ea_sigma_se_ev']:.3f} eV"
+                if row.get("ea_sigma_ev") is not None and row.get("ea_sigma_se_ev") is not None
+                else ""
+            )
+            lines.append(f"  {state:18s} Ea = {row['ea_ev']:.3f} ± {row['ea_se_ev']:.3f} eV (σ·T form){sigma_form}")
     if document.get("kept"):
         lines.append("\nKept from the earlier champion (this data has too few rows of them):")
         for target, origin in document["kept"].items():
