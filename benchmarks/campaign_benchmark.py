@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from world_benchmark import (
@@ -62,53 +61,12 @@ NOTES = [
 
 # ------------------------------------------------------------------ timing
 def time_suggestions(n_observed: int = 50, n_suggest: int = 8, repeats: int = 3) -> dict:
-    """Wall-clock seconds of ``suggest(n_suggest)`` on a campaign holding ``n_observed`` observations.
-
-    The campaign lives in a local SQLite file (the default storage); the observations are random designs
-    measured on the virtual lab. The first call of a process also fits the film-conductivity model once;
-    it is reported separately from the median of ``repeats`` later calls (each a new batch, the earlier
-    ones left pending).
-    """
+    """Wall-clock seconds of ``suggest(n_suggest)`` at ``n_observed`` observations: suggest_latency.py's measure."""
     import os
-    import tempfile
 
-    import numpy as np
-    import pandas as pd
+    from suggest_latency import measure
 
-    from surrogate.campaign import Campaign
-    from surrogate.design import BUFFERS
-    from surrogate.lab import VirtualLab
-    from surrogate.objectives import Objective
-    from surrogate.storage import get_storage
-
-    spec = OBJECTIVES["rate10_x_retention300"]
-    rng = np.random.default_rng(0)
-    lab = VirtualLab(seed=0)
-    rows = []
-    for _ in range(n_observed):
-        design = {
-            "buffer": BUFFERS[rng.integers(len(BUFFERS))],
-            "anneal_temp_c": float(rng.uniform(25, 500)),
-            "test_temp_c": float(rng.uniform(25, 120)),
-        }
-        m = lab.measure(**design, c_rate=spec["c_rate"], cycles=spec["cycles"])
-        rows.append(design | spec_conditions(spec) | {k: m[k] for k in ("rate_retention", "capacity_retention")})
-    with tempfile.TemporaryDirectory() as folder:
-        storage = get_storage(f"sqlite:///{os.path.join(folder, 'optuna.db')}")
-        campaign = Campaign.create("timing", Objective(**spec), storage=storage)
-        campaign.observe(pd.DataFrame(rows))
-        seconds = []
-        for _ in range(repeats + 1):
-            started = time.perf_counter()
-            batch = campaign.suggest(n_suggest)
-            seconds.append(time.perf_counter() - started)
-            assert len(batch) == n_suggest
-    return {
-        "observations": n_observed,
-        "suggestions": n_suggest,
-        "first_call_s": round(seconds[0], 3),
-        "median_later_call_s": round(float(np.median(seconds[1:])), 3),
-        "calls_s": [round(x, 3) for x in seconds],
+    return measure(n_observed, n_suggest, repeats) | {
         "cpu_count": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
     }
