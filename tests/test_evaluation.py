@@ -184,6 +184,7 @@ def test_select_champions_scores_every_family_on_every_target(thin):
     its training time: benchmarks/surrogate_accuracy.py)."""
     cheap = {
         "gp": {"max_points": 50, "max_iter": 30},
+        "physics_gp": {"max_points": 60, "max_iter": 30},
         "torch": {"epochs": 60, "n_members": 3},
         "trees": {"n_estimators": 20, "min_samples_leaf": 1},
     }
