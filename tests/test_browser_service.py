@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_service_server import ROOT, TOKEN, _free_port, start_server, stop_server, wait_for_answer
+from test_service_server import ROOT, TOKEN, _free_port, serving_test_double, start_server, wait_for_answer
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -40,38 +40,8 @@ def browser():
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """``surrogate serve`` with a token, the test double fitted on the embedded data, a campaign store; its URL."""
-    import mlflow
-    from test_service import make_surrogate
-
-    from surrogate import tracking
-
-    home = tmp_path_factory.mktemp("browser-service")
-    env = dict(
-        os.environ,
-        MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
-        SURROGATE_HOME=str(home),
-        SURROGATE_OPTUNA_STORAGE=f"sqlite:///{home / 'optuna.db'}",
-        BENTOML_HOME=str(home / "bentoml"),
-        SURROGATE_API_TOKEN=TOKEN,
-        PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key in ("MLFLOW_TRACKING_URI", "SURROGATE_HOME"):
-            mp.setenv(key, env[key])
-        mp.chdir(home)
-        tracking.configure_mlflow("browser-test")
-        with mlflow.start_run():
-            mlflow.set_tags({"data_hash": "browser-double", "data_source": "embedded"})
-            env["SURROGATE_MODEL_URI"], _ = tracking.log_surrogate(make_surrogate(), register=False)
-    port = _free_port()
-    command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "1"]
-    process = start_server(command, env, home, home / "server.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_answer(f"{url}/readyz", process, home / "server.log", want=200)
+    with serving_test_double(tmp_path_factory.mktemp("browser-service"), workers=1) as url:
         yield url
-    finally:
-        stop_server(process)
 
 
 def _open(browser, url: str):

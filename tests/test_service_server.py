@@ -8,6 +8,7 @@ and process hygiene (``kill -9`` of the server leaves no worker holding the port
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -87,14 +89,18 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait(timeout=20)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def serving_test_double(home: Path, workers: int, campaigns: tuple[str, ...] = ()) -> Iterator[str]:
+    """A real ``surrogate serve`` with a token, serving the test double fitted on the embedded data; its URL.
+
+    Its MLflow store, campaign store and BentoML home live under ``home``; ``campaigns`` are created first
+    (conductivity objective). The test process keeps the same stores in its environment while the server runs.
+    """
     import mlflow
     from test_service import make_surrogate
 
     from surrogate import tracking
 
-    home = tmp_path_factory.mktemp("server")
     env = dict(
         os.environ,
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
@@ -111,14 +117,14 @@ def server(tmp_path_factory):
         tracking.configure_mlflow("server-test")
         with mlflow.start_run():
             mlflow.set_tags({"data_hash": "server-double", "data_source": "embedded"})
-            model_uri, _ = tracking.log_surrogate(make_surrogate(), register=False)
-        env["SURROGATE_MODEL_URI"] = model_uri
+            env["SURROGATE_MODEL_URI"], _ = tracking.log_surrogate(make_surrogate(), register=False)
         from surrogate.campaign import Campaign
         from surrogate.objectives import Objective
 
-        Campaign.create("shared", Objective("conductivity"))
+        for name in campaigns:
+            Campaign.create(name, Objective("conductivity"))
         port = _free_port()
-        command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
+        command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", str(workers)]
         process = start_server(command, env, home, home / "server.log")
         url = f"http://127.0.0.1:{port}"
         try:
@@ -126,6 +132,12 @@ def server(tmp_path_factory):
             yield url
         finally:
             stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serving_test_double(tmp_path_factory.mktemp("server"), workers=2, campaigns=("shared",)) as url:
+        yield url
 
 
 def test_sync_http_client_predicts_and_reports_the_model(server):
@@ -216,7 +228,14 @@ HOSTILE = [
     ("Basic auth", "POST", "/search", b"{}", {"authorization": f"Basic {TOKEN}"}, 401),
     ("token in another scheme", "GET", "/campaigns", b"", {"authorization": f"Token {TOKEN}"}, 401),
     ("no token on status", "GET", "/campaigns/shared", b"", {}, 401),
-    ("path traversal name", "POST", "/suggest", b'{"campaign": "../../etc/passwd"}', AUTH, 400),  # not a campaign name at all
+    (
+        "path traversal name",
+        "POST",
+        "/suggest",
+        b'{"campaign": "../../etc/passwd"}',
+        AUTH,
+        400,
+    ),  # not a campaign name at all
     ("SQL-looking name", "POST", "/suggest", b'{"campaign": "x\'; DROP TABLE studies;--"}', AUTH, 400),
     ("NUL in name", "POST", "/suggest", b'{"campaign": "sha\\u0000red"}', AUTH, 400),
     ("NUL in path name", "GET", "/campaigns/sha%00red", b"", AUTH, 404),
