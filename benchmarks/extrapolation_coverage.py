@@ -66,7 +66,11 @@ def world_dataset(params: physics.LabParameters, seed: int) -> pd.DataFrame:
     measured = VirtualLab(seed=seed, params=params).measure_frame(lab_input, sample_ids=design["sample_id"])
     frame = design.copy()
     kind = frame["experiment"]
-    for target, experiment in ((CONDUCTIVITY, "conductivity"), (RATE_RETENTION, "rate"), (CAPACITY_RETENTION, "cycling")):
+    for target, experiment in (
+        (CONDUCTIVITY, "conductivity"),
+        (RATE_RETENTION, "rate"),
+        (CAPACITY_RETENTION, "cycling"),
+    ):
         frame[target] = measured[target].where(kind == experiment)
     frame.loc[kind != "rate", C_RATE] = np.nan
     frame.loc[kind == "rate", CYCLES] = np.nan

@@ -933,7 +933,9 @@ class Campaign:
         """
         from surrogate.suggester import recommend
 
-        return recommend(self.space, self.objective, self.observations(), seed=int(self.config.get("seed", 0)), level=level)
+        return recommend(
+            self.space, self.objective, self.observations(), seed=int(self.config.get("seed", 0)), level=level
+        )
 
 
 RETENTIONS = (RATE_RETENTION, CAPACITY_RETENTION)

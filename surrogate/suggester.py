@@ -117,9 +117,7 @@ class ObjectivePosterior:
             rows = _target_rows(observed, target, objective)
             columns = list(INPUTS[target])
             frame = objective.full_designs(pd.DataFrame(columns=_DESIGN)) if rows.empty else rows
-            model = PhysicsPriorGP(
-                target=target, mean=mean, max_points=MAX_MODEL_ROWS, categories={BUFFER: buffers}
-            )
+            model = PhysicsPriorGP(target=target, mean=mean, max_points=MAX_MODEL_ROWS, categories={BUFFER: buffers})
             values = TARGET_SPACES[target].forward(rows[target].to_numpy(float)) if not rows.empty else np.zeros(0)
             models[target] = model.fit(frame[columns].reset_index(drop=True), values)
         return cls(objective, models)
@@ -270,9 +268,7 @@ def _scaled(frame: pd.DataFrame, space: DesignSpace) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _too_close(
-    candidates: pd.DataFrame, taken: pd.DataFrame, space: DesignSpace, by_buffer: bool = True
-) -> np.ndarray:
+def _too_close(candidates: pd.DataFrame, taken: pd.DataFrame, space: DesignSpace, by_buffer: bool = True) -> np.ndarray:
     """True for candidates within :data:`MIN_SEPARATION` of a taken design of the same buffer (of any buffer
     when ``by_buffer`` is False: a film's conductivity does not depend on the cell's buffer)."""
     if taken.empty:

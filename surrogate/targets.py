@@ -265,7 +265,7 @@ _CAPACITY = Target(
             "forward",
             "forward chaining: train on each curve's first 60/80% of cycles, score the next 20% (a forecast)",
             "forward",
-            False,
+            True,
             CYCLES,
         ),
     ),

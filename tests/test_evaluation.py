@@ -194,3 +194,7 @@ def test_select_champions_scores_every_family_on_every_target(thin):
     for target in TARGETS:
         assert set(report["targets"][target]["families"]) == set(FAMILIES)
         assert report["targets"][target]["champion"] is not None
+    # fade: every family's forecast (forward chaining) is reported, pooled and per protocol, and selects
+    forecast = report["targets"]["capacity_retention"]["forecast"]
+    assert forecast["selects"] and set(forecast["families"]) == set(FAMILIES)
+    assert all(set(parts) == {"long", "standard"} for parts in forecast["by_protocol"].values())

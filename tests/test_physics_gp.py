@@ -70,14 +70,21 @@ def rate_model() -> tuple[PhysicsPriorGP, pd.DataFrame]:
 def test_params_round_trip_and_clone():
     model = PhysicsPriorGP(target=RATE_RETENTION, mean="constant", max_points=50, categories={"buffer": ["sio2"]})
     params = model.get_params()
-    assert params == {"target": RATE_RETENTION, "mean": "constant", "max_points": 50,
-                      "categories": {"buffer": ["sio2"]}, "reading_sd": 0.005, "max_iter": 60}
+    assert params == {
+        "target": RATE_RETENTION,
+        "mean": "constant",
+        "max_points": 50,
+        "categories": {"buffer": ["sio2"]},
+        "reading_sd": 0.005,
+        "max_iter": 60,
+    }
     copy = clone(model)
     assert copy.get_params() == params and copy is not model
     assert PhysicsPriorGP().set_params(**params).get_params() == params
     with pytest.raises(NotFittedError):
-        model.predict(pd.DataFrame({"buffer": ["sio2"], "anneal_temp_c": [300.0], "test_temp_c": [25.0],
-                                    "c_rate": [10.0]}))
+        model.predict(
+            pd.DataFrame({"buffer": ["sio2"], "anneal_temp_c": [300.0], "test_temp_c": [25.0], "c_rate": [10.0]})
+        )
 
 
 def test_predict_never_trains(rate_model):
@@ -91,8 +98,14 @@ def test_predict_never_trains(rate_model):
 
 
 def test_bad_input_is_an_input_error():
-    X = pd.DataFrame({"buffer": ["sio2", "none"], "anneal_temp_c": [300.0, np.nan], "test_temp_c": [25.0, 25.0],
-                      "c_rate": [10.0, 10.0]})
+    X = pd.DataFrame(
+        {
+            "buffer": ["sio2", "none"],
+            "anneal_temp_c": [300.0, np.nan],
+            "test_temp_c": [25.0, 25.0],
+            "c_rate": [10.0, 10.0],
+        }
+    )
     with pytest.raises(InputError, match="anneal_temp_c"):
         PhysicsPriorGP(target=RATE_RETENTION).fit(X, np.zeros(2))
     with pytest.raises(InputError, match="c_rate"):
@@ -142,8 +155,10 @@ def test_registered_family_fits_through_the_fresh_sample_wrapper():
 # ------------------------------------------------------------------ the data override a wrong law
 def test_discrepancy_learns_an_anneal_dependence_the_law_does_not_have():
     world = lab_world(crystallisation_onset_c=220.0, crystallisation_complete_c=320.0)
-    grid = pd.DataFrame([(a, t) for a in np.linspace(25, 500, 12) for t in (25.0, 60.0, 120.0)],
-                        columns=["anneal_temp_c", "test_temp_c"])
+    grid = pd.DataFrame(
+        [(a, t) for a in np.linspace(25, 500, 12) for t in (25.0, 60.0, 120.0)],
+        columns=["anneal_temp_c", "test_temp_c"],
+    )
     y = np.log10(physics.conductivity_s_cm(grid["anneal_temp_c"], grid["test_temp_c"], world))
     model = PhysicsPriorGP(target=CONDUCTIVITY).fit(grid, y)
     anneal = np.arange(25.0, 501.0, 5.0)
@@ -166,8 +181,16 @@ def test_recovers_the_lab_near_its_optimum():
     )
     rows[RATE_RETENTION] = physics.rate_retention(rows.buffer, rows.anneal_temp_c, rows.test_temp_c, 10.0)
     rows[CAPACITY_RETENTION] = physics.capacity_retention(rows.buffer, rows.test_temp_c, 300)
-    held_out = pd.DataFrame({"buffer": ["sio2", "lipon"], "anneal_temp_c": [280.0, 300.0], "test_temp_c": [44.0, 54.0],
-                             "c_rate": 10.0, "cycles": 300, "protocol": "standard"})
+    held_out = pd.DataFrame(
+        {
+            "buffer": ["sio2", "lipon"],
+            "anneal_temp_c": [280.0, 300.0],
+            "test_temp_c": [44.0, 54.0],
+            "c_rate": 10.0,
+            "cycles": 300,
+            "protocol": "standard",
+        }
+    )
     truth = {
         RATE_RETENTION: physics.rate_retention(held_out.buffer, held_out.anneal_temp_c, held_out.test_temp_c, 10.0),
         CAPACITY_RETENTION: physics.capacity_retention(held_out.buffer, held_out.test_temp_c, 300),

@@ -124,7 +124,14 @@ def serving_test_double(home: Path, workers: int, campaigns: tuple[str, ...] = (
         for name in campaigns:
             Campaign.create(name, Objective("conductivity"))
         port = _free_port()
-        command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", str(workers)]
+        command = [
+            str(Path(sys.executable).parent / "surrogate"),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
         process = start_server(command, env, home, home / "server.log")
         url = f"http://127.0.0.1:{port}"
         try:

@@ -82,8 +82,17 @@ def test_recommend_is_the_posterior_mean_best_not_the_luckiest_reading():
     for anneal in (60.0, 120.0, 180.0, 200.0, 220.0, 240.0, 300.0, 360.0, 420.0, 480.0):
         for _ in range(2):
             m = lab.measure("sio2", anneal, 25.0, c_rate=30.0)
-            rows.append({"buffer": "sio2", "anneal_temp_c": anneal, "test_temp_c": 25.0, "c_rate": 30.0,
-                         "cycles": 100, "protocol": "standard", "rate_retention": m["rate_retention"]})
+            rows.append(
+                {
+                    "buffer": "sio2",
+                    "anneal_temp_c": anneal,
+                    "test_temp_c": 25.0,
+                    "c_rate": 30.0,
+                    "cycles": 100,
+                    "protocol": "standard",
+                    "rate_retention": m["rate_retention"],
+                }
+            )
     observed = pd.DataFrame(rows)
     lucky = observed["anneal_temp_c"] == 480.0
     observed.loc[lucky.idxmax(), "rate_retention"] = observed["rate_retention"].max() + 0.03  # one lucky reading
@@ -112,9 +121,18 @@ def test_an_unmeasured_buffer_is_an_extrapolation():
     rows = []
     for anneal, temp in ((100.0, 30.0), (300.0, 60.0), (450.0, 90.0)):
         m = lab.measure("none", anneal, temp, c_rate=10, cycles=300)
-        rows.append({"buffer": "none", "anneal_temp_c": anneal, "test_temp_c": temp, "c_rate": 10.0, "cycles": 300,
-                     "protocol": "standard", "rate_retention": m["rate_retention"],
-                     "capacity_retention": m["capacity_retention"]})
+        rows.append(
+            {
+                "buffer": "none",
+                "anneal_temp_c": anneal,
+                "test_temp_c": temp,
+                "c_rate": 10.0,
+                "cycles": 300,
+                "protocol": "standard",
+                "rate_retention": m["rate_retention"],
+                "capacity_retention": m["capacity_retention"],
+            }
+        )
     result = recommend(DesignSpace(), objective, pd.DataFrame(rows))
     if result["design"]["buffer"] != "none":
         assert result["extrapolation"] and "never measured" in result["extrapolation_reasons"][0]
@@ -142,8 +160,17 @@ def test_short_cycle_objectives_use_their_own_observations():
     rows = []
     for anneal, temp in ((100.0, 30.0), (300.0, 60.0), (450.0, 90.0), (200.0, 40.0)):
         m = lab.measure("sio2", anneal, temp, cycles=50)
-        rows.append({"buffer": "sio2", "anneal_temp_c": anneal, "test_temp_c": temp, "c_rate": 30.0, "cycles": 50,
-                     "protocol": "standard", "capacity_retention": m["capacity_retention"]})
+        rows.append(
+            {
+                "buffer": "sio2",
+                "anneal_temp_c": anneal,
+                "test_temp_c": temp,
+                "c_rate": 30.0,
+                "cycles": 50,
+                "protocol": "standard",
+                "capacity_retention": m["capacity_retention"],
+            }
+        )
     result = recommend(DesignSpace(buffers=("sio2",)), objective, pd.DataFrame(rows))
     assert result["model_rows"] == {"capacity_retention": 4}
 
@@ -156,8 +183,11 @@ def test_batch_is_spread_hedged_and_avoids_pending_and_failed_designs():
     rows = []
     for i, d in enumerate(first.to_dict("records")):
         m = lab.measure(**d, c_rate=10, cycles=300)
-        rows.append(d | objective.conditions() | {"rate_retention": m["rate_retention"],
-                                                   "capacity_retention": m["capacity_retention"], "trial": i})
+        rows.append(
+            d
+            | objective.conditions()
+            | {"rate_retention": m["rate_retention"], "capacity_retention": m["capacity_retention"], "trial": i}
+        )
     observed = pd.DataFrame(rows)
     pending = propose_batch(space, objective, observed, 2, seed=5)
     failed = pending.iloc[[0]]
@@ -182,8 +212,17 @@ def test_conductivity_batches_do_not_repeat_a_film_under_another_buffer():
     rows = []
     for anneal, temp in ((100.0, 40.0), (300.0, 80.0), (450.0, 110.0)):
         m = lab.measure("none", anneal, temp)
-        rows.append({"buffer": "none", "anneal_temp_c": anneal, "test_temp_c": temp, "c_rate": 30.0, "cycles": 100,
-                     "protocol": "standard", "conductivity_s_cm": m["conductivity_s_cm"]})
+        rows.append(
+            {
+                "buffer": "none",
+                "anneal_temp_c": anneal,
+                "test_temp_c": temp,
+                "c_rate": 30.0,
+                "cycles": 100,
+                "protocol": "standard",
+                "conductivity_s_cm": m["conductivity_s_cm"],
+            }
+        )
     batch = propose_batch(space, objective, pd.DataFrame(rows), 4, seed=1)
     scaled = np.column_stack([(batch["anneal_temp_c"] - 25.0) / 475.0, (batch["test_temp_c"] - 25.0) / 95.0])
     distances = np.linalg.norm(scaled[:, None, :] - scaled[None, :, :], axis=2)

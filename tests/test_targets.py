@@ -231,5 +231,13 @@ def test_fade_plan_has_forward_chaining_scored_on_later_cycles() -> None:
         for curve in np.unique(curves[test]):  # every scored cycle comes after every trained cycle of its curve
             assert cycles[test][curves[test] == curve].min() > cycles[train][curves[train] == curve].max()
     cv = cross_validate("physics", CAPACITY_RETENTION, data)
-    overall = cv.splits["forward"]["overall"]
-    assert overall["n"] > 0 and overall["rmse_natural"] > 0 and not cv.splits["forward"]["selects"]
+    forward, blocks = cv.splits["forward"], cv.splits["cycle_block"]
+    overall = forward["overall"]
+    assert overall["n"] > 0 and overall["rmse_natural"] > 0 and forward["selects"] and blocks["selects"]
+    # the forecast enters selection: the score is the mean of the interpolation and the forecast RMSE
+    assert cv.score == pytest.approx((overall["rmse_natural"] + blocks["overall"]["rmse_natural"]) / 2)
+    # forecasts are reported per protocol: the SiO2 1000-cycle curve apart from the 100-cycle ones
+    by_protocol = forward["by_protocol"]
+    assert set(by_protocol) == {"long", "standard"}
+    assert sum(part["n"] for part in by_protocol.values()) == overall["n"]
+    assert by_protocol["long"]["n"] > 0 and by_protocol["long"]["rmse_units"] >= 0

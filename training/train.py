@@ -210,11 +210,15 @@ def _log_report_metrics(report: dict[str, Any], level: float) -> None:
         if entry.get("selection_skipped"):  # too little data: the physics law alone, no CV score to log
             mlflow.set_tag(f"selection_skipped.{target}", entry["selection_skipped"][:5000])
         forecast = entry.get("forecast")
-        if forecast:  # forward chaining: trained on early cycles, scored on the next 20% (reported, not selecting)
+        if forecast:  # forward chaining: trained on early cycles, scored on the next 20% (selects with the rest)
             mlflow.set_tag(f"forecast_best.{target}", forecast["best_family"])
             for family, overall in forecast["families"].items():
                 if overall.get("rmse_natural") is not None:
                     metrics[f"forecast/{target}/{family}/rmse_natural"] = float(overall["rmse_natural"])
+                for protocol, scores in forecast.get("by_protocol", {}).get(family, {}).items():
+                    for key in ("rmse_natural", "rmse_units", "coverage"):
+                        if scores.get(key) is not None:
+                            metrics[f"forecast/{target}/{family}/{protocol}/{key}"] = float(scores[key])
         summary = entry["summary"].get(champion) if champion is not None else None
         if summary is not None:
             metrics.update(cv_metrics(target, summary))
@@ -496,7 +500,6 @@ def _train_run(
 
         tuned: dict[str, dict[str, dict[str, Any]]] = {}
         if tune_trials:
-
             studies = tune_all(data, tune_trials, names, level=level, progress=progress)
             for study in studies:
                 if study.skipped is None:

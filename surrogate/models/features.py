@@ -471,6 +471,7 @@ def estimate_sample_variance(
 
 def _trained_ranges(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
     """(low, high) of each numeric column over all rows and per combination of the categorical columns."""
+
     def bounds(part: pd.DataFrame) -> list[list[float]]:
         return [[float(part[c].min()), float(part[c].max())] for c in numeric]
 
@@ -589,7 +590,9 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
                 shape = tuple(len(CATEGORIES[c]) for c in self.categorical_columns_)
                 lookup = np.full(shape, len(bounds) - 1, dtype=np.intp)
                 for i, combo in enumerate(ranges["regions"]):
-                    lookup[tuple(CATEGORIES[c].index(v) for c, v in zip(self.categorical_columns_, combo, strict=True))] = i
+                    lookup[
+                        tuple(CATEGORIES[c].index(v) for c, v in zip(self.categorical_columns_, combo, strict=True))
+                    ] = i
                 self.__dict__["_range_region"] = lookup
             region = lookup[tuple(designs.codes[c] for c in self.categorical_columns_)]
         squared = np.zeros(len(designs))

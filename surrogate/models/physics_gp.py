@@ -439,8 +439,10 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
 
     def _fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsPriorGP:
         used = tuple(c for c in INPUTS[self.target] if c in getattr(X, "columns", ()))
-        for required in (TEST_TEMP_C,) + ((C_RATE,) if self.target == RATE_RETENTION else ()) + (
-            (CYCLES,) if self.target == CAPACITY_RETENTION else ()
+        for required in (
+            (TEST_TEMP_C,)
+            + ((C_RATE,) if self.target == RATE_RETENTION else ())
+            + ((CYCLES,) if self.target == CAPACITY_RETENTION else ())
         ):
             if required not in used:
                 raise InputError(f"X: missing column {required!r} (the {self.target} model needs it)")
@@ -494,7 +496,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
     def _objective_theta(self, theta: np.ndarray, factor: Any, inputs: _Inputs, values: np.ndarray) -> float:
         residual = values - self._law_values(theta[:, None], inputs)[:, 0]
         return float(
-            0.5 * residual @ cho_solve(factor, residual) + 0.5 * np.sum(((theta - self.prior_mean_) / self.prior_sd_) ** 2)
+            0.5 * residual @ cho_solve(factor, residual)
+            + 0.5 * np.sum(((theta - self.prior_mean_) / self.prior_sd_) ** 2)
         )
 
     def _noisy_factor(self, h: np.ndarray, inputs: _Inputs) -> Any:
