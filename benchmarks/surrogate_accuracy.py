@@ -257,6 +257,26 @@ def evaluate_inside_outside(surrogate: Any, designs: dict[str, pd.DataFrame], se
     return out
 
 
+def forecast_scores(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Fade forecasts of a selection report (forward chaining): per family, pooled and per protocol, in fractions."""
+    entry = report["targets"].get(CAPACITY_RETENTION, {})
+    forecast = entry.get("forecast")
+    if not forecast:
+        return None
+    keep = ("n", "rmse_units", "coverage")
+    return {
+        "champion": entry.get("champion"),
+        "best_family": forecast["best_family"],
+        "families": {
+            family: {
+                "pooled": {k: overall.get(k) for k in keep},
+                **{p: {k: v.get(k) for k in keep} for p, v in forecast["by_protocol"].get(family, {}).items()},
+            }
+            for family, overall in forecast["families"].items()
+        },
+    }
+
+
 def world_family_section(n_worlds: int, family_seed: int, n: int, seed: int, families: list[str]) -> dict[str, Any]:
     """Train ``families`` on each world's version of the paper's experiments; score inside vs outside the data."""
     from surrogate.dataset import DEFAULT_SEED
@@ -279,6 +299,7 @@ def world_family_section(n_worlds: int, family_seed: int, n: int, seed: int, fam
         rows[world.name] = {
             "laws": world.describe(),
             "champions": dict(selection.surrogate.info["families"]),
+            "forecast": forecast_scores(selection.report),
             "select_seconds": round(fit_s, 2),
             "targets": scores,
         }
@@ -389,6 +410,7 @@ def run(
         "retention_rmse_worst": retention_rmse,
         "coverage_pooled_within": coverage,
         "extrapolated": beyond,
+        "forecast": forecast_scores(result.report),
         "world_family": worlds,
         "facts": {
             "all_hold": all_hold(facts),
@@ -451,6 +473,42 @@ def world_markdown(section: dict[str, Any] | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def forecast_markdown(report: dict[str, Any]) -> list[str]:
+    """Fade forecasts (forward chaining) on the embedded data and on each world, pooled and per protocol."""
+    sources = [("embedded data", report.get("forecast"))]
+    sources += [
+        (name, row.get("forecast")) for name, row in (report.get("world_family") or {}).get("worlds", {}).items()
+    ]
+    sources = [(name, f) for name, f in sources if f]
+    if not sources:
+        return []
+    lines = [
+        "## Fade forecasts (forward chaining, issue 8 §4)",
+        "",
+        "Each family trained on every curve's first 60% (then 80%) of cycles and scored on the next 20%: a "
+        "forecast, not an interpolation. Since issue 8 this score enters champion selection for capacity "
+        "retention beside the cycle blocks. RMSE in fraction of initial capacity; coverage of the 90% interval. "
+        "`long`: the SiO2 1000-cycle protocol (forecasting cycles 600-1000); `standard`: the 100-cycle curves.",
+        "",
+        "| data | family | pooled RMSE | coverage | long RMSE | long coverage | standard RMSE | standard coverage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cells(scores: dict[str, Any] | None) -> list[str]:
+        if not scores or scores.get("rmse_units") is None:
+            return ["", ""]
+        return [f"{scores['rmse_units']:.4f}", f"{scores['coverage']:.1%}"]
+
+    for name, forecast in sources:
+        for family, scores in forecast["families"].items():
+            marks = (" (champion)" if family == forecast["champion"] else "") + (
+                " (best forecast)" if family == forecast["best_family"] else ""
+            )
+            row = cells(scores["pooled"]) + cells(scores.get("long")) + cells(scores.get("standard"))
+            lines.append(f"| {name} | {family}{marks} | " + " | ".join(row) + " |")
+    return [*lines, ""]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -539,6 +597,7 @@ def markdown(report: dict[str, Any]) -> str:
         "that agreement: with real cells of another spread it would differ.",
         "",
         *world_markdown(report.get("world_family")),
+        *forecast_markdown(report),
         "## Paper facts (champion's means)",
         "",
         "| fact | status | paper | model |",

@@ -256,6 +256,34 @@ def test_fresh_sample_model_widens_a_category_combination_never_seen(data):
     assert std[1] > 2 * std[0]
 
 
+def test_fresh_sample_model_widens_between_the_trained_anneal_states_of_a_world_that_crystallises_there():
+    """Films made at 25, 300 and 400 °C in a world whose film peaks at 250 °C: the data cannot show the peak, so
+    the intervals between the states widen (0 at a made film) and cover most of its fresh films (none without)."""
+    from surrogate.dataset import DEFAULT_SEED
+    from surrogate.models import features
+    from surrogate.worlds import paper_dataset, world_family
+
+    world = next(w for w in world_family(3) if w.name == "cryst250-lipon")
+    data = paper_dataset(world, DEFAULT_SEED)
+    X, y, meta = training_xy(data, CONDUCTIVITY)
+    model = make_model("physics", CONDUCTIVITY).fit(X, y, sample_ids=meta["sample_id"])
+    rng = np.random.default_rng(3)
+    designs = pd.DataFrame({"anneal_temp_c": rng.uniform(150.0, 290.0, 80), "test_temp_c": rng.uniform(25, 120, 80)})
+    made = pd.DataFrame({"anneal_temp_c": [25.0, 300.0, 400.0], "test_temp_c": 60.0})
+    assert np.all(model.extrapolation_variance(made) == 0.0)
+    gap = model.extrapolation_variance(pd.DataFrame({"anneal_temp_c": [200.0, 162.5, 350.0], "test_temp_c": 60.0}))
+    assert gap[1] > gap[0] > gap[2] > 0  # largest mid-way across the widest gap (25-300 °C)
+    full = designs.assign(buffer="none", c_rate=1.0, cycles=2, protocol="standard")
+    fresh = np.log10(world.measure_frame(full, np.random.default_rng(4))[CONDUCTIVITY])
+    mean, std = model.predict(designs, return_std=True)
+    inside = np.abs(fresh.to_numpy() - mean) <= 1.645 * std
+    assert inside.mean() >= 0.75  # near the peak (150-290 °C), the hardest part of the gap
+    with pytest.MonkeyPatch.context() as patch:  # without the gap term the peak is outside most intervals
+        patch.setattr(features, "GAP_GAIN", 0.0)
+        mean, std = model.predict(designs, return_std=True)
+        assert (np.abs(fresh.to_numpy() - mean) <= 1.645 * std).mean() < 0.2
+
+
 # ---------------------------------------------------------------------- vocabulary and encodings (issue 9)
 @pytest.mark.parametrize("name", ["gp", "trees", "torch"])
 def test_families_take_an_encoding_and_learn_their_vocabulary(data, name: str) -> None:
