@@ -587,6 +587,16 @@ def write_markdown(report: dict, path: Path) -> None:
                 f"(target ≤ 5: {'met' if checks['paper_world_ok'] else '**missed**'})."
             )
             lines.append("")
+        why = report.get("campaign_failures", {}).get(name)
+        if why and why["failures"]:
+            lines += [
+                f"Why `campaign` runs fail here: of its {why['failures']} runs that never observed a design within "
+                f"{TOLERANCE:.0%}, {why['recommended_within_2pct']} end with a *recommended* design (posterior-mean "
+                f"best) within {TOLERANCE:.0%} and {why['recommended_within_5pct']} within 5% (worst "
+                f"{why['worst_recommended_regret']:.1%}): the model has found the optimum, or nearly, but no noisy "
+                "reading of it became the best reading.",
+                "",
+            ]
     lines += ["## Cost", "", "| method | mean s/run (all worlds, objectives) | runs |", "|---|---|---|"]
     for method, cost in report["cost"].items():
         lines.append(f"| {method} | {cost['mean_seconds_per_run']:.1f} | {cost['runs']} |")
@@ -673,8 +683,23 @@ def main() -> None:
                 entry = cost.setdefault(method, {"seconds": 0.0, "runs": 0})
                 entry["seconds"] += sum(r["seconds"] for _, r in found)
                 entry["runs"] += len(found)
+    failures: dict = {}  # why the campaign's failed runs failed: did its model know the optimum at the end?
+    for name, per_world in results.items():
+        regrets = [
+            r.get("recommended_regret")
+            for per_method in per_world.values()
+            for _, r in per_method.get("campaign", [])
+            if r["hit"] is None and r.get("recommended_regret") is not None
+        ]
+        failures[name] = {
+            "failures": len(regrets),
+            "recommended_within_2pct": sum(x <= TOLERANCE for x in regrets),
+            "recommended_within_5pct": sum(x <= 0.05 for x in regrets),
+            "worst_recommended_regret": max(regrets, default=None),
+        }
     report = {
         "command": "python " + " ".join(["benchmarks/world_benchmark.py", *sys.argv[1:]]),
+        "campaign_failures": failures,
         "n_worlds": args.worlds,
         "family_seed": args.family_seed,
         "seeds": len(all_seeds),
