@@ -81,6 +81,11 @@ def test_train_end_to_end_tracks_registers_and_predicts(use_trained_store, capsy
         document["targets"][CONDUCTIVITY]["families"]["physics"]["rmse"]
     )
     assert "arrhenius/anneal_300c/ea_ev" in metrics and "time/train_s" in metrics
+    # fade forecasts (forward chaining, which takes part in selection): pooled and per protocol
+    assert run.data.tags[f"forecast_best.{CAPACITY_RETENTION}"] == "physics"
+    for protocol in ("long", "standard"):
+        assert 0 < metrics[f"forecast/{CAPACITY_RETENTION}/physics/{protocol}/rmse_units"] < 0.2
+        assert 0 < metrics[f"forecast/{CAPACITY_RETENTION}/physics/{protocol}/coverage"] <= 1
     # the description: champion per target in physical units, a warning where CV coverage is below the level
     note = run.data.tags["mlflow.note.content"]
     assert "S/cm" in note and "fraction" in note and "reconstruction" in note
