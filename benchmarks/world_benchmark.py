@@ -35,7 +35,8 @@ per experiment, 39 s per run on average (11 s median; 89 s for a run that uses a
 320 runs (8 worlds x 2 objectives x 20 seeds) take about 3.5 h at that load; at load ~4 the same runs
 took 1-13 s each (about 1 h in all). To use both cores, run one process per objective
 (``--objectives rate30_x_retention100`` and ``--objectives rate10_x_retention300`` with ``--no-report``),
-then ``--report-only``. Other methods per run at load 10-15: GPSampler 9 s, TPE 1 s, BayBE 300 s.
+then ``--report-only``. Other methods per run at load 10-15: GPSampler 9 s, TPE 1 s, BayBE 300 s (about 20 s
+on an idle machine).
 
 Writes benchmarks/results/world_benchmark.{json,md,png} and world_benchmark_runs.json (every run in brief,
 committed: the report is rebuilt from the cache or, for runs not in the cache, from that file, so the
@@ -616,9 +617,9 @@ NOTES = [
     "lucky noisy reading outside the 2% band can hide a later design inside it (worse the noisier the world).",
     "- Failures (never within 2% in 40 experiments) count as 41 in medians; a hatched bar in the plot is a "
     "median run that never got there.",
-    "- A cell marked n=k holds k < 20 runs: the session's compute (2 shared cores at load 5-15) did not allow "
-    "more. BayBE (130-300 s per run at that load) ran seeds 0-4 of rate30_x_retention100 only. Targets computed "
-    "from incomplete cells are marked so.",
+    "- A cell marked n=k holds k < 20 runs. BayBE's seeds 0-4 of rate30_x_retention100 ran at load 10-15 "
+    "(130-300 s per run); its other runs, on an idle 2-core machine two at a time, took about 20 s each "
+    "(the Cost table mixes both). Targets computed from incomplete cells are marked so.",
     "- Some worlds are hard for every method: where the optimum is small (e.g. 0.07-0.17 when fade accelerates "
     "and the optimum sits at 25 °C), 2% of it is below the noise of one reading, so the best *observed* design "
     "is mostly a lucky reading; the recommended design's regret is the fairer measure there.",
