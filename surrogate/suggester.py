@@ -72,6 +72,8 @@ N_SCREENED = 48
 """Candidates (plus two per pick) that pass the screen to qLogNEI."""
 MAX_BASELINE = 12
 """Baseline designs (measured, pending) kept for qLogNEI: those most likely to be the best."""
+N_PRUNE_SAMPLES = 512
+"""Quasi-Monte-Carlo samples (seeded) for choosing those baseline designs."""
 HEDGE_EVERY = 4
 """For one-at-a-time suggestions, every HEDGE_EVERY-th campaign design comes from the model-free GP."""
 MAX_MODEL_ROWS = 300
@@ -224,6 +226,7 @@ class _Acquisition:
     def __init__(self, posterior: ObjectivePosterior, table: pd.DataFrame, baseline: list[int], seed: int) -> None:
         import torch
         from botorch.acquisition.utils import prune_inferior_points
+        from botorch.sampling.normal import SobolQMCNormalSampler
 
         means, covs = posterior.joint(table)
         self.model = _botorch_model(means, covs)
@@ -233,7 +236,10 @@ class _Acquisition:
         if len(baseline) > 1:
             frac = min(1.0, MAX_BASELINE / len(baseline))
             with torch.no_grad():
-                rows = prune_inferior_points(self.model, rows, objective=self.objective, num_samples=512, max_frac=frac)
+                # A seeded sampler: BoTorch's default draws its seed at random, so the same campaign state gave
+                # different pruned baselines, hence different suggestions, in different processes.
+                sampler = SobolQMCNormalSampler(torch.Size([N_PRUNE_SAMPLES]), seed=seed)
+                rows = prune_inferior_points(self.model, rows, objective=self.objective, sampler=sampler, max_frac=frac)
         self.baseline = rows
 
     def best(self, candidates: np.ndarray, picks: list[int], slot: int) -> int:

@@ -227,3 +227,30 @@ def test_conductivity_batches_do_not_repeat_a_film_under_another_buffer():
     scaled = np.column_stack([(batch["anneal_temp_c"] - 25.0) / 475.0, (batch["test_temp_c"] - 25.0) / 95.0])
     distances = np.linalg.norm(scaled[:, None, :] - scaled[None, :, :], axis=2)
     assert distances[np.triu_indices(len(batch), 1)].min() >= MIN_SEPARATION
+
+
+def test_suggestions_do_not_depend_on_torch_global_random_state() -> None:
+    """The same campaign state gives the same suggestion whatever torch's global generator holds.
+
+    BoTorch's baseline pruning drew its sampler seed from torch's global generator, so this state (six
+    observations of a campaign in the world-family benchmark's ``hot-fade`` world) gave one of two
+    suggestions at random, in different processes; the pruning sampler is now seeded.
+    """
+    import torch
+
+    columns = ["buffer", "anneal_temp_c", "test_temp_c", "rate_retention", "capacity_retention"]
+    rows = [
+        ("none", 98.84602599777281, 80.93099599704146, 0.45877350944639744, 0.0017854982894560452),
+        ("sio2", 474.20784997639765, 48.0410940451199, 0.31982086376010216, 0.5603931938427964),
+        ("llto_ncm", 461.3681361079216, 49.89074072800577, 0.25240213160604674, 0.46816921053689786),
+        ("sio2", 444.35546717140824, 113.21919810958207, 0.7339022158956214, 0.004026897261223177),
+        ("lipon", 460.895159910433, 48.19723275024444, 0.2490609393763469, 0.613031026951084),
+        ("sio2", 340.0431095389649, 52.4198356969282, 0.4660817624390263, 0.5075029533394217),
+    ]
+    objective = Objective(kind="rate_x_capacity", c_rate=30.0, cycles=100)
+    observed = pd.DataFrame(rows, columns=columns).assign(**objective.conditions(), trial=range(len(rows)))
+    answers = []
+    for state in range(6):
+        torch.manual_seed(state)
+        answers.append(propose_batch(DesignSpace(), objective, observed, 1, seed=7).to_dict("records"))
+    assert all(answer == answers[0] for answer in answers)
