@@ -48,13 +48,13 @@ NOTES = [
     "- 'buffers tried' counts the distinct buffers a run measured before it stopped (at the hit or at the budget); "
     "runs stop at the hit, so a method that hits early tries fewer. n/a: not recorded for that method's cached runs.",
     "- Warm start: the embedded paper data are cells at 25 °C (anneal 300 °C) only, one rate test and one "
-    "100-cycle fade curve per buffer. They fix each buffer's level at 25 °C but not the temperature dependences "
-    "(interface and fade Arrhenius) that place the optimum at 44-105 °C, which the physics prior already guesses "
-    "well; so warm start can save at most the cold campaign's first (space-filling) experiment and part of the "
-    "tour of the buffers. Its failures are listed by seed in campaign_benchmark.json (failed_seeds).",
-    "- The campaign suggester's model uses the project's functional forms (resistance-limited rate law, Arrhenius "
-    "interface and fade, log-space fade) and the film conductivity fitted to the embedded film data; it does not "
-    "read the lab's calibrated constants and never calls the lab.",
+    "100-cycle fade curve per buffer. They fix each buffer's level at 25 °C, but not the temperature dependences "
+    "(interface and fade Arrhenius) that place the optimum at 44-105 °C: the campaign learns those from its own "
+    "experiments, warm or cold. Its failures are listed by seed in campaign_benchmark.json (failed_seeds).",
+    "- The campaign's model is the physics_gp family (the project's functional forms as a prior with uncertain "
+    "parameters, plus a GP discrepancy) fitted on the campaign's own observations and any warm-start rows; it "
+    "does not read the lab's calibrated constants and never calls the lab. campaign_before (the suggester before "
+    "issue 8) is reported by world_benchmark.py from its archive; this report reads only the per-run cache.",
     "",
 ]
 
@@ -196,7 +196,7 @@ def write_markdown(report: dict, path: Path) -> None:
             "",
             f"`suggest({timing['suggestions']})` on a campaign holding {timing['observations']} observations "
             f"(local SQLite storage, {timing['cpu_count']} cores, OMP_NUM_THREADS={timing['omp_num_threads']}): "
-            f"first call of a process {timing['first_call_s']:.2f} s (includes fitting the film model once), "
+            f"first call of a process {timing['first_call_s']:.2f} s (includes importing torch and BoTorch), "
             f"later calls {timing['median_later_call_s']:.2f} s (median of {len(timing['calls_s']) - 1}).",
             "",
         ]

@@ -5,9 +5,9 @@ the closed loop of the world-family benchmark) is run with :data:`surrogate.sugg
 each value asked for, on the same worlds and paired seeds. A hedge every k-th design means: k = 2 every
 other design is model-free; a value larger than the budget (1000) never hedges.
 
-The default worlds are the paper's lab and the three worlds where the campaign misses its target in the
-world-family benchmark (``hot-fade``, ``random-0-3``, ``random-0-7``): a knob that helps there but hurts the
-paper's world, or the reverse, shows up side by side. Runs are split over ``--processes`` worker processes.
+The default worlds are the paper's lab and three worlds where the campaign missed its target in a run of
+the world-family benchmark (``hot-fade``, ``random-0-3``, ``random-0-7``): a knob that helps there but hurts
+the paper's world, or the reverse, shows up side by side. Runs are split over ``--processes`` worker processes.
 
     python benchmarks/hedge_screen.py --hedge-every 2,4,1000 --seeds 0:8
 
@@ -97,7 +97,8 @@ def markdown(report: dict) -> str:
         "",
         f"Date (UTC): {report['date_utc']}  ",
         f"Command: `{report['command']}`  ",
-        f"Machine: {report['machine']}",
+        f"Machine: {report['machine']}  ",
+        f"Suggester: sha256 of surrogate/suggester.py {report['suggester_sha256'][:12]}…",
         "",
         f"Objective {report['objective']}; worlds {', '.join(worlds)}; seeds {report['seeds']} (paired: the same "
         f"noise stream for every setting); budget {report['budget']}. A cell is the median number of experiments "
@@ -159,6 +160,7 @@ def main() -> None:
         "seeds": args.seeds,
         "budget": wb.BUDGET,
         "current": suggester.HEDGE_EVERY,
+        "suggester_sha256": wb.suggester_sha256(),
         "summary": summarise(runs, wb.BUDGET),
         "runs": runs,
     }
