@@ -259,21 +259,20 @@ def _canonical(values: pd.Series, canon) -> np.ndarray:
     return values.map(mapping).to_numpy(dtype=object)
 
 
-def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
-    """``X`` restricted to the target's design columns plus ``material``, checked: numbers finite, ids canonical.
+def checked_design_columns(X: pd.DataFrame, columns: list[str] | tuple[str, ...], who: str) -> pd.DataFrame:
+    """``X``'s design ``columns`` checked: numbers finite and physical, buffer and protocol ids canonical.
 
-    ``material`` is optional (absent or blank: the paper's LLTO film). Raises :class:`InputError` naming the
-    column and the reason (missing column, non-finite value, temperature at or below absolute zero, C-rate
-    or cycles not positive, unknown buffer, material or protocol).
+    ``who`` names the model in the message (e.g. "the rate_retention model"). Raises :class:`InputError`
+    naming the column and the reason (not a DataFrame, missing column, not a number, non-finite value,
+    temperature at or below absolute zero, C-rate or cycles not positive, unknown buffer or protocol).
+    Zero rows are allowed here (a physics prior can be fitted to none).
     """
-    columns = list(FEATURES[check_target(target)])
+    columns = list(columns)
     if not isinstance(X, pd.DataFrame):
         raise InputError(f"X: a pandas DataFrame with columns {columns} is required, got {type(X).__name__}")
     missing = [c for c in columns if c not in X.columns]
     if missing:
-        raise InputError(f"X: missing column(s) {missing} (the {target} model needs {columns})")
-    if len(X) == 0:
-        raise InputError("X: at least one row is required")
+        raise InputError(f"X: missing column(s) {missing} ({who} needs {columns})")
     out = pd.DataFrame(index=X.index)
     for column in columns:
         if column == BUFFER:
@@ -292,6 +291,19 @@ def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
             if column in (C_RATE, CYCLES) and np.any(values <= 0):
                 raise InputError(f"{column}: every value must be > 0")
             out[column] = values
+    return out
+
+
+def canonical_features(X: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``X`` restricted to the target's design columns plus ``material``, checked: numbers finite, ids canonical.
+
+    ``material`` is optional (absent or blank: the paper's LLTO film). Raises :class:`InputError` naming the
+    column and the reason (see :func:`checked_design_columns`; also no rows, unknown material).
+    """
+    columns = list(FEATURES[check_target(target)])
+    out = checked_design_columns(X, columns, f"the {target} model")
+    if len(X) == 0:
+        raise InputError("X: at least one row is required")
     if MATERIAL in X.columns:
         out[MATERIAL] = _canonical(X[MATERIAL].astype(object).where(X[MATERIAL].notna(), None), canonical_material)
     else:

@@ -72,10 +72,10 @@ from surrogate.design import (
     REFERENCE_CYCLE,
     TEST_TEMP_C,
     canonical_buffer,
-    canonical_protocol,
 )
 from surrogate.errors import InputError
 from surrogate.models.base import TARGET_SPACES
+from surrogate.models.features import checked_design_columns
 from surrogate.physics import K_B_EV, ZERO_C_K, relative_rate_retention
 
 INPUTS: dict[str, tuple[str, ...]] = {
@@ -324,30 +324,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
 
     def _frame(self, X: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
         """``X``'s ``columns`` checked: numbers finite and physical, buffer and protocol canonical."""
-        if not isinstance(X, pd.DataFrame):
-            raise InputError(f"X: a pandas DataFrame with columns {list(columns)} is required")
-        missing = [c for c in columns if c not in X.columns]
-        if missing:
-            raise InputError(f"X: missing column(s) {missing} (the {self.target} model needs {list(columns)})")
-        out = pd.DataFrame(index=X.index)
-        for column in columns:
-            if column in (BUFFER, PROTOCOL):
-                canon = canonical_buffer if column == BUFFER else canonical_protocol
-                mapping = {v: canon(v) for v in pd.unique(X[column])}
-                out[column] = X[column].map(mapping).to_numpy(dtype=object)
-                continue
-            try:
-                values = pd.to_numeric(X[column], errors="raise").to_numpy(dtype=float)
-            except (TypeError, ValueError):
-                raise InputError(f"{column}: every value must be a number") from None
-            if not np.all(np.isfinite(values)):
-                raise InputError(f"{column}: every value must be finite (found NaN or infinity)")
-            if column in (ANNEAL_TEMP_C, TEST_TEMP_C) and np.any(values <= -ZERO_C_K):
-                raise InputError(f"{column}: temperatures in °C must be above absolute zero (-273.15 °C)")
-            if column in (C_RATE, CYCLES) and np.any(values <= 0):
-                raise InputError(f"{column}: every value must be > 0")
-            out[column] = values
-        return out
+        return checked_design_columns(X, columns, f"the {self.target} model")
 
     def _encode(self, frame: pd.DataFrame) -> _Inputs:
         n = len(frame)
