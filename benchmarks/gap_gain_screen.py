@@ -25,25 +25,16 @@ import pandas as pd
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LEVEL = 0.9
-MADE_STATES = (25.0, 300.0, 400.0)
+MADE, BETWEEN = "paper anneal states", "anneal between states"  # the groups of surrogate_accuracy.held_out_designs
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def designs(n: int, seed: int) -> pd.DataFrame:
-    """``n`` conductivity designs: the first half at the made anneal states, the rest anywhere in 25-400 °C."""
-    rng = np.random.default_rng(seed)
-    half = n // 2
-    anneal = np.concatenate([rng.choice(MADE_STATES, half), rng.uniform(25.0, 400.0, n - half)])
-    return pd.DataFrame(
-        {
-            "buffer": "none",
-            "anneal_temp_c": anneal,
-            "test_temp_c": rng.uniform(25.0, 120.0, n),
-            "c_rate": 1.0,
-            "cycles": 2,
-            "protocol": "standard",
-            "group": np.where(np.arange(n) < half, "made states", "between states"),
-        }
-    )
+    """The accuracy benchmark's held-out conductivity designs: half at the made anneal states, half in 25-400 °C."""
+    from surrogate_accuracy import held_out_designs
+
+    frame = held_out_designs(n, np.random.default_rng(seed))["conductivity_s_cm"].reset_index(drop=True)
+    return frame.assign(buffer="none", c_rate=1.0, cycles=2, protocol="standard")
 
 
 def screen(gains: list[float], n_worlds: int, n: int, seed: int) -> dict:
@@ -78,7 +69,7 @@ def screen(gains: list[float], n_worlds: int, n: int, seed: int) -> dict:
                         "mean_width_decades": float(width[mask].mean()),
                         "n": int(mask.sum()),
                     }
-                    for group in ("made states", "between states")
+                    for group in (MADE, BETWEEN)
                     for mask in [(frame["group"] == group).to_numpy()]
                 }
             out[world.name] = {"champion": selection.champions["conductivity_s_cm"], "gains": rows}
@@ -104,7 +95,7 @@ def markdown(report: dict) -> str:
     for name, entry in report["worlds"].items():
         cells = []
         for gain in report["gains"]:
-            made, between = entry["gains"][str(gain)]["made states"], entry["gains"][str(gain)]["between states"]
+            made, between = entry["gains"][str(gain)][MADE], entry["gains"][str(gain)][BETWEEN]
             cells.append(f"{made['coverage']:.0%} / {between['coverage']:.0%} ({between['mean_width_decades']:.2f})")
         lines.append(f"| {name} | {entry['champion']} | " + " | ".join(cells) + " |")
     return "\n".join([*lines, ""])
