@@ -111,9 +111,14 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     from surrogate.models import features
 
-    gains = [float(g) for g in args.gains.split(",") if g]
-    if any(g < 0 for g in gains):
-        raise SystemExit("--gains: values must be >= 0")
+    try:
+        gains = [float(g) for g in args.gains.split(",") if g]
+    except ValueError:
+        raise SystemExit(f"--gains {args.gains!r}: numbers separated by commas") from None
+    if not gains or any(not np.isfinite(g) or g < 0 for g in gains):
+        raise SystemExit("--gains: give one or more finite numbers >= 0")
+    if args.worlds < 3 or args.n < 2:
+        raise SystemExit("--worlds: at least 3 (the paper's and the two reported worlds); --n: at least 2")
     report = {
         "command": "python " + " ".join(["benchmarks/gap_gain_screen.py", *sys.argv[1:]]),
         "current": features.GAP_GAIN,

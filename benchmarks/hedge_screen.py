@@ -136,15 +136,30 @@ def main() -> None:
     from tqdm import tqdm
 
     from surrogate import suggester
+    from surrogate.worlds import world_family
 
-    settings = [int(v) for v in args.hedge_every.split(",") if v]
-    if any(v < 1 for v in settings):
-        raise SystemExit("--hedge-every: values must be integers >= 1")
-    first, last = (int(x) for x in args.seeds.split(":"))
+    try:
+        settings = [int(v) for v in args.hedge_every.split(",") if v]
+        first, last = (int(x) for x in args.seeds.split(":"))
+    except ValueError:
+        raise SystemExit("--hedge-every: integers separated by commas; --seeds: a:b, two integers") from None
+    if not settings or any(v < 1 for v in settings):
+        raise SystemExit("--hedge-every: give one or more integers >= 1")
+    if not 0 <= first < last:
+        raise SystemExit(f"--seeds {args.seeds}: need 0 <= a < b")
+    if args.processes < 1:
+        raise SystemExit("--processes: at least 1")
+    if args.objective not in wb.OBJECTIVES:
+        raise SystemExit(f"--objective {args.objective!r}: choose from {', '.join(wb.OBJECTIVES)}")
+    known = [w.name for w in world_family(wb.N_WORLDS, wb.FAMILY_SEED)]
+    worlds = [w for w in args.worlds.split(",") if w]
+    unknown = sorted(set(worlds) - set(known))
+    if unknown or not worlds:
+        raise SystemExit(f"--worlds: unknown {unknown or 'none given'}; choose from {', '.join(known)}")
     jobs = [
         (setting, world, args.objective, seed)
         for setting in settings
-        for world in args.worlds.split(",")
+        for world in worlds
         for seed in range(first, last)
     ]
     load_start = os.getloadavg()
