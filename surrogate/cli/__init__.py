@@ -3,7 +3,7 @@
 Each module in this package exposes ``register(subparsers)``, which adds its
 subcommands and sets ``func`` on each parser. ``func(args)`` returns the exit
 code. Exit codes follow CONTRACT.md: 0 success, 2 bad input or bad data (the
-reasons on stderr), 1 internal failure.
+reasons on stderr), 1 internal failure, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from surrogate.errors import InputError
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): 128 + 2, the shell's convention for a process ended by that signal."""
 
 # Subcommand modules, in the order `surrogate --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = ("run", "lab", "data", "train", "search", "serve", "dashboard")
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
