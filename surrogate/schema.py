@@ -30,13 +30,18 @@ column                    meaning
 ``source``                metadata: where the row came from
 ========================  ==========================================================
 
-Columns outside the schema are kept as they are and reported as warnings. The
+Columns outside the schema are kept as they are and reported as warnings; no
+free-text cell may start like a spreadsheet formula (:func:`formula_problem`). A
+table has at most :data:`MAX_COLUMNS` columns. CSV files are read strictly
+(:func:`read_table`): UTF-8 or UTF-16 with a byte-order mark; a row with another
+number of values than the header, a quote left open and a repeated header name are
+errors naming the file's line, and nothing of such a file is used. The
 target columns are the declared targets (:mod:`surrogate.targets`, including any
 registered at run time); the buffers and materials are the catalogue's
 (:mod:`surrogate.materials`, including any declared in a materials file).
 
 :func:`check_frame` applies readable rules one after the other (column mapping,
-structure, numbers, categories, per-row conditions, metadata, duplicates); each
+structure, numbers, categories, per-row conditions, metadata, formula-like text, duplicates); each
 rule adds :class:`~surrogate.errors.Problem` entries, so every problem is found
 in one pass.
 
@@ -118,6 +123,14 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 """File types :func:`load_measurements` reads."""
 
 DESIGN_NUMBER_COLUMNS: tuple[str, ...] = (ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE, CYCLES)
+
+MAX_COLUMNS = 1_000
+"""Most columns a measurement table may have (schema and unknown columns together).
+
+The schema has a dozen or so columns; a wider table is refused with :class:`InputError` before any
+per-column work, so a hostile header (10⁶ columns) costs only its reading. Below the limit,
+validation time grows linearly with the number of columns (``benchmarks/validation_width.py``).
+"""
 
 
 def target_columns() -> tuple[str, ...]:
@@ -263,6 +276,15 @@ class _Table:
     metadata: dict[str, list[Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+def check_width(n_columns: int, source: str = "data") -> None:
+    """Raise :class:`InputError` when a table has more than :data:`MAX_COLUMNS` columns."""
+    if n_columns > MAX_COLUMNS:
+        raise InputError(
+            f"{source}: {n_columns:,} columns; a measurement table may have at most {MAX_COLUMNS:,} "
+            "(one column per quantity: see `surrogate data validate --help` for the schema)"
+        )
 
 
 def _rule_map_columns(df: pd.DataFrame, table: _Table) -> None:
@@ -434,6 +456,46 @@ def _rule_metadata(table: _Table) -> None:
             )
 
 
+FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@")
+"""First characters with which a spreadsheet reads a cell as a formula (OWASP "CSV injection")."""
+
+
+def formula_problem(text: str) -> str | None:
+    """Why ``text`` would run as a spreadsheet formula (None when it would not).
+
+    A text starting with ``=`` or ``@``, or with ``+`` / ``-`` when it is not a number (``-5`` is fine, a
+    lone ``-`` placeholder too), is read by Excel or LibreOffice as a formula when the data is exported
+    and opened again (``=cmd|' /C calc'!A0`` starts a program).
+    """
+    stripped = text.lstrip()
+    if not stripped or stripped[0] not in FORMULA_PREFIXES:
+        return None
+    if stripped[0] in "+-":
+        if not stripped.strip("+-"):
+            return None
+        try:
+            float(stripped)
+        except ValueError:
+            pass
+        else:
+            return None
+    return (
+        f"text {stripped[:20]!r} starts with {stripped[0]!r}, which a spreadsheet runs as a formula; "
+        "remove or replace the leading character"
+    )
+
+
+def _rule_formulas(table: _Table) -> None:
+    """No free-text cell (metadata and unknown columns) may start like a spreadsheet formula."""
+    text_columns = {name: table.columns[name] for name in METADATA_COLUMNS if name in table.columns} | table.extra
+    for name, series in text_columns.items():
+        for i, cell in enumerate(series.tolist()):
+            if isinstance(cell, str):
+                reason = formula_problem(cell)
+                if reason:
+                    table.problems.append(Problem(i + 1, name, reason))
+
+
 def _canonical_frame(table: _Table) -> pd.DataFrame:
     values = table.values
     frame = pd.DataFrame(
@@ -450,8 +512,9 @@ def _canonical_frame(table: _Table) -> pd.DataFrame:
         },
         index=pd.RangeIndex(table.n_rows),
     )
-    for raw, series in table.extra.items():
-        frame[raw] = series
+    if table.extra:  # one concatenation: inserting column by column is quadratic in the number of columns
+        extra = pd.DataFrame(table.extra, index=frame.index)
+        frame = pd.concat([frame, extra], axis=1)
     return frame
 
 
@@ -481,8 +544,10 @@ def check_frame(
 
     The frame has the layout :func:`validate_frame` documents; cells that failed
     validation are missing (NaN / <NA>). ``extra_problems`` (for example from the
-    file reader) are reported first. Row numbers are 1-based data rows.
+    file reader) are reported first. Row numbers are 1-based data rows. A table
+    wider than :data:`MAX_COLUMNS` raises :class:`InputError` (see :func:`check_width`).
     """
+    check_width(len(df.columns), source)
     table = _Table(n_rows=len(df), problems=list(extra_problems or []))
     _rule_map_columns(df, table)
     _rule_structure(df, table)
@@ -491,6 +556,7 @@ def check_frame(
     _rule_ranges(table)
     _rule_conditions(table)
     _rule_metadata(table)
+    _rule_formulas(table)
     frame = _canonical_frame(table)
     _rule_duplicates(frame, table)
     problems = sorted(table.problems, key=lambda p: (p.row is not None, p.row or 0))
@@ -521,34 +587,101 @@ def validate_frame(df: pd.DataFrame, source: str = "data") -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- files
-def _read_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
-    data = path.read_bytes()
-    if not data.strip():
-        return pd.DataFrame(), []
+_UTF16_BOMS: tuple[bytes, ...] = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _decode_csv(path: Path, data: bytes) -> str:
+    """The text of a CSV file: UTF-8 (with or without BOM) or UTF-16 with its byte-order mark."""
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{path.name}: starts like UTF-16 text but cannot be decoded (byte {exc.start}); save it as 'CSV UTF-8'"
+            ) from None
     if b"\x00" in data:
         raise InputError(f"{path.name}: not a CSV text file (it contains binary data)")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{path.name}: cannot be read as UTF-8 text (byte {exc.start}); save it as 'CSV UTF-8'"
         ) from None
+
+
+def _header_problems(header: list[str], line: int) -> list[Problem]:
+    """Column names given more than once (schema names compared in any case), reported by the reader.
+
+    A duplicate header is refused before any frame is built, so no path (validate, observe) meets a
+    frame with two columns of one name (pandas warns, then drops one of them, when such a frame is
+    turned into records).
+    """
+    known = set(schema_columns())
+    counts: dict[str, int] = {}
+    for name in header:
+        key = name.lower() if name.lower() in known else name
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        Problem(None, key, f"line {line}: column {key!r} appears {count} times in the header; keep one of them")
+        for key, count in counts.items()
+        if count > 1
+    ]
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[Problem]]:
+    """Read a CSV strictly: every data row must have exactly the header's number of values, on one line.
+
+    A row with fewer values than the header, or more (other than trailing blank cells, as spreadsheets
+    write them), a quoted value that runs over a line break, and a quote left open at the end of the
+    file are errors naming the file's line (1-based, the header is line 1) and the data row: the rows
+    are never padded, cut or merged, and a broken file yields no frame at all
+    (:class:`DataValidationError`, or :class:`InputError` for an unclosed quote).
+    """
+    data = path.read_bytes()
+    text = _decode_csv(path, data)
+    if not text.strip():
+        return pd.DataFrame(), []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, int, list[str]]] = []  # (first line, last line, values) of each non-blank record
+    last_line = 0
     try:
-        records = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+        for record in reader:
+            first_line, last_line = last_line + 1, reader.line_num
+            if any(c.strip() for c in record):
+                records.append((first_line, last_line, record))
     except csv.Error as exc:
-        raise InputError(f"{path.name}: malformed CSV: {exc}") from None
+        raise InputError(
+            f"{path.name}: malformed CSV from line {last_line + 1}: {exc} (is a quote left open?); nothing was read"
+        ) from None
     if not records:
         return pd.DataFrame(), []
-    header = [h.strip() for h in records[0]]
+    header_first, header_last, header_record = records[0]
+    header = [h.strip() for h in header_record]
     width = len(header)
-    problems: list[Problem] = []
-    rows = []
-    for number, record in enumerate(records[1:], start=1):
-        if len(record) > width:
-            if any(c.strip() for c in record[width:]):
-                problems.append(Problem(number, None, f"{len(record)} values but the header has {width} columns"))
-            record = record[:width]
-        rows.append(record + [""] * (width - len(record)))
+    check_width(width, path.name)
+    problems = _header_problems(header, header_first)
+    if header_last != header_first:
+        problems.append(
+            Problem(None, None, f"line {header_first}: the header runs over lines {header_first}-{header_last}")
+        )
+    rows: list[list[str]] = []
+    for number, (first_line, line, record) in enumerate(records[1:], start=1):
+        if line != first_line:
+            problems.append(
+                Problem(
+                    number,
+                    None,
+                    f"line {first_line}: a quoted value runs over lines {first_line}-{line}; a quote is probably "
+                    "not closed (values cannot contain line breaks)",
+                )
+            )
+        elif len(record) < width or len(record) > width and any(c.strip() for c in record[width:]):
+            problems.append(
+                Problem(number, None, f"line {line}: {len(record)} values but the header has {width} columns")
+            )
+        rows.append(record[:width])
+    if problems:
+        raise DataValidationError(problems, path.name)
     frame = pd.DataFrame(rows, columns=range(width), dtype="str") if rows else pd.DataFrame(columns=range(width))
     frame.columns = header  # duplicate names are kept so the validator can report them
     return frame, problems
@@ -568,9 +701,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def read_table(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     """Read a CSV (every cell as text) or Parquet file without validating it.
 
-    Returns the raw frame and problems found while reading (rows with too many
-    values). Raises :class:`InputError` for a missing file, an unsupported
-    suffix or a file that cannot be read.
+    Returns the raw frame and problems found while reading (none today: a CSV
+    whose rows do not match its header raises, see :func:`_read_csv`). Raises
+    :class:`DataValidationError` listing every malformed CSV row (with its line),
+    and :class:`InputError` for a missing file, an unsupported suffix or a file
+    that cannot be read.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -585,7 +720,9 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[Problem]]:
     try:
         if suffix == ".csv":
             return _read_csv(path)
-        return _read_parquet(path), []
+        frame = _read_parquet(path)
+        check_width(len(frame.columns), path.name)
+        return frame, []
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
@@ -628,9 +765,13 @@ def validation_report(path: str | Path) -> dict[str, Any]:
     try:
         raw, read_problems = read_table(path)
     except InputError as exc:
-        reason = str(exc)
-        for prefix in (f"{path}: ", f"{path.name}: "):
-            reason = reason.removeprefix(prefix)
+        if isinstance(exc, DataValidationError):
+            problems = [p.to_dict() for p in exc.problems]
+        else:
+            reason = str(exc)
+            for prefix in (f"{path}: ", f"{path.name}: "):
+                reason = reason.removeprefix(prefix)
+            problems = [Problem(None, None, reason).to_dict()]
         return {
             "ok": False,
             "source": path.name,
@@ -639,7 +780,7 @@ def validation_report(path: str | Path) -> dict[str, Any]:
             "buffers": [],
             "materials": [],
             "ranges": {ANNEAL_TEMP_C: None, TEST_TEMP_C: None},
-            "problems": [Problem(None, None, reason).to_dict()],
+            "problems": problems,
             "warnings": [],
         }
     result = check_frame(raw, path.name, read_problems)
