@@ -28,6 +28,7 @@ from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PROTOCOL, TARGETS, TEST_TEMP_C
 from surrogate.errors import InputError
+from surrogate.materials import declare_carried
 from surrogate.models.base import DEFAULT_LEVEL, SURROGATE_FORMAT, Surrogate
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -272,6 +273,7 @@ class SurrogatePyfunc(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.surrogate = joblib.load(context.artifacts[_BUNDLE_ARTIFACT])
+        declare_carried(self.surrogate.info.get("catalogue"))  # the buffers and materials it was trained on
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         level = float((params or {}).get("level", DEFAULT_LEVEL))
@@ -398,6 +400,7 @@ def load_champion(model_uri: str | None = None) -> Surrogate:
             f"(bundle format {getattr(surrogate, 'format_version', 1)}, expected {SURROGATE_FORMAT}); "
             "run `surrogate train` again"
         )
+    declare_carried(surrogate.info.get("catalogue"), f"model {model_uri or CHAMPION_URI}: its materials")
     return surrogate
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES, TARGETS
 from surrogate.errors import InputError
 from surrogate.evaluation import CVResult, Selection, check_families, data_hash, select_champions
+from surrogate.materials import entries_in
 from surrogate.models.base import DEFAULT_LEVEL, TARGET_SPACES, Surrogate
 from surrogate.tracking import (
     CHAMPION_ALIAS,
@@ -518,8 +519,11 @@ def _train_run(
                 "data_hash": digest,
                 "reconstruction": reconstruction,
                 "run_id": run.info.run_id,
+                "catalogue": entries_in(data),  # declared again wherever the model is loaded: no file needed
             }
         )
+        if surrogate.info["catalogue"]:
+            mlflow.log_dict(surrogate.info["catalogue"], "materials.yaml")
         kept: dict[str, str] = {}
         if current is not None:
             lost = [t for t in current[1].targets if t not in surrogate.targets]

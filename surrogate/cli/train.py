@@ -19,6 +19,7 @@ from surrogate.design import (
     DEFAULT_C_RATE,
     DEFAULT_CYCLES,
     DEFAULT_PROTOCOL,
+    MATERIAL,
     PROTOCOL,
     PROTOCOLS,
     TARGET_UNITS,
@@ -26,7 +27,7 @@ from surrogate.design import (
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
-from surrogate.materials import add_materials_argument
+from surrogate.materials import DEFAULT_MATERIAL, DEFAULT_MATERIALS, add_materials_argument
 
 _FAMILIES_HELP = "physics, gp, trees, torch"
 EXIT_TERMINATED = 128 + 15
@@ -114,6 +115,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     predict.add_argument(
         "--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="cycling protocol (default standard)"
+    )
+    predict.add_argument(
+        "--material",
+        default=None,
+        help=f"what is measured: {', '.join(DEFAULT_MATERIALS)} or a declared material (default {DEFAULT_MATERIAL}, "
+        "the paper's sputtered film)",
     )
     predict.add_argument("--model", default=None, metavar="URI", help="MLflow model URI (default the champion)")
     predict.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
@@ -328,6 +335,7 @@ def _design(args: argparse.Namespace) -> dict[str, Any]:
         C_RATE: args.c_rate,
         CYCLES: args.cycles,
         PROTOCOL: args.protocol,
+        MATERIAL: args.material or DEFAULT_MATERIAL,
     }
 
 
