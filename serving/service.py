@@ -74,10 +74,11 @@ from serving.schemas import (
     SuggestResponse,
 )
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
-from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL, TARGETS
+from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
 from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError
 from surrogate.models.base import DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
+from surrogate.targets import target_names
 
 logger = logging.getLogger("surrogate.service")
 
@@ -364,7 +365,7 @@ def predictions_json(designs: DesignBatch, columns: dict[str, Any]) -> list[dict
     columns_out[names.index(CYCLES)] = columns_out[names.index(CYCLES)].astype(int)  # the contract's int
     rows = zip(*(column.tolist() for column in columns_out), strict=True)
     out = [{"design": dict(zip(names, row, strict=True))} for row in rows]
-    for target in TARGETS:
+    for target in target_names():  # every declared target, register_target() ones too
         if f"{target}_mean" not in columns:
             continue
         parts = (np.asarray(columns[f"{target}_{part}"], dtype=float).tolist() for part in ("mean", "lower", "upper"))
