@@ -26,10 +26,11 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PROTOCOL, TARGETS, TEST_TEMP_C
+from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PROTOCOL, TEST_TEMP_C
 from surrogate.errors import InputError
 from surrogate.materials import declare_carried
 from surrogate.models.base import DEFAULT_LEVEL, SURROGATE_FORMAT, Surrogate
+from surrogate.targets import target_names
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACT_ROOT = Path("mlruns")
@@ -234,9 +235,7 @@ def champion_description(
             f"| {target} ({TARGET_UNITS[target]}) | {family} | {_error_in_units(target, scores.get(target) or {})} "
             f"| {coverage} |"
         )
-    from surrogate.design import TARGETS
-
-    missing = [t for t in TARGETS if t not in surrogate.targets]
+    missing = [t for t in target_names() if t not in surrogate.targets]
     if missing:
         lines += ["", f"No model for: {', '.join(missing)} (too few rows of them in the training data)."]
     if kept:
@@ -280,7 +279,7 @@ class SurrogatePyfunc(PythonModel):
         return self.surrogate.predict(pd.DataFrame(model_input), level=level)
 
 
-def model_signature(targets: tuple[str, ...] = TARGETS) -> ModelSignature:
+def model_signature(targets: tuple[str, ...] | None = None) -> ModelSignature:
     """Input: design columns (``c_rate``, ``cycles``, ``protocol``, ``material`` optional); output: the contract columns."""
     inputs = Schema(
         [
@@ -293,6 +292,7 @@ def model_signature(targets: tuple[str, ...] = TARGETS) -> ModelSignature:
             ColSpec("string", MATERIAL, required=False),
         ]
     )
+    targets = target_names() if targets is None else targets
     columns = [ColSpec("double", f"{t}_{part}") for t in targets for part in ("mean", "lower", "upper")]
     columns += [ColSpec("boolean", "extrapolation"), ColSpec(Array("string"), "extrapolation_reasons")]
     params = ParamSchema([ParamSpec("level", "double", DEFAULT_LEVEL)])
@@ -433,7 +433,7 @@ def champion_info() -> dict[str, Any]:
     run = client.get_run(version.run_id) if version.run_id else None
     tags = run.data.tags if run else {}
     metrics = run.data.metrics if run else {}
-    families = {t: tags[f"champion.{t}"] for t in TARGETS if tags.get(f"champion.{t}", "none") != "none"}
+    families = {t: tags[f"champion.{t}"] for t in target_names() if tags.get(f"champion.{t}", "none") != "none"}
     cv: dict[str, dict[str, float]] = {}
     kept: dict[str, str] = {}
     for target in families:

@@ -29,11 +29,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES, TARGETS
+from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES
 from surrogate.errors import InputError
 from surrogate.evaluation import CVResult, Selection, check_families, data_hash, select_champions
 from surrogate.materials import entries_in
 from surrogate.models.base import DEFAULT_LEVEL, TARGET_SPACES, Surrogate
+from surrogate.targets import PAPER_TARGETS, target_names
 from surrogate.tracking import (
     CHAMPION_ALIAS,
     DEFAULT_EXPERIMENT,
@@ -348,7 +349,7 @@ def trainable_targets(data: pd.DataFrame, families: list[str]) -> dict[str, int]
     from surrogate.models.registry import FAMILIES
 
     needed = min(FAMILIES[name].min_rows for name in families)
-    rows = {target: len(training_xy(data, target)[1]) for target in TARGETS}
+    rows = {target: len(training_xy(data, target)[1]) for target in target_names()}
     return {target: n for target, n in rows.items() if n >= needed}
 
 
@@ -386,7 +387,7 @@ def _keep_earlier(
         info[key] = merged
     info["kept"] = kept
     info["kept_run_ids"] = {t: earlier_runs.get(t, earlier.info.get("run_id")) for t in targets}
-    ordered = {t: models[t] for t in TARGETS if t in models}
+    ordered = {t: models[t] for t in target_names() if t in models}
     return Surrogate(models=ordered, domains=domains, info=info), kept
 
 
@@ -507,7 +508,11 @@ def _train_run(
                     tuned.setdefault(study.target, {})[study.family] = study.best_params
             mlflow.log_dict(tuned, "tuned_params.json")
 
-        selection = select_champions(data, names, level, progress=progress, params=tuned)
+        # Worker processes know the targets declared on import only: a register_target() one is fitted here.
+        in_process = any(t not in PAPER_TARGETS for t in target_names())
+        selection = select_champions(
+            data, names, level, progress=progress, params=tuned, n_jobs=1 if in_process else None
+        )
         surrogate, report = selection.surrogate, selection.report
         for by_family in selection.results.values():
             for cv in by_family.values():

@@ -23,11 +23,11 @@ from surrogate.design import (
     PROTOCOL,
     PROTOCOLS,
     TARGET_UNITS,
-    TARGETS,
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
 from surrogate.materials import DEFAULT_MATERIAL, DEFAULT_MATERIALS, add_materials_argument
+from surrogate.targets import PAPER_TARGETS, target_names
 
 _FAMILIES_HELP = "physics, gp, trees, torch"
 EXIT_TERMINATED = 128 + 15
@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tune.add_argument("--trials", type=int, default=20, metavar="N", help="trials per family and target (default 20)")
     tune.add_argument("--family", default=None, help=f"one family ({_FAMILIES_HELP}); default all")
-    tune.add_argument("--target", default=None, help=f"one target ({', '.join(TARGETS)}); default all")
+    tune.add_argument("--target", default=None, help=f"one declared target ({', '.join(target_names())}); default all")
     tune.add_argument("--data", type=Path, default=None, metavar="FILE", help="measurements (.csv or .parquet)")
     tune.add_argument("--experiment", default=None, help="MLflow experiment name (default llto-surrogate)")
     tune.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
@@ -388,7 +388,7 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"design: {shown}")
     print(f"model:  {model['uri']}  (families: {model['families']})")
     print(f"{'target':20s} {'mean':>10s}  {f'{args.level:.0%} interval':>24s}  unit")
-    for target in TARGETS:
+    for target in target_names():
         if target not in entry:
             print(f"{target:20s} {'-':>10s}  {'(no model for this target)':>24s}")
             continue
@@ -414,7 +414,7 @@ def _facts(args: argparse.Namespace) -> int:
     from surrogate.tracking import load_champion, require_targets
 
     surrogate = load_champion(args.model)
-    require_targets(surrogate, TARGETS, args.model, "checking the paper's facts")
+    require_targets(surrogate, PAPER_TARGETS, args.model, "checking the paper's facts")
     results = check_facts(predict=surrogate.predict_means, include_physics_only=False)
     entries = [r.to_dict("model") for r in results]
     passed = all_hold(results)
