@@ -319,6 +319,7 @@ def log_surrogate(
     register: bool = True,
     description: str | Callable[[str], str] | None = None,
     version_tags: dict[str, str] | None = None,
+    promote: bool = True,
 ) -> tuple[str, str | None]:
     """Log ``surrogate`` as a pyfunc model in the active run; register it and set the champion alias.
 
@@ -326,7 +327,8 @@ def log_surrogate(
     repository is not installed. ``description`` (markdown, or a function of the new version
     number returning it) becomes the model version's and the registered model's description
     (:func:`describe_version`); ``version_tags`` tag the model version.
-    Returns ``(model_uri, registered_version)`` (version ``None`` when ``register`` is false).
+    ``promote`` false registers the version without moving the champion alias (nor the registered model's
+    description). Returns ``(model_uri, registered_version)`` (version ``None`` when ``register`` is false).
     """
     pyfunc_logger = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_logger.level
@@ -352,11 +354,16 @@ def log_surrogate(
     if register:
         client = mlflow.MlflowClient()
         version = str(info.registered_model_version)
-        client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
+        if promote:
+            client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
         for key, value in (version_tags or {}).items():
             client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, str(value)[:5000])
         if description is not None:
-            describe_version(version, description(version) if callable(description) else description)
+            text = description(version) if callable(description) else description
+            if promote:
+                describe_version(version, text)
+            else:
+                client.update_model_version(REGISTERED_MODEL_NAME, version, description=text)
     return info.model_uri, version
 
 
