@@ -204,21 +204,24 @@ def champion_description(
     kept: dict[str, str] | None = None,
     version: str | None = None,
 ) -> str:
-    """Markdown summary of a champion for MLflow descriptions: per target family, error in physical units,
-    CV coverage (with a warning below ``level``), and which targets were kept from an earlier version."""
+    """Summary of a champion for MLflow descriptions: per target family, error in physical units, CV coverage
+    (with a warning below ``level``), and which targets were kept from an earlier version.
+
+    No ``**bold**``: the version list shows the first lines as plain text. The table is markdown (rendered on
+    the version's page)."""
     from surrogate.design import TARGET_UNITS
 
     info = surrogate.info
     kept = kept or {}
     scores = info.get("cv_scores") or {}
-    title = f"**{REGISTERED_MODEL_NAME}{' version ' + version if version else ''}**"
+    title = f"{REGISTERED_MODEL_NAME}{' version ' + version if version else ''}"
     source = info.get("data_source") or "?"
     warnings = coverage_warnings(surrogate, level)
     lines = [f"{title}: a champion model per target, chosen by grouped cross-validation (CV)."]
-    lines += [f"⚠ **Warning:** {text}." for text in warnings.values()]  # first: the UI shows 3 lines folded
+    lines += [f"⚠ Warning: {text}." for text in warnings.values()]  # first: the UI shows 3 lines folded
     lines.append(f"Data: {source}, sha256 {str(info.get('data_hash') or info.get('data_sha256') or '?')[:12]}.")
     if info.get("reconstruction"):
-        lines.append("The data is a **reconstruction** from Tan et al. 2021 by the virtual lab, not measurements.")
+        lines.append("The data is a reconstruction from Tan et al. 2021 by the virtual lab, not measurements.")
     lines += [
         "",
         f"| target (unit) | champion | CV error, physical units | CV coverage of {level:.0%} intervals |",
