@@ -33,9 +33,10 @@ from surrogate.design import (
     TARGET_UNITS,
     TEST_TEMP_C,
     canonical_buffer,
+    canonical_material,
     canonical_protocol,
 )
-from surrogate.materials import buffer_ids
+from surrogate.materials import DEFAULT_MATERIAL, buffer_ids, material_ids
 from surrogate.models.base import DEFAULT_LEVEL
 from surrogate.objectives import OBJECTIVE_KINDS, STATISTICS
 from surrogate.parameters import C_RATE_PARAMETER, CYCLES_PARAMETER
@@ -85,6 +86,17 @@ Protocol = Annotated[
         json_schema_extra={"enum": list(PROTOCOLS), "example": DEFAULT_PROTOCOL},
     ),
 ]
+Material = Annotated[
+    str,
+    AfterValidator(lru_cache(maxsize=256)(canonical_material)),
+    Field(
+        max_length=100,
+        description=f"what is measured: one of {', '.join(material_ids())} (default {DEFAULT_MATERIAL}, the paper's "
+        "sputtered film; aliases accepted; a model answers for the materials it was trained on, others are flagged "
+        "as extrapolation or refused)",
+        json_schema_extra={"enum": list(material_ids()), "example": DEFAULT_MATERIAL},
+    ),
+]
 CRate = Annotated[
     float, Field(gt=0, le=MAX_C_RATE, description="discharge rate for rate_retention, C", examples=[10.0], **_FINITE)
 ]
@@ -128,6 +140,7 @@ class Design(BaseModel):
     c_rate: CRate = DEFAULT_C_RATE
     cycles: Cycles = DEFAULT_CYCLES
     protocol: Protocol = DEFAULT_PROTOCOL
+    material: Material = DEFAULT_MATERIAL
 
 
 Level = Annotated[

@@ -74,10 +74,11 @@ from serving.schemas import (
     SuggestResponse,
 )
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
-from surrogate.design import CYCLES, DESIGN_FIELDS, TARGETS
+from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
 from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError
 from surrogate.models.base import DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
+from surrogate.targets import target_names
 
 logger = logging.getLogger("surrogate.service")
 
@@ -350,7 +351,7 @@ def load_surrogate() -> tuple[SurrogateModel, dict[str, Any]]:
 
 def designs_batch(designs: list[Design]) -> DesignBatch:
     """Validated designs as the library's arrays (the library's own checks run too, e.g. kelvin-like values)."""
-    return design_batch({name: [getattr(d, name) for d in designs] for name in DESIGN_FIELDS})
+    return design_batch({name: [getattr(d, name) for d in designs] for name in (*DESIGN_FIELDS, MATERIAL)})
 
 
 def predictions_json(designs: DesignBatch, columns: dict[str, Any]) -> list[dict[str, Any]]:
@@ -359,12 +360,12 @@ def predictions_json(designs: DesignBatch, columns: dict[str, Any]) -> list[dict
     Built column by column with comprehensions (not row by row through pandas): this runs for every design
     of every call (10,000 designs: ~10 ms).
     """
-    names = DESIGN_FIELDS
+    names = (*DESIGN_FIELDS, MATERIAL)
     columns_out = [designs.values(name) for name in names]
     columns_out[names.index(CYCLES)] = columns_out[names.index(CYCLES)].astype(int)  # the contract's int
     rows = zip(*(column.tolist() for column in columns_out), strict=True)
     out = [{"design": dict(zip(names, row, strict=True))} for row in rows]
-    for target in TARGETS:
+    for target in target_names():  # every declared target, register_target() ones too
         if f"{target}_mean" not in columns:
             continue
         parts = (np.asarray(columns[f"{target}_{part}"], dtype=float).tolist() for part in ("mean", "lower", "upper"))

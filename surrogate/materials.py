@@ -464,6 +464,37 @@ def use_materials(source: str | Path | Iterable[Material] | dict[str, Any]) -> l
     return CATALOGUE.add(entries)
 
 
+def entries_in(frame: Any) -> dict[str, list[dict[str, Any]]]:
+    """The catalogue entries a table uses that are not packaged defaults, as a materials document.
+
+    ``frame``: a measurement or design table whose ``buffer`` / ``material`` columns hold ids or aliases the
+    process knows (blank cells are skipped). What a trained model carries (``info["catalogue"]``) so that it
+    declares its materials again in a process that has no materials file (:func:`declare_carried`).
+    """
+    document: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        column = KIND_FIELD[kind]
+        if column not in getattr(frame, "columns", ()):
+            continue
+        seen = {CATALOGUE.canonical(v, kind) for v in frame[column].dropna().unique() if str(v).strip()}
+        defaults = DEFAULT_BUFFERS if kind == BUFFER_KIND else DEFAULT_MATERIALS
+        used = [m.to_dict() for m in CATALOGUE.entries(kind) if m.id in seen and m.id not in defaults]
+        if used:
+            document[kind] = used
+    return document
+
+
+def declare_carried(document: dict[str, Any] | None, where: str = "the model's catalogue") -> list[Material]:
+    """Declare the entries a model carries (:func:`entries_in`); returns the new ones.
+
+    An entry that clashes with one this process already declared (same id, other values) is an
+    :class:`~surrogate.errors.InputError` naming the id: the model's answers would not mean what it learned.
+    """
+    if not document:
+        return []
+    return CATALOGUE.add(parse_catalogue(document, where))
+
+
 # ------------------------------------------------------------------ the command line
 MATERIALS_HELP = (
     "a YAML materials file declaring more buffers or electrolyte materials (id, aliases, display_name, "

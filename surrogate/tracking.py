@@ -26,9 +26,11 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PROTOCOL, TARGETS, TEST_TEMP_C
+from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PROTOCOL, TEST_TEMP_C
 from surrogate.errors import InputError
+from surrogate.materials import declare_carried
 from surrogate.models.base import DEFAULT_LEVEL, SURROGATE_FORMAT, Surrogate
+from surrogate.targets import target_names
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACT_ROOT = Path("mlruns")
@@ -202,21 +204,24 @@ def champion_description(
     kept: dict[str, str] | None = None,
     version: str | None = None,
 ) -> str:
-    """Markdown summary of a champion for MLflow descriptions: per target family, error in physical units,
-    CV coverage (with a warning below ``level``), and which targets were kept from an earlier version."""
+    """Summary of a champion for MLflow descriptions: per target family, error in physical units, CV coverage
+    (with a warning below ``level``), and which targets were kept from an earlier version.
+
+    No ``**bold**``: the version list shows the first lines as plain text. The table is markdown (rendered on
+    the version's page)."""
     from surrogate.design import TARGET_UNITS
 
     info = surrogate.info
     kept = kept or {}
     scores = info.get("cv_scores") or {}
-    title = f"**{REGISTERED_MODEL_NAME}{' version ' + version if version else ''}**"
+    title = f"{REGISTERED_MODEL_NAME}{' version ' + version if version else ''}"
     source = info.get("data_source") or "?"
     warnings = coverage_warnings(surrogate, level)
     lines = [f"{title}: a champion model per target, chosen by grouped cross-validation (CV)."]
-    lines += [f"⚠ **Warning:** {text}." for text in warnings.values()]  # first: the UI shows 3 lines folded
+    lines += [f"⚠ Warning: {text}." for text in warnings.values()]  # first: the UI shows 3 lines folded
     lines.append(f"Data: {source}, sha256 {str(info.get('data_hash') or info.get('data_sha256') or '?')[:12]}.")
     if info.get("reconstruction"):
-        lines.append("The data is a **reconstruction** from Tan et al. 2021 by the virtual lab, not measurements.")
+        lines.append("The data is a reconstruction from Tan et al. 2021 by the virtual lab, not measurements.")
     lines += [
         "",
         f"| target (unit) | champion | CV error, physical units | CV coverage of {level:.0%} intervals |",
@@ -233,9 +238,7 @@ def champion_description(
             f"| {target} ({TARGET_UNITS[target]}) | {family} | {_error_in_units(target, scores.get(target) or {})} "
             f"| {coverage} |"
         )
-    from surrogate.design import TARGETS
-
-    missing = [t for t in TARGETS if t not in surrogate.targets]
+    missing = [t for t in target_names() if t not in surrogate.targets]
     if missing:
         lines += ["", f"No model for: {', '.join(missing)} (too few rows of them in the training data)."]
     if kept:
@@ -272,13 +275,14 @@ class SurrogatePyfunc(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.surrogate = joblib.load(context.artifacts[_BUNDLE_ARTIFACT])
+        declare_carried(self.surrogate.info.get("catalogue"))  # the buffers and materials it was trained on
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         level = float((params or {}).get("level", DEFAULT_LEVEL))
         return self.surrogate.predict(pd.DataFrame(model_input), level=level)
 
 
-def model_signature(targets: tuple[str, ...] = TARGETS) -> ModelSignature:
+def model_signature(targets: tuple[str, ...] | None = None) -> ModelSignature:
     """Input: design columns (``c_rate``, ``cycles``, ``protocol``, ``material`` optional); output: the contract columns."""
     inputs = Schema(
         [
@@ -291,6 +295,7 @@ def model_signature(targets: tuple[str, ...] = TARGETS) -> ModelSignature:
             ColSpec("string", MATERIAL, required=False),
         ]
     )
+    targets = target_names() if targets is None else targets
     columns = [ColSpec("double", f"{t}_{part}") for t in targets for part in ("mean", "lower", "upper")]
     columns += [ColSpec("boolean", "extrapolation"), ColSpec(Array("string"), "extrapolation_reasons")]
     params = ParamSchema([ParamSpec("level", "double", DEFAULT_LEVEL)])
@@ -317,6 +322,7 @@ def log_surrogate(
     register: bool = True,
     description: str | Callable[[str], str] | None = None,
     version_tags: dict[str, str] | None = None,
+    promote: bool = True,
 ) -> tuple[str, str | None]:
     """Log ``surrogate`` as a pyfunc model in the active run; register it and set the champion alias.
 
@@ -324,7 +330,8 @@ def log_surrogate(
     repository is not installed. ``description`` (markdown, or a function of the new version
     number returning it) becomes the model version's and the registered model's description
     (:func:`describe_version`); ``version_tags`` tag the model version.
-    Returns ``(model_uri, registered_version)`` (version ``None`` when ``register`` is false).
+    ``promote`` false registers the version without moving the champion alias (nor the registered model's
+    description). Returns ``(model_uri, registered_version)`` (version ``None`` when ``register`` is false).
     """
     pyfunc_logger = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_logger.level
@@ -350,11 +357,16 @@ def log_surrogate(
     if register:
         client = mlflow.MlflowClient()
         version = str(info.registered_model_version)
-        client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
+        if promote:
+            client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
         for key, value in (version_tags or {}).items():
             client.set_model_version_tag(REGISTERED_MODEL_NAME, version, key, str(value)[:5000])
         if description is not None:
-            describe_version(version, description(version) if callable(description) else description)
+            text = description(version) if callable(description) else description
+            if promote:
+                describe_version(version, text)
+            else:
+                client.update_model_version(REGISTERED_MODEL_NAME, version, description=text)
     return info.model_uri, version
 
 
@@ -398,6 +410,7 @@ def load_champion(model_uri: str | None = None) -> Surrogate:
             f"(bundle format {getattr(surrogate, 'format_version', 1)}, expected {SURROGATE_FORMAT}); "
             "run `surrogate train` again"
         )
+    declare_carried(surrogate.info.get("catalogue"), f"model {model_uri or CHAMPION_URI}: its materials")
     return surrogate
 
 
@@ -430,7 +443,7 @@ def champion_info() -> dict[str, Any]:
     run = client.get_run(version.run_id) if version.run_id else None
     tags = run.data.tags if run else {}
     metrics = run.data.metrics if run else {}
-    families = {t: tags[f"champion.{t}"] for t in TARGETS if tags.get(f"champion.{t}", "none") != "none"}
+    families = {t: tags[f"champion.{t}"] for t in target_names() if tags.get(f"champion.{t}", "none") != "none"}
     cv: dict[str, dict[str, float]] = {}
     kept: dict[str, str] = {}
     for target in families:

@@ -109,3 +109,30 @@ def copy_trained_store(trained_store, tmp_path, monkeypatch) -> tuple[Path, dict
     shutil.copytree(folder, copy)
     _use_store(copy, monkeypatch)
     return copy, document
+
+
+# ------------------------------------------------------------------ browser tests
+CHROMIUM_PATH = Path(os.environ.get("SURROGATE_TEST_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's chromium, which Playwright drives (its own download does not work here); ``SURROGATE_TEST_CHROMIUM``
+names another binary (tests only: e.g. a missing one, to check that browser tests skip and say why)."""
+
+
+def running_in_ci() -> bool:
+    """``CI`` is set to a true value (CI=true): tests that need a tool must run and fail, never skip."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _browser_missing() -> str | None:
+    import importlib.util
+
+    if not CHROMIUM_PATH.exists():
+        return f"{CHROMIUM_PATH} is not installed (apt-get install chromium); with CI=true this test runs and fails"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (bash scripts/setup.sh); with CI=true this test runs and fails"
+    return None
+
+
+needs_chromium = pytest.mark.skipif(
+    _browser_missing() is not None and not running_in_ci(), reason=_browser_missing() or "chromium is installed"
+)
+"""Mark for browser tests: skipped, saying why, without chromium or playwright; run (and fail) with CI=true."""

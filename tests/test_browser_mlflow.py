@@ -20,10 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM_PATH, needs_chromium
 
-pytestmark = [pytest.mark.server, pytest.mark.slow]
+pytestmark = [pytest.mark.server, pytest.mark.slow, needs_chromium]
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = str(CHROMIUM_PATH)
 PAGE_TIMEOUT_MS = 120_000
 """How long a page may take to show what we look for (a liveness limit on a busy machine, not a budget)."""
 

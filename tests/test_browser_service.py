@@ -14,20 +14,25 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import CHROMIUM_PATH, needs_chromium
 from test_service_server import ROOT, TOKEN, _free_port, serving_test_double, start_server, wait_for_answer
 
-pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    needs_chromium,
+]
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = CHROMIUM_PATH
 ARTIFACTS = Path(os.environ.get("SURROGATE_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
 LOCAL_HOSTS = {"127.0.0.1"}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists() and not os.environ.get("CI"):
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright import sync_api  # needs_chromium skipped the module without it (unless CI=true)
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])

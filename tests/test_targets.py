@@ -6,6 +6,8 @@ in the test, is validated, cross-validated, trained and predicted with no other 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -241,3 +243,27 @@ def test_fade_plan_has_forward_chaining_scored_on_later_cycles() -> None:
     assert set(by_protocol) == {"long", "standard"}
     assert sum(part["n"] for part in by_protocol.values()) == overall["n"]
     assert by_protocol["long"]["n"] > 0 and by_protocol["long"]["rmse_units"] >= 0
+
+
+@pytest.mark.slow
+def test_train_registers_serves_and_describes_a_target_declared_at_run_time(
+    interfacial_target, tmp_stores, tmp_path
+) -> None:
+    """`surrogate train` trains every declared target (not only the paper's three); predict and serve answer it."""
+    from serving.schemas import Design
+    from serving.service import designs_batch, predictions_json
+    from surrogate.tracking import champion_info, load_champion
+    from training.train import train
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "measurements.csv"
+    data = pd.concat([pd.read_csv(examples), _interfacial_rows().assign(experiment="eis")], ignore_index=True)
+    path = tmp_path / "with_interfacial.csv"
+    data.to_csv(path, index=False)
+    result = train(path, families=["physics", "gp"], progress=False)
+    assert INTERFACIAL in result.surrogate.targets and INTERFACIAL in result.to_dict()["targets"]
+    assert champion_info()["families"][INTERFACIAL] == "gp"
+    surrogate = load_champion()
+    designs = designs_batch([Design(buffer="sio2", anneal_temp_c=300, test_temp_c=50)])
+    columns = {c: surrogate.predict(designs.frame())[c].to_numpy() for c in surrogate.predict(designs.frame())}
+    answer = predictions_json(designs, columns)[0]
+    assert answer[INTERFACIAL]["lower"] < answer[INTERFACIAL]["mean"] < answer[INTERFACIAL]["upper"]

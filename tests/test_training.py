@@ -161,7 +161,7 @@ def test_train_end_to_end_tracks_registers_and_predicts(use_trained_store, capsy
     # the paper's facts, checked against the champion's means
     code = main(["facts", "--json"])
     facts = json.loads(capsys.readouterr().out)
-    assert code == (0 if facts["all_hold"] else 1)
+    assert code == 0  # FAIL rows are the report, not an error
     by_id = {f["id"]: f for f in facts["facts"]}
     assert by_id["structure_amorphous_crystalline"]["status"] == "skipped"  # lab physics only
     assert isinstance(by_id["ea_300c"]["model"], float)
@@ -251,7 +251,7 @@ def test_training_without_a_champion_target_is_refused_and_writes_nothing(copy_t
 def test_keep_carries_the_earlier_champions_model_and_says_so(copy_trained_store, capsys):
     folder, first = copy_trained_store
     partial = _without(CAPACITY_RETENTION, folder)
-    document = _train_json(capsys, "--data", str(partial), "--missing-targets", "keep")
+    document = _train_json(capsys, "--data", str(partial), "--missing-targets", "keep", "--promote")
     assert document["kept"] == {CAPACITY_RETENTION: f"{REGISTERED_MODEL_NAME} version 1"}
     assert document["registered_model"]["version"] == "2"
     champion = load_champion()
@@ -278,7 +278,7 @@ def test_keep_carries_the_earlier_champions_model_and_says_so(copy_trained_store
 def test_partial_model_facts_and_search_explain_what_is_missing(copy_trained_store, capsys):
     folder, _ = copy_trained_store
     partial = _without(CAPACITY_RETENTION, folder)
-    document = _train_json(capsys, "--data", str(partial), "--missing-targets", "drop")
+    document = _train_json(capsys, "--data", str(partial), "--missing-targets", "drop", "--promote")
     assert (
         document["registered_model"]["version"] == "2"
         and CAPACITY_RETENTION not in document["targets"]
@@ -405,7 +405,7 @@ def test_sigterm_ends_the_run_killed_and_leaves_no_worker_processes(tmp_path):
     assert "terminated" in err and "Traceback" not in err
     runs = _store_runs(tmp_path)
     assert "RUNNING" not in set(runs["status"])
-    assert runs.loc[runs["name"] == "train", "status"].tolist() == ["KILLED"]
+    assert runs.loc[runs["name"].str.startswith("train "), "status"].tolist() == ["KILLED"]
     gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive, f"worker processes left behind: {[p.pid for p in alive]}"
 
@@ -424,3 +424,23 @@ def test_exit_2_writes_no_run_and_no_store(tmp_path):
         assert done.returncode == 2, done.stderr[-2000:]
         assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_small_data_registers_a_version_without_replacing_the_champion_unless_promoted(copy_trained_store, capsys):
+    """38 rows of 2 buffers do not silently replace a champion trained on 1,478 rows of 4 (issue 17)."""
+    from surrogate.tracking import champion_info
+
+    small = Path(__file__).resolve().parents[1] / "examples" / "measurements.csv"
+    assert main(["train", "--data", str(small), "--models", "physics"]) == 0
+    text = capsys.readouterr().out
+    assert "version 2, not the champion" in text and "version 1 stays champion" in text
+    assert "lipon" in text and "--promote" in text
+    assert champion_info()["version"] == "1"
+    assert main(["facts", "--json"]) == 0  # the champion still answers the paper's facts
+    capsys.readouterr()
+    document = _train_json(capsys, "--data", str(small), "--promote")
+    assert document["registered_model"]["promoted"] and champion_info()["version"] == "3"
+    code = main(["facts", "--json"])
+    facts = json.loads(capsys.readouterr().out)
+    assert code == 0 and not facts["all_hold"]  # FAIL rows reported, exit 0: they are the answer, not an error

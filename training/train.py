@@ -29,10 +29,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES, TARGETS
+from surrogate.design import ANNEAL_TEMP_C, BUFFER, CONDUCTIVITY, CYCLES
 from surrogate.errors import InputError
 from surrogate.evaluation import CVResult, Selection, check_families, data_hash, select_champions
+from surrogate.materials import entries_in
 from surrogate.models.base import DEFAULT_LEVEL, TARGET_SPACES, Surrogate
+from surrogate.targets import PAPER_TARGETS, target_names
 from surrogate.tracking import (
     CHAMPION_ALIAS,
     DEFAULT_EXPERIMENT,
@@ -72,6 +74,10 @@ class TrainResult:
     kept: dict[str, str] = field(default_factory=dict)
     """Target → the earlier model version whose model of that target this one keeps."""
     experiment_id: str | None = None
+    promoted: bool = True
+    """Whether this version became ``@champion``."""
+    promotion: str = ""
+    """Why it did or did not (see :func:`promotion_decision`)."""
 
     @property
     def champions(self) -> dict[str, str]:
@@ -102,7 +108,9 @@ class TrainResult:
                 "registered_model": {
                     "name": REGISTERED_MODEL_NAME,
                     "version": self.registered_version,
-                    "alias": CHAMPION_ALIAS,
+                    "alias": CHAMPION_ALIAS if self.promoted else None,
+                    "promoted": self.promoted,
+                    "promotion": self.promotion,
                 },
                 "data": {
                     "source": self.data_source,
@@ -145,7 +153,21 @@ def _mlflow_dataset(data: pd.DataFrame, data_path: Path | str | None, digest: st
     frame = data.astype({CYCLES: float})  # nullable integers would make MLflow warn about missing values
     with warnings.catch_warnings():  # a local path matches two equivalent source types; MLflow warns, harmlessly
         warnings.simplefilter("ignore", UserWarning)
-        return mlflow.data.from_pandas(frame, source=str(path.resolve()), name="measurements", digest=digest[:16])
+        return mlflow.data.from_pandas(
+            frame, source=str(path.resolve()), name=data_label(data_path), digest=digest[:16]
+        )
+
+
+def data_label(data_path: Path | str | None) -> str:
+    """A short name of the training data for run and dataset names: the file's name, or the embedded set's."""
+    return "embedded reconstruction (Tan et al. 2021)" if data_path is None else Path(data_path).name
+
+
+def run_name(data_path: Path | str | None, rows: int, current: tuple[str, Surrogate] | None, tune: int) -> str:
+    """The training run's name: its data and the champion it is measured against, e.g.
+    ``train my_cells.csv (60 rows) vs champion v3``."""
+    against = f"vs champion v{current[0]}" if current is not None else "first champion"
+    return f"train {data_label(data_path)} ({rows} rows) {against}" + (f", tuned {tune} trials" if tune else "")
 
 
 # ---------------------------------------------------------------------- logging
@@ -308,6 +330,47 @@ def _log_plots(data: pd.DataFrame, selection: Selection, ea: pd.DataFrame | None
         plt.close(figure)
 
 
+# ---------------------------------------------------------------------- promotion
+SMALL_DATA_FRACTION = 0.5
+"""Data with fewer rows than this fraction of the champion's does not replace it without ``promote``."""
+
+
+def covered_buffers(surrogate: Surrogate) -> set[str]:
+    """Buffers a surrogate was trained on: ``info["buffers"]``, or (older bundles) its training domains."""
+    if surrogate.info.get("buffers") is not None:
+        return set(surrogate.info["buffers"])
+    buffers: set[str] = set()
+    for domain in surrogate.domains.values():
+        if BUFFER in domain.categorical:
+            position = domain.categorical.index(BUFFER)
+            buffers.update(key[position] for key in domain.regions)
+    return buffers
+
+
+def promotion_decision(data: pd.DataFrame, current: tuple[str, Surrogate] | None, promote: bool) -> tuple[bool, str]:
+    """(whether the new version becomes ``@champion``, why): it does unless the data is much smaller than the
+    champion's (:data:`SMALL_DATA_FRACTION`) or lacks buffers the champion covers, and ``promote`` is false."""
+    if current is None:
+        return True, "no champion yet: this version is the champion"
+    version, champion = current
+    if promote:
+        return True, f"--promote: this version replaces version {version} as champion"
+    problems = []
+    rows = sum((champion.info.get("rows") or {}).values())
+    if rows and len(data) < SMALL_DATA_FRACTION * rows:
+        problems.append(f"{len(data)} rows against the champion's {rows} training rows")
+    new_buffers = set(data[BUFFER].dropna()) if BUFFER in data.columns else set()
+    lacking = sorted(covered_buffers(champion) - new_buffers)
+    if lacking:
+        problems.append(f"no rows of buffer(s) {', '.join(lacking)} that the champion covers")
+    if problems:
+        return False, (
+            f"NOT promoted: version {version} stays champion ({'; '.join(problems)}). Use it with --model "
+            f"models:/{REGISTERED_MODEL_NAME}/<version>, or train again with --promote to make it the champion"
+        )
+    return True, f"this version replaces version {version} as champion"
+
+
 # ---------------------------------------------------------------------- train
 MISSING_TARGET_POLICIES = ("refuse", "keep", "drop")
 """What :func:`train` does when the registered champion models a target the new data cannot train:
@@ -347,7 +410,7 @@ def trainable_targets(data: pd.DataFrame, families: list[str]) -> dict[str, int]
     from surrogate.models.registry import FAMILIES
 
     needed = min(FAMILIES[name].min_rows for name in families)
-    rows = {target: len(training_xy(data, target)[1]) for target in TARGETS}
+    rows = {target: len(training_xy(data, target)[1]) for target in target_names()}
     return {target: n for target, n in rows.items() if n >= needed}
 
 
@@ -385,7 +448,7 @@ def _keep_earlier(
         info[key] = merged
     info["kept"] = kept
     info["kept_run_ids"] = {t: earlier_runs.get(t, earlier.info.get("run_id")) for t in targets}
-    ordered = {t: models[t] for t in TARGETS if t in models}
+    ordered = {t: models[t] for t in target_names() if t in models}
     return Surrogate(models=ordered, domains=domains, info=info), kept
 
 
@@ -398,6 +461,7 @@ def train(
     progress: bool = True,
     register: bool = True,
     missing_targets: str = "refuse",
+    promote: bool = False,
 ) -> TrainResult:
     """Train, select and register the champion surrogate; everything tracked in one MLflow run.
 
@@ -407,6 +471,8 @@ def train(
     (nested runs) and cross-validates with the best parameters. ``level`` is the
     central interval level (0.9 = 90 %). ``missing_targets`` (:data:`MISSING_TARGET_POLICIES`)
     says what happens when the registered champion models a target this data cannot train.
+    The new version becomes ``@champion`` unless its data is much smaller than the champion's or lacks
+    buffers the champion covers (:func:`promotion_decision`); ``promote`` makes it the champion anyway.
 
     Checked before anything is written (no run, no store): bad data
     (:class:`~surrogate.errors.DataValidationError`), bad arguments, no trainable target,
@@ -454,6 +520,7 @@ def train(
             missing_targets,
             current,
             start,
+            promotion_decision(data, current, promote),
         )
 
 
@@ -472,11 +539,12 @@ def _train_run(
     missing_targets: str,
     current: tuple[str, Surrogate] | None,
     start: float,
+    promotion: tuple[bool, str] = (True, ""),
 ) -> TrainResult:
     """The MLflow run of :func:`train` (its checks done): tune, select, log, register."""
     uri = configure_mlflow(experiment)
     note = "data: reconstruction from Tan et al. 2021, not measurements" if reconstruction else f"data: {source}"
-    run = mlflow.start_run(run_name="train" + (f"-tune{tune_trials}" if tune_trials else ""))
+    run = mlflow.start_run(run_name=run_name(data_path, len(data), current, tune_trials))
     try:
         mlflow.set_tags(
             {
@@ -506,7 +574,11 @@ def _train_run(
                     tuned.setdefault(study.target, {})[study.family] = study.best_params
             mlflow.log_dict(tuned, "tuned_params.json")
 
-        selection = select_champions(data, names, level, progress=progress, params=tuned)
+        # Worker processes know the targets declared on import only: a register_target() one is fitted here.
+        in_process = any(t not in PAPER_TARGETS for t in target_names())
+        selection = select_champions(
+            data, names, level, progress=progress, params=tuned, n_jobs=1 if in_process else None
+        )
         surrogate, report = selection.surrogate, selection.report
         for by_family in selection.results.values():
             for cv in by_family.values():
@@ -518,8 +590,12 @@ def _train_run(
                 "data_hash": digest,
                 "reconstruction": reconstruction,
                 "run_id": run.info.run_id,
+                "catalogue": entries_in(data),  # declared again wherever the model is loaded: no file needed
+                "buffers": sorted(set(data[BUFFER].dropna())) if BUFFER in data.columns else [],
             }
         )
+        if surrogate.info["catalogue"]:
+            mlflow.log_dict(surrogate.info["catalogue"], "materials.yaml")
         kept: dict[str, str] = {}
         if current is not None:
             lost = [t for t in current[1].targets if t not in surrogate.targets]
@@ -554,7 +630,9 @@ def _train_run(
             register=register,
             description=lambda number: champion_description(surrogate, level, kept, number),
             version_tags=_version_tags(surrogate, level, kept, digest, reconstruction),
+            promote=promotion[0],
         )
+        mlflow.set_tag("promotion", promotion[1])
         if version is not None:
             mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept, version))
         elapsed = time.perf_counter() - start
@@ -583,6 +661,8 @@ def _train_run(
         tuned_params=tuned,
         kept=kept,
         experiment_id=run.info.experiment_id,
+        promoted=promotion[0],
+        promotion=promotion[1],
     )
 
 

@@ -190,6 +190,10 @@ def _search(args: argparse.Namespace) -> int:
         objectives = pareto_objectives(statistic)
     else:
         objectives = [_objective(args, kind, statistic) for kind in (args.objective or ["rate_retention"])]
+    if args.space:  # the space may name buffers the model was trained on: loading it declares them (no file needed)
+        from surrogate.tracking import load_champion
+
+        load_champion(args.model)
     result, run_id = search_and_log(
         objectives,
         _space(args),

@@ -19,14 +19,15 @@ from surrogate.design import (
     DEFAULT_C_RATE,
     DEFAULT_CYCLES,
     DEFAULT_PROTOCOL,
+    MATERIAL,
     PROTOCOL,
     PROTOCOLS,
     TARGET_UNITS,
-    TARGETS,
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
-from surrogate.materials import add_materials_argument
+from surrogate.materials import DEFAULT_MATERIAL, DEFAULT_MATERIALS, add_materials_argument
+from surrogate.targets import PAPER_TARGETS, target_names
 
 _FAMILIES_HELP = "physics, gp, trees, torch"
 EXIT_TERMINATED = 128 + 15
@@ -70,6 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "target, and says so), drop (the new champion has no model for it)"
         ),
     )
+    train.add_argument(
+        "--promote",
+        action="store_true",
+        help=(
+            "make the new version @champion even when its data is much smaller than the champion's or lacks "
+            "buffers the champion covers (without it such a version is registered, and the champion stays)"
+        ),
+    )
     add_json_flag(train)
     add_materials_argument(train)
     train.set_defaults(func=_train)
@@ -86,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tune.add_argument("--trials", type=int, default=20, metavar="N", help="trials per family and target (default 20)")
     tune.add_argument("--family", default=None, help=f"one family ({_FAMILIES_HELP}); default all")
-    tune.add_argument("--target", default=None, help=f"one target ({', '.join(TARGETS)}); default all")
+    tune.add_argument("--target", default=None, help=f"one declared target ({', '.join(target_names())}); default all")
     tune.add_argument("--data", type=Path, default=None, metavar="FILE", help="measurements (.csv or .parquet)")
     tune.add_argument("--experiment", default=None, help="MLflow experiment name (default llto-surrogate)")
     tune.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
@@ -115,6 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS, help="cycling protocol (default standard)"
     )
+    predict.add_argument(
+        "--material",
+        default=None,
+        help=f"what is measured: {', '.join(DEFAULT_MATERIALS)} or a declared material (default {DEFAULT_MATERIAL}, "
+        "the paper's sputtered film)",
+    )
     predict.add_argument("--model", default=None, metavar="URI", help="MLflow model URI (default the champion)")
     predict.add_argument("--level", type=float, default=0.9, help="central interval level (default 0.9)")
     add_json_flag(predict)
@@ -127,7 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Evaluate every checkable fact of the paper with the trained model's predicted means instead of the "
             "virtual lab (same tolerances as `surrogate lab facts`). Facts about the lab's internal physics "
-            "(e.g. crystal structure) are skipped. Exit 0 when every fact that can hold does, 1 otherwise."
+            "(e.g. crystal structure) are skipped. A fact that does not hold is a FAIL row of the report, not an "
+            "error: exit 0 once the report is printed (2 for bad input, 1 only for an internal failure)."
         ),
     )
     facts.add_argument("--model", default=None, metavar="URI", help="MLflow model URI (default the champion)")
@@ -185,6 +201,7 @@ def _train(args: argparse.Namespace) -> int:
             level=args.level,
             progress=not args.json,
             missing_targets=args.missing_targets,
+            promote=args.promote,
         )
     except Terminated:
         print(
@@ -254,7 +271,12 @@ def format_train_report(document: dict[str, Any]) -> str:
             lines.append(f"  {key}: {params}")
     lines.append(f"\ntrain time: {document['train_time_s']:.1f} s")
     model = document["registered_model"]
-    lines.append(f"registered: {model['name']} version {model['version']} (alias {model['alias']})")
+    if model.get("promoted", True):
+        lines.append(f"registered: {model['name']} version {model['version']} (alias {model['alias']})")
+    else:
+        lines.append(f"registered: {model['name']} version {model['version']}, not the champion")
+    if model.get("promotion"):
+        lines.append(f"champion: {model['promotion']}")
     lines.append(
         f"MLflow run: {document['run_id']} in experiment {document['experiment']!r} ({document['tracking_uri']})"
     )
@@ -328,6 +350,7 @@ def _design(args: argparse.Namespace) -> dict[str, Any]:
         C_RATE: args.c_rate,
         CYCLES: args.cycles,
         PROTOCOL: args.protocol,
+        MATERIAL: args.material or DEFAULT_MATERIAL,
     }
 
 
@@ -380,7 +403,7 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"design: {shown}")
     print(f"model:  {model['uri']}  (families: {model['families']})")
     print(f"{'target':20s} {'mean':>10s}  {f'{args.level:.0%} interval':>24s}  unit")
-    for target in TARGETS:
+    for target in target_names():
         if target not in entry:
             print(f"{target:20s} {'-':>10s}  {'(no model for this target)':>24s}")
             continue
@@ -406,7 +429,7 @@ def _facts(args: argparse.Namespace) -> int:
     from surrogate.tracking import load_champion, require_targets
 
     surrogate = load_champion(args.model)
-    require_targets(surrogate, TARGETS, args.model, "checking the paper's facts")
+    require_targets(surrogate, PAPER_TARGETS, args.model, "checking the paper's facts")
     results = check_facts(predict=surrogate.predict_means, include_physics_only=False)
     entries = [r.to_dict("model") for r in results]
     passed = all_hold(results)
@@ -415,9 +438,9 @@ def _facts(args: argparse.Namespace) -> int:
         print_json(
             {"source": "trained surrogate (predicted means)", "model": model, "all_hold": passed, "facts": entries}
         )
-        return EXIT_OK if passed else 1
+        return EXIT_OK
     print_facts(entries, "model", f"trained surrogate {model['uri']} (predicted means)")
-    return EXIT_OK if passed else 1
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------ ui
