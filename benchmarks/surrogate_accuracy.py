@@ -599,6 +599,10 @@ def proper_markdown(report: dict[str, Any]) -> list[str]:
             f"width ≤ {ISSUE15_GOALS['outside_median_width_max']} for rate and capacity retention; |capacity bias| ≤ "
             f"{ISSUE15_GOALS['outside_capacity_bias_max']}.",
             "",
+            "Misses are the measured value against the target in the same row. The models scored are today's "
+            "champion selection (physics, gp, trees per world): the baseline of issue 15 §3; the sharper-outside "
+            "work (monotone / Arrhenius-shaped priors) is not in this run.",
+            "",
             "| world | coverage | met | median width (rate, capacity) | met | capacity bias | met |",
             "|---|---|---|---|---|---|---|",
         ]
