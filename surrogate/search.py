@@ -27,6 +27,10 @@ from surrogate.objectives import Objective
 STUDY_PREFIX = "search-"
 """Name prefix of search studies (campaigns use their own names); the study user attr ``kind`` is ``search``."""
 STUDY_KIND = "search"
+SUPPORTED = "best supported by the data"
+SUPPORTED_HELP = "the best designs among those inside the model's training data (no extrapolation)"
+PROMISING = "most promising to test next"
+PROMISING_HELP = "the best designs anywhere in the space, extrapolations included: worth a measurement, not yet known"
 HYPERVOLUME_REFERENCE_S_CM = 1e-8
 """Conductivity reference of :func:`hypervolume` (S/cm): a film below it is useless as an electrolyte."""
 
@@ -48,6 +52,8 @@ class SearchResult:
     level: float
     trials: pd.DataFrame | None = None
     duration_s: float | None = None
+    provenance: str | None = None
+    """What the model was trained on, from its own info (e.g. the embedded reconstruction or a user's file)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -58,6 +64,8 @@ class SearchResult:
             "n_feasible": self.n_feasible,
             "level": self.level,
             "designs": json.loads(self.designs.to_json(orient="records")),
+            "fronts": {SUPPORTED: SUPPORTED_HELP, PROMISING: PROMISING_HELP},
+            "note": self.provenance or model_provenance(None),
         }
         if len(self.objectives) > 1:
             out["hypervolume"] = hypervolume(self)
@@ -79,13 +87,30 @@ def hypervolume(result: SearchResult) -> float:
     retention (or product of retentions) as its fraction; the reference point is 0 on every axis.
     So with conductivity, rate and capacity retention the unit is "decades × fraction × fraction".
     """
-    from optuna._hypervolume import compute_hypervolume
+    import torch
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+    from botorch.utils.multi_objective.pareto import is_non_dominated
 
     points = np.column_stack([_hypervolume_axis(o, result.designs[o.name].to_numpy()) for o in result.objectives])
     if len(points) == 0:
         return 0.0
-    # Optuna's hypervolume is for minimisation: negate, with the reference point at the origin.
-    return float(compute_hypervolume(-points, np.zeros(points.shape[1]), assume_pareto=False))
+    # BoTorch's hypervolume is for maximisation, with the reference point at the origin.
+    y = torch.as_tensor(points, dtype=torch.double)
+    return float(Hypervolume(torch.zeros(points.shape[1], dtype=torch.double)).compute(y[is_non_dominated(y)]))
+
+
+def model_provenance(surrogate: Surrogate | None) -> str:
+    """A sentence on what the designs' predictions rest on, from the model's own training info."""
+    from surrogate.dataset import trained_on_embedded_data
+
+    info = surrogate.info if surrogate is not None else {}
+    source = info.get("data_source")
+    if trained_on_embedded_data(info):
+        return (
+            "predictions of a surrogate trained on a reconstruction of Tan et al. 2021 by the virtual lab "
+            "(not measurements)"
+        )
+    return f"predictions of a surrogate trained on {source} (not measurements)"
 
 
 def hypervolume_unit(objectives: list[Objective]) -> str:
@@ -163,7 +188,10 @@ def run_search(
 ) -> SearchResult:
     """Maximise ``objectives`` over ``space`` on ``surrogate`` with Optuna (TPE; constraints honoured).
 
-    Returns the ``top`` best feasible designs (one objective) or the feasible Pareto set (several).
+    Returns two labelled fronts (column ``front``): :data:`SUPPORTED`, the ``top`` best feasible designs
+    (one objective) or the Pareto set (several) among trials inside the training data, and
+    :data:`PROMISING`, the same over every feasible trial (Optuna's ``study.best_trials``), extrapolations
+    included; a design on both is listed once, as supported.
     An existing ``study_name`` in ``storage`` is resumed when its objectives match. The study is
     labelled for optuna-dashboard: user attrs ``kind`` = ``search``, ``objectives``, ``units``, ``model``
     (``model_label``, e.g. the model version), and metric names with units.
@@ -214,6 +242,9 @@ def run_search(
         trial.set_user_attr("extrapolation", bool(row["extrapolation"]))
         return [float(row[name]) for name in names]
 
+    if not study.trials:  # a new study starts at the designs the data supports, so that front is never empty
+        for design in supported_designs(surrogate, objectives, space, free_temp):
+            study.enqueue_trial(design)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     study.optimize(objective_fn, n_trials=n_trials, show_progress_bar=show_progress)
@@ -222,21 +253,29 @@ def run_search(
     feasible = [t for t in complete if all(v <= 0 for v in t.constraints.values())]
     if not feasible:
         raise InputError("search: no feasible design found; loosen the constraints or run more trials")
+    supported = [t for t in feasible if not t.user_attrs.get("extrapolation", False)]
     if len(objectives) == 1:
-        chosen = sorted(feasible, key=lambda t: t.values[0], reverse=True)
+        fronts = [
+            (SUPPORTED, sorted(supported, key=lambda t: t.values[0], reverse=True)),
+            (PROMISING, sorted(feasible, key=lambda t: t.values[0], reverse=True)),
+        ]
     else:
-        chosen = [t for t in _pareto(feasible)]
+        best = {t.number for t in study.best_trials}  # Optuna's Pareto front (feasible trials only)
+        fronts = [(SUPPORTED, _pareto(supported)), (PROMISING, [t for t in _pareto(feasible) if t.number in best])]
     rows, seen = [], set()
-    for trial in chosen:
-        design = {BUFFER: trial.params[BUFFER], ANNEAL_TEMP_C: trial.params[ANNEAL_TEMP_C]}
-        design[TEST_TEMP_C] = trial.params.get(TEST_TEMP_C, objectives[0].test_temp_c)
-        key = (design[BUFFER], round(design[ANNEAL_TEMP_C]), round(design[TEST_TEMP_C]))
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append(design | {"trial": trial.number})
-        if len(objectives) == 1 and len(rows) >= top:
-            break
+    for label, chosen in fronts:
+        shown = 0
+        for trial in chosen:
+            design = {BUFFER: trial.params[BUFFER], ANNEAL_TEMP_C: trial.params[ANNEAL_TEMP_C]}
+            design[TEST_TEMP_C] = trial.params.get(TEST_TEMP_C, objectives[0].test_temp_c)
+            key = (design[BUFFER], round(design[ANNEAL_TEMP_C]), round(design[TEST_TEMP_C]))
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(design | {"trial": trial.number, "front": label})
+            shown += 1
+            if len(objectives) == 1 and shown >= top:
+                break
     designs = evaluate(surrogate, objectives, pd.DataFrame(rows), level)
     trials = pd.DataFrame(
         [
@@ -253,8 +292,56 @@ def run_search(
         ]
     )
     return SearchResult(
-        study_name, storage_label, objectives, designs, len(complete), len(feasible), level, trials, duration
+        study_name,
+        storage_label,
+        objectives,
+        designs,
+        len(complete),
+        len(feasible),
+        level,
+        trials,
+        duration,
+        model_provenance(surrogate),
     )
+
+
+def supported_designs(
+    surrogate: Surrogate, objectives: list[Objective], space: DesignSpace, free_temp: bool = True
+) -> list[dict[str, Any]]:
+    """Per buffer of ``space``, one design inside every objective target's training domain (midpoint of the
+    intersected anneal and operating-temperature ranges, °C), when such a design exists within the space's bounds.
+
+    Trained cells often sit at one anneal and one operating temperature, a point a continuous sampler never
+    hits; enqueuing these makes the :data:`SUPPORTED` front reachable.
+    """
+    targets = sorted({t for o in objectives for t in o.targets})
+    out = []
+    for buffer in space.buffers:
+        low = {ANNEAL_TEMP_C: space.anneal_temp_c[0], TEST_TEMP_C: space.test_temp_c[0]}
+        high = {ANNEAL_TEMP_C: space.anneal_temp_c[1], TEST_TEMP_C: space.test_temp_c[1]}
+        found = True
+        for target in targets:
+            domain = surrogate.domains[target]
+            regions = [
+                ranges
+                for key, ranges in domain.regions.items()
+                if BUFFER not in domain.categorical or key[domain.categorical.index(BUFFER)] == buffer
+            ]
+            if not regions:
+                found = False
+                break
+            ranges = regions[0]
+            for column in (ANNEAL_TEMP_C, TEST_TEMP_C):
+                if column in ranges:
+                    low[column] = max(low[column], ranges[column][0])
+                    high[column] = min(high[column], ranges[column][1])
+        if not found or any(low[c] > high[c] for c in low):
+            continue
+        design = {BUFFER: buffer, ANNEAL_TEMP_C: (low[ANNEAL_TEMP_C] + high[ANNEAL_TEMP_C]) / 2}
+        if free_temp:
+            design[TEST_TEMP_C] = (low[TEST_TEMP_C] + high[TEST_TEMP_C]) / 2
+        out.append(design)
+    return out
 
 
 def _pareto(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:

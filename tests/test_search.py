@@ -10,7 +10,7 @@ from surrogate.design import DesignSpace
 from surrogate.errors import InputError
 from surrogate.evaluation import fit_surrogate
 from surrogate.objectives import Objective, pareto_objectives
-from surrogate.search import STUDY_PREFIX, hypervolume, pareto_figure, run_search
+from surrogate.search import PROMISING, STUDY_PREFIX, SUPPORTED, hypervolume, pareto_figure, run_search
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_single_objective_with_constraints_is_feasible(surrogate):
         assert not SPACE.violations(row)
     name = result.objectives[0].name
     assert (result.designs[f"{name}_lower"] <= result.designs[f"{name}_mean"]).all()
-    assert result.designs[name].is_monotonic_decreasing
+    for label in (SUPPORTED, PROMISING):
+        assert result.designs.loc[result.designs["front"] == label, name].is_monotonic_decreasing
     assert "extrapolation" in result.designs
 
 
@@ -51,11 +52,39 @@ def test_multi_objective_pareto_set_is_feasible_and_non_dominated(surrogate):
         show_progress=False,
     )
     names = [o.name for o in result.objectives]
-    values = result.designs[names].to_numpy()
+    supported = result.designs[result.designs["front"] == SUPPORTED]
+    values = supported[names].to_numpy()
     for i, v in enumerate(values):
-        assert not SPACE.violations(result.designs.iloc[i].to_dict())
+        assert not SPACE.violations(supported.iloc[i].to_dict())
         assert not ((values >= v).all(axis=1) & (values > v).any(axis=1)).any()
     assert pareto_figure(result) is not None
+
+
+def test_the_default_risk_aware_front_holds_designs_the_data_supports(surrogate):
+    """Issue 15: on the embedded data the default front never returns only extrapolations."""
+    result = run_search(
+        surrogate,
+        pareto_objectives("lower"),
+        DesignSpace(),
+        n_trials=60,
+        storage=optuna.storages.InMemoryStorage(),
+        show_progress=False,
+    )
+    supported = result.designs[result.designs["front"] == SUPPORTED]
+    assert len(supported) >= 1
+    assert not supported["extrapolation"].any()
+    assert set(result.designs["front"]) <= {SUPPORTED, PROMISING}
+    assert "reconstruction" in result.provenance
+    assert result.to_dict()["hypervolume"] > 0
+
+
+def test_the_note_names_the_users_data_not_the_paper(surrogate):
+    from surrogate.evaluation import fit_surrogate
+    from surrogate.search import model_provenance
+
+    mine = fit_surrogate(load_default_dataset(), {"rate_retention": "physics"})
+    mine.info.update({"data_source": "my_cells.csv", "reconstruction": False})
+    assert "my_cells.csv" in model_provenance(mine) and "reconstruction" not in model_provenance(mine)
 
 
 def test_risk_aware_scores_the_lower_bound(surrogate):
@@ -129,6 +158,6 @@ def test_search_run_records_model_version_duration_and_a_meaningful_metric(copy_
     assert run.info.end_time - run.info.start_time >= 1000 * run.data.metrics["time/search_s"] * 0.99
     assert "hypervolume" in run.data.tags["mlflow.note.content"]
     run = client.get_run(single["mlflow_run_id"])
-    best = max(d["rate_retention@30C"] for d in single["designs"])
-    assert run.data.metrics["search/best_rate_retention_fraction"] == pytest.approx(best)
+    best = max(d["rate_retention@30C[lower]"] for d in single["designs"])  # risk-aware by default
+    assert run.data.metrics["search/best_rate_retention_lower_fraction"] == pytest.approx(best)
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"

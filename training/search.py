@@ -134,6 +134,6 @@ def search_and_log(
                 if extrapolated
                 else ""
             )
-            + "These are predictions of a surrogate, not measurements.",
+            + f"These are {result.provenance}.",
         )
     return result, run.info.run_id

@@ -54,7 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_objective_args(search, multiple=True)
     search.add_argument("--model", default=None, help="MLflow model URI (default: the registered champion)")
-    search.add_argument("--risk-aware", action="store_true", help="maximise the interval's lower bound, not the mean")
+    search.add_argument(
+        "--statistic",
+        choices=("lower", "mean"),
+        default="lower",
+        help="what is maximised: the interval's lower bound (default: risk-aware, it penalises designs the model "
+        "knows little about) or the posterior mean",
+    )
+    search.add_argument("--risk-aware", action="store_true", help="same as --statistic lower (the default)")
     search.add_argument("--trials", type=int, default=200, help="Optuna trials (default 200)")
     search.add_argument("--study-name", default=None, help="Optuna study name (resumed if it exists)")
     search.add_argument("--seed", type=non_negative_int, default=0, help="random seed of the search (>= 0)")
@@ -181,7 +188,7 @@ def _search(args: argparse.Namespace) -> int:
     from surrogate.objectives import pareto_objectives
     from training.search import search_and_log
 
-    statistic = "lower" if args.risk_aware else "mean"
+    statistic = "lower" if args.risk_aware else args.statistic
     if args.top < 1:
         raise InputError(f"--top: {args.top} must be at least 1")
     if args.pareto and args.objective:
@@ -206,21 +213,26 @@ def _search(args: argparse.Namespace) -> int:
         show_progress=not args.json,
     )
     if args.json:
-        print_json(result.to_dict() | {"mlflow_run_id": run_id, "note": _NOTE})
+        print_json(result.to_dict() | {"mlflow_run_id": run_id})
         return EXIT_OK
     names = [o.name for o in objectives]
     print(f"study {result.study_name} ({result.n_feasible}/{result.n_trials} feasible trials), MLflow run {run_id}")
     print(
         f"{'buffer':9s} {'anneal°C':>8s} {'test°C':>7s}  " + "  ".join(f"{n} mean [{result.level:.0%}]" for n in names)
     )
-    for row in result.designs.to_dict("records"):
-        cells = "  ".join(
-            f"{_fmt(row[n + '_mean'])} [{_fmt(row[n + '_lower'])}, {_fmt(row[n + '_upper'])}]" for n in names
-        )
-        flag = "  EXTRAPOLATION" if row["extrapolation"] else ""
-        print(f"{row['buffer']:9s} {row['anneal_temp_c']:8.1f} {row['test_temp_c']:7.1f}  {cells}{flag}")
+    from surrogate.search import PROMISING, PROMISING_HELP, SUPPORTED, SUPPORTED_HELP
+
+    for label, explanation in ((SUPPORTED, SUPPORTED_HELP), (PROMISING, PROMISING_HELP)):
+        front = result.designs[result.designs["front"] == label]
+        print(f"\n-- {label}: {explanation}" + ("" if len(front) else " (none found)"))
+        for row in front.to_dict("records"):
+            cells = "  ".join(
+                f"{_fmt(row[n + '_mean'])} [{_fmt(row[n + '_lower'])}, {_fmt(row[n + '_upper'])}]" for n in names
+            )
+            flag = "  EXTRAPOLATION" if row["extrapolation"] else ""
+            print(f"{row['buffer']:9s} {row['anneal_temp_c']:8.1f} {row['test_temp_c']:7.1f}  {cells}{flag}")
     _explain_extrapolation(result.designs)
-    print(f"({_NOTE})")
+    print(f"({result.provenance})")
     return EXIT_OK
 
 

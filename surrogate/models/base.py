@@ -557,6 +557,24 @@ class Surrogate:
                 part[reference] = 1.0
         return parts
 
+    def predict_quantiles(
+        self, target: str, designs: pd.DataFrame | DesignBatch, probabilities: np.ndarray
+    ) -> np.ndarray:
+        """Predictive quantiles of ``target`` in contract units, shape (designs, probabilities).
+
+        ``probabilities`` in (0, 1). The predictive distribution is normal in the target's modelling space
+        (log10 σ, logit retention), so its quantiles map exactly through the inverse transform; at the
+        target's reference point every quantile is 1.
+        """
+        batch = designs if isinstance(designs, DesignBatch) else DesignBatch.from_frame(designs)
+        mean, std = self._natural(target, batch)
+        z = norm.ppf(np.asarray(probabilities, dtype=float))
+        quantiles = TARGET_SPACES[target].inverse(mean[:, None] + std[:, None] * z[None, :])
+        reference = _reference_rows(target, batch)
+        if reference is not None and reference.any():
+            quantiles[reference] = 1.0
+        return quantiles
+
     def predict_target(self, target: str, designs: pd.DataFrame, level: float = DEFAULT_LEVEL) -> pd.DataFrame:
         """Mean, lower, upper (contract units) of one target for canonical designs (a frame with its features)."""
         z = interval_z(level)
