@@ -4,7 +4,8 @@ one error shape, and no request left hanging by an unexpected error.
 - ``SURROGATE_API_TOKEN``: when set, every endpoint that reads or writes campaign or study state
   (:func:`is_protected`: ``/suggest``, ``/observe``, ``/search``, ``/campaigns...``) requires
   ``Authorization: Bearer <token>``; a missing, wrong or non-ASCII token is answered 401 at once.
-  Read-only endpoints (predict, model information, health, metrics, docs) stay open.
+  ``/metrics`` needs it too unless ``SURROGATE_METRICS_PUBLIC`` is ``1``/``true``/``yes`` (for a scraper
+  without the token). Read-only endpoints (predict, model information, health, docs) stay open.
 - ``SURROGATE_MAX_BODY_BYTES`` (default :data:`DEFAULT_MAX_BODY_BYTES`): a larger request body is answered 413,
   whether announced by ``Content-Length`` or streamed in chunks.
 - A request body that is not ``application/json`` is answered 415.
@@ -35,6 +36,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 logger = logging.getLogger("surrogate.service")
 
 TOKEN_ENV = "SURROGATE_API_TOKEN"
+METRICS_PUBLIC_ENV = "SURROGATE_METRICS_PUBLIC"
+METRICS_PATH = "/metrics"
 MAX_BODY_ENV = "SURROGATE_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """16 MiB: room for 10,000 designs written out in full (about 1.5 MB) with a wide margin."""
@@ -114,10 +117,25 @@ class GuardMiddleware:
     token check off.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None = None, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None = None,
+        max_bytes: int | None = None,
+        metrics_public: bool | None = None,
+    ) -> None:
         self.app = app
         self.token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
         self.max_bytes = max_bytes if max_bytes is not None else max_body_bytes()
+        if metrics_public is None:
+            metrics_public = os.environ.get(METRICS_PUBLIC_ENV, "").strip().lower() in ("1", "true", "yes")
+        self.metrics_public = metrics_public
+
+    def _needs_token(self, path: str) -> bool:
+        """Whether ``path`` is answered only with the token (campaign state, and ``/metrics`` unless public)."""
+        if self.token is None:
+            return False
+        return is_protected(path) or (path == METRICS_PATH and not self.metrics_public)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,10 +162,10 @@ class GuardMiddleware:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if self.token is not None and is_protected(path) and not self._authorised(scope):
+        if self._needs_token(path) and not self._authorised(scope):
+            what = "shows the service's traffic" if path == METRICS_PATH else "reads or changes campaign state"
             body = error_body(
-                f"{path} reads or changes campaign state: send the header 'Authorization: Bearer <token>' "
-                "with the service's token",
+                f"{path} {what}: send the header 'Authorization: Bearer <token>' with the service's token",
                 [{"loc": ["header", "authorization"], "msg": "missing or invalid bearer token"}],
             )
             await _answer(send, 401, body, [(b"www-authenticate", b'Bearer realm="surrogate"')])

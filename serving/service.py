@@ -56,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from serving.metrics import bounded_metrics_text
 from serving.middleware import GuardMiddleware, new_request_id
 from serving.schemas import (
     MAX_DESIGNS,
@@ -439,6 +440,10 @@ class Surrogate:
     def _retry_load(self) -> None:
         if self.model is None and time.monotonic() - self._last_attempt >= MODEL_RETRY_S:
             self._load()
+
+    async def __metrics__(self, text: str) -> str:
+        """BentoML's hook on the ``/metrics`` text: route templates instead of raw paths (see serving.metrics)."""
+        return bounded_metrics_text(text)
 
     def __is_ready__(self) -> bool:
         """``/readyz``: 200 once a model is loaded, 503 before (BentoML calls this in a worker thread)."""

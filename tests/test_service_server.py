@@ -174,10 +174,33 @@ def test_plain_http_errors_health_and_metrics(server):
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=30)
     assert raised.value.code == 400
-    for path in ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json"):
+    for path in ("/healthz", "/livez", "/readyz", "/docs.json"):
         assert _http(f"{server}{path}")[0] == 200, path
-    status, metrics = _http(f"{server}/metrics")
+    assert _http(f"{server}/metrics")[0] == 401  # the traffic is the token holder's to see
+    status, metrics = _http(f"{server}/metrics", token=TOKEN)
     assert "bentoml_service_request_total" in metrics or "bentoml_service_request_duration" in metrics
+
+
+def _series(metrics_text: str) -> set[str]:
+    """The sample lines' names and labels (no values) of a Prometheus exposition text."""
+    return {line.rsplit(" ", 1)[0] for line in metrics_text.splitlines() if line and not line.startswith("#")}
+
+
+def test_metrics_labels_are_route_templates_and_do_not_grow_with_stray_paths(server):
+    def stray_requests(tag: str) -> None:
+        for i in range(40):
+            _http(f"{server}/no/such/path/{tag}-{i}")
+            _http(f"{server}/campaigns/secret-campaign-{tag}-{i}")
+            _http(f"{server}/campaigns/secret-campaign-{tag}-{i}", token=TOKEN)
+
+    stray_requests("first")
+    status, before = _http(f"{server}/metrics", token=TOKEN)
+    assert status == 200
+    stray_requests("second")
+    _, after = _http(f"{server}/metrics", token=TOKEN)
+    assert _series(after) == _series(before)
+    assert "secret-campaign" not in after and "/no/such/path" not in after
+    assert 'endpoint="/campaigns/{name}"' in after and 'endpoint="other"' in after
 
 
 def test_two_workers_never_hand_out_a_suggestion_twice_and_lose_no_observation(server):
