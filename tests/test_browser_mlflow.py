@@ -10,6 +10,7 @@ units); the Models page shows `llto-surrogate` with alias `@champion`. Screensho
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,7 +107,7 @@ def test_mlflow_ui_shows_the_training_run_its_description_and_the_champion(mlflo
 
     # the experiment, at the address `surrogate train` prints: the model-training view with the run
     page.goto(experiment_url(base, document["experiment_id"]))
-    expect(page.get_by_role("link", name="train", exact=True).first).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile(r"^train .* rows\)")).first).to_be_visible()  # named after its data
     expect(page.get_by_text("Runs", exact=True).first).to_be_visible()
     assert "workflowType=machine_learning" in page.url and "/runs" in page.url
     page.screenshot(path=shots / "mlflow_experiment.png")

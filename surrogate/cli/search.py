@@ -12,8 +12,6 @@ from surrogate.errors import InputError
 from surrogate.materials import add_materials_argument
 from surrogate.objectives import OBJECTIVE_KINDS
 
-_NOTE = "predictions of a surrogate trained on a reconstruction of the paper (not measurements)"
-
 
 def _add_objective_args(parser: argparse.ArgumentParser, multiple: bool) -> None:
     kinds = ", ".join(OBJECTIVE_KINDS)
@@ -50,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search = subparsers.add_parser(
         "search",
         help="search the design space on the champion surrogate with Optuna",
-        description="Optuna search over buffer, anneal and operating temperature on the surrogate; " + _NOTE + ".",
+        description=(
+            "Optuna search over buffer, anneal and operating temperature on the surrogate: predictions, not "
+            "measurements. The output's note names what the model was trained on (the embedded reconstruction "
+            "of the paper, or your own file)."
+        ),
     )
     _add_objective_args(search, multiple=True)
     search.add_argument("--model", default=None, help="MLflow model URI (default: the registered champion)")
