@@ -296,6 +296,10 @@ def test_renew_from_the_cli(tmp_stores, capsys):
     assert entry["trial"] == suggestion.trial and entry["lease_expires_at"] >= suggestion.lease_expires_at
     assert main(["campaign", "renew", "renewed", "--trial", "99"]) == 2
     assert "trial 99" in capsys.readouterr().err
+    # several trials after one flag, as the README writes it
+    first, second = Campaign.load("renewed").suggest(2, client_id="bot-2")
+    assert main(["campaign", "renew", "renewed", "--trial", str(first.trial), str(second.trial), "--json"]) == 0
+    assert {e["trial"] for e in json.loads(capsys.readouterr().out)["renewed"]} == {first.trial, second.trial}
 
 
 # ----------------------------------------------------------------------------------------------- atomic batches

@@ -133,7 +133,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     renew.add_argument("name")
-    renew.add_argument("--trial", type=non_negative_int, action="append", help="trial number (repeatable)")
+    renew.add_argument(
+        "--trial", type=non_negative_int, nargs="+", action="extend", help="trial numbers (--trial 0 1, or repeated)"
+    )
     renew.add_argument("--client-id", default=None, help="every pending suggestion of this client id")
     renew.add_argument("--storage", default=None)
     add_json_flag(renew)
