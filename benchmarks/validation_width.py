@@ -110,7 +110,9 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     for previous, row in zip(rows, rows[1:], strict=False):
         for key in ("now_s", "ddca1da_s"):
-            if previous.get(key) and row.get(key) and row["columns"] == 2 * previous["columns"]:
+            outcome = key.replace("_s", "_outcome")
+            both_valid = previous.get(outcome) == row.get(outcome) == "valid"  # a refusal is no validation time
+            if both_valid and row["columns"] == 2 * previous["columns"]:
                 row[f"{key[:-2]}_ratio_to_half_width"] = round(row[key] / previous[key], 2)
     result = {
         "benchmark": "validation_width",
