@@ -73,6 +73,8 @@ CAMPAIGN_FORMAT = 1
 TRIAL_COLUMN = "trial"
 STATUS_COLUMN = "status"
 REASON_COLUMN = "reason"
+SAMPLE_COLUMN = "sample_id"
+"""Optional column of an observation: the film / cell measured (stored as the trial's user attribute ``sample_id``)."""
 FAILED_STATUSES = ("failed", "infeasible")
 TAG = "surrogate-campaign"
 """Value of the study user attribute ``kind`` that labels a study as a campaign."""
@@ -646,6 +648,7 @@ class Campaign:
             reason = str(row.get(REASON_COLUMN, "") or "").strip() if REASON_COLUMN in row else ""
             if _blank(reason):
                 reason = ""
+            sample = row.get(SAMPLE_COLUMN)
             rows.append(
                 {
                     "row": row_no,
@@ -654,6 +657,7 @@ class Campaign:
                     "values": values,
                     "failed": bool(failed[i]),
                     "reason": reason or (status.iloc[i] if status is not None and failed[i] else ""),
+                    "sample_id": "" if _blank(sample) else str(sample).strip(),
                 }
             )
         seen: set[tuple[int | None, str | None]] = set()
@@ -674,7 +678,7 @@ class Campaign:
             self.storage,
             self.study_id,
             (TrialState.RUNNING, TrialState.COMPLETE, TrialState.FAIL),
-            ("measured", "lease_expired", "failure_reason"),
+            ("measured", "lease_expired", "failure_reason", SAMPLE_COLUMN),
         )
         pending = {t.number: t for t in current if t.state == TrialState.RUNNING}
         finished = {t.number: t for t in current if t.state != TrialState.RUNNING}
@@ -694,7 +698,7 @@ class Campaign:
                     )
                     continue
                 design = self._design_of(known)
-            done = self._recorded_before(given, design, row["values"], row["failed"], finished, index)
+            done = self._recorded_before(given, design, row, finished, index)
             if done is not None:
                 if done >= 0:
                     already.append(done)  # a retried observation: nothing to write
@@ -713,6 +717,7 @@ class Campaign:
                     "trial": trial_no,
                     "state": TrialState.FAIL if row["failed"] else TrialState.COMPLETE,
                     "reason": row["reason"],
+                    "sample_id": row["sample_id"],
                 }
             )
         if problems:
@@ -727,13 +732,18 @@ class Campaign:
         self,
         given: int | None | str,
         design: dict[str, Any],
-        values: dict[str, float],
-        failed: bool,
+        row: dict[str, Any],
         finished: dict[int, optuna.trial.FrozenTrial],
         index: _DesignIndex,
     ) -> int | None:
         """A row already in the campaign: its trial number (a retry, nothing to write), -1 if that trial
-        holds another result, None if the row is new. Observing the same file twice is therefore safe."""
+        holds another result, None if the row is new. Observing the same file twice is therefore safe.
+
+        The same result is the same state, measured values, ``sample_id`` and, for a failed experiment, the
+        same reason: a replicate (another sample, or another failure at the same design) is a new row. Trials
+        recorded before ``sample_id`` was stored carry no such attribute and match on the rest.
+        """
+        values, failed = row["values"], row["failed"]
         if isinstance(given, int):
             if given not in finished:
                 return None
@@ -753,6 +763,8 @@ class Campaign:
                 and not trial.user_attrs.get("lease_expired")
                 and measured.keys() == values.keys()
                 and all(math.isclose(measured[k], values[k], rel_tol=1e-12) for k in values)
+                and trial.user_attrs.get(SAMPLE_COLUMN, row["sample_id"]) == row["sample_id"]
+                and (not failed or trial.user_attrs.get("failure_reason") == (row["reason"] or "failed"))
             )
             if same_design and same_result:
                 return trial.number
@@ -864,7 +876,7 @@ class Campaign:
         dists = _distributions(self.space, self.objective)
         stamp = _now()
         for record in records:
-            attrs: dict[str, Any] = {"observed_at": stamp}
+            attrs: dict[str, Any] = {"observed_at": stamp, SAMPLE_COLUMN: record["sample_id"]}
             if record["values"]:
                 attrs["measured"] = json.dumps(record["values"])
             if record["state"] == TrialState.FAIL:

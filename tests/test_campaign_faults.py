@@ -150,6 +150,34 @@ def test_racing_observes_with_identical_values_give_one_success_and_one_already_
     assert campaign.status()["observed"] == 2
 
 
+def test_failed_replicates_at_one_design_are_each_stored_and_a_resent_one_is_not(store):
+    """Finding 6 of issue 18: another failed sample at the same design, or another reason, is a new experiment."""
+    url, name = store
+    campaign = Campaign.create(name, OBJECTIVE, storage=url)
+    design = {"buffer": "sio2", "anneal_temp_c": 300.0, "test_temp_c": 25.0, "status": "failed"}
+    first = design | {"sample_id": "film-1", "reason": "film cracked"}
+    outcome = campaign.observe(pd.DataFrame([first]))
+    assert outcome["failed"] == 1 and outcome["already_recorded"] == []
+    replicates = [
+        design | {"sample_id": "film-2", "reason": "cell shorted"},  # another sample, another reason
+        design | {"sample_id": "film-3", "reason": "film cracked"},  # another sample, the same reason
+        design | {"sample_id": "film-1", "reason": "delaminated on re-test"},  # the same sample, another reason
+    ]
+    for row in replicates:
+        outcome = Campaign.load(name, url).observe(pd.DataFrame([row]))
+        assert outcome["failed"] == 1 and outcome["already_recorded"] == [], (row, outcome)
+    assert campaign.status(recommend=False)["failed"] == 4
+    stored = [t for t in Campaign.load(name, url).study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    assert sorted((t.user_attrs["sample_id"], t.user_attrs["failure_reason"]) for t in stored) == sorted(
+        (r["sample_id"], r["reason"]) for r in [first, *replicates]
+    )
+    # the same content sent again (a retried request, the same file observed twice) is idempotent
+    again = Campaign.load(name, url).observe(pd.DataFrame([first, replicates[0]]))
+    assert again["failed"] == 0 and again["trials"] == []
+    assert sorted(again["already_recorded"]) == sorted(t.number for t in stored[:2])
+    assert campaign.status(recommend=False)["failed"] == 4
+
+
 RACE_WORKER = textwrap.dedent(
     """
     import json, os, sys, time
