@@ -20,12 +20,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from surrogate.errors import InputError
+from surrogate.settings import DEFAULT_MAX_BODY_BYTES as DEFAULT_MAX_BODY_BYTES
+from surrogate.settings import get_settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,8 +39,6 @@ TOKEN_ENV = "SURROGATE_API_TOKEN"
 METRICS_PUBLIC_ENV = "SURROGATE_METRICS_PUBLIC"
 METRICS_PATH = "/metrics"
 MAX_BODY_ENV = "SURROGATE_MAX_BODY_BYTES"
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-"""16 MiB: room for 10,000 designs written out in full (about 1.5 MB) with a wide margin."""
 JSON_MEDIA_TYPE = "application/json"
 PROTECTED_PATHS: frozenset[str] = frozenset({"/suggest", "/observe", "/search", "/campaigns"})
 """Endpoints that read or write campaign or study state (plus everything under ``/campaigns/``)."""
@@ -55,17 +53,8 @@ def is_protected(path: str) -> bool:
 
 
 def max_body_bytes() -> int:
-    """The body-size limit in force, bytes (``SURROGATE_MAX_BODY_BYTES`` or the default)."""
-    raw = os.environ.get(MAX_BODY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_BODY_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"{MAX_BODY_ENV}: {raw!r} is not a whole number of bytes") from None
-    if value <= 0:
-        raise InputError(f"{MAX_BODY_ENV}: {value} must be a positive number of bytes")
-    return value
+    """The body-size limit in force, bytes (the ``max_body_bytes`` setting, ``SURROGATE_MAX_BODY_BYTES``)."""
+    return get_settings().max_body_bytes
 
 
 def new_request_id() -> str:
@@ -125,11 +114,12 @@ class GuardMiddleware:
         metrics_public: bool | None = None,
     ) -> None:
         self.app = app
-        self.token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
-        self.max_bytes = max_bytes if max_bytes is not None else max_body_bytes()
-        if metrics_public is None:
-            metrics_public = os.environ.get(METRICS_PUBLIC_ENV, "").strip().lower() in ("1", "true", "yes")
-        self.metrics_public = metrics_public
+        settings = get_settings()
+        if token is None:
+            token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+        self.token = token or None
+        self.max_bytes = max_bytes if max_bytes is not None else settings.max_body_bytes
+        self.metrics_public = settings.metrics_public if metrics_public is None else metrics_public
 
     def _needs_token(self, path: str) -> bool:
         """Whether ``path`` is answered only with the token (campaign state, and ``/metrics`` unless public)."""

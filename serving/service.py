@@ -16,7 +16,7 @@ Which model: ``SURROGATE_MODEL_URI`` (any MLflow model URI) when set; else the
 BentoML model bundled in a built Bento (Bento argument ``bento_model``, or
 ``SURROGATE_BENTO_MODEL``; see ``bentofile.yaml``); else the registry champion ``models:/llto-surrogate@champion``.
 With no trained model the service still starts, answers 503 ("run ``surrogate train``") on the endpoints
-that need one, and tries to load it again at most every :data:`MODEL_RETRY_S` seconds (``/readyz`` turns 200
+that need one, and tries to load it again at most every ``model_retry_s`` seconds (``/readyz`` turns 200
 once it has one). ``SURROGATE_ACCESS_LOG=1`` turns on BentoML's per-request access log (off by default: see
 :data:`ACCESS_LOG_ENV`).
 
@@ -79,6 +79,7 @@ from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
 from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError
 from surrogate.models.base import DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
+from surrogate.settings import get_settings
 from surrogate.targets import target_names
 
 logger = logging.getLogger("surrogate.service")
@@ -92,8 +93,6 @@ ACCESS_LOG_ENV = "SURROGATE_ACCESS_LOG"
 """Set to ``1``/``true`` to log every request (BentoML's access log). Off by default: each log line goes through a
 pipe to BentoML's supervisor process, and under load those writes stalled the worker (measured: p99 of one
 sequential client 22-28 ms with it, 1.3 ms without; 32 clients 2,760 → 3,400 requests/s). Errors are logged either way."""
-MODEL_RETRY_S = 10.0
-"""Seconds between attempts to load a model while the service has none."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _INLINE_ROWS = 200
@@ -325,7 +324,7 @@ def describe_model(model: SurrogateModel, model_uri: str | None) -> dict[str, An
 def bento_model_tag() -> str | None:
     """Tag of the bundled BentoML model: the Bento argument ``bento_model`` (``surrogate serve --build`` sets it,
     and a served Bento restores it) or ``SURROGATE_BENTO_MODEL``; None outside a Bento."""
-    return getattr(bentoml.use_arguments(), "bento_model", None) or os.environ.get(BENTO_MODEL_ENV) or None
+    return getattr(bentoml.use_arguments(), "bento_model", None) or get_settings().bento_model
 
 
 def load_surrogate() -> tuple[SurrogateModel, dict[str, Any]]:
@@ -335,7 +334,7 @@ def load_surrogate() -> tuple[SurrogateModel, dict[str, Any]]:
     """
     from surrogate import tracking
 
-    uri = os.environ.get(MODEL_URI_ENV) or None
+    uri = get_settings().model_uri
     bento_tag = bento_model_tag()
     if uri is None and bento_tag is not None:
         from _bentoml_impl.frameworks.mlflow import MLFLOW_MODEL_FOLDER
@@ -388,9 +387,9 @@ def _json_bytes(document: dict[str, Any]) -> Response:
 # ---------------------------------------------------------------- the service
 @bentoml.service(
     name="llto-surrogate",
-    workers=int(os.environ.get(WORKERS_ENV, "1")),
-    traffic={"timeout": 60, "concurrency": 256},
-    logging={"access": {"enabled": os.environ.get(ACCESS_LOG_ENV, "").strip().lower() in ("1", "true", "yes")}},
+    workers=get_settings().workers,
+    traffic={"timeout": get_settings().request_timeout_s, "concurrency": 256},
+    logging={"access": {"enabled": get_settings().access_log}},
 )
 class Surrogate:
     """LLTO thin-film battery surrogate: predictions with intervals, campaigns and search over HTTP."""
@@ -438,7 +437,7 @@ class Surrogate:
             self.unavailable = ""
 
     def _retry_load(self) -> None:
-        if self.model is None and time.monotonic() - self._last_attempt >= MODEL_RETRY_S:
+        if self.model is None and time.monotonic() - self._last_attempt >= get_settings().model_retry_s:
             self._load()
 
     async def __metrics__(self, text: str) -> str:
@@ -455,7 +454,7 @@ class Surrogate:
             raise ServiceError(
                 HTTPStatus.SERVICE_UNAVAILABLE,
                 f"no model to answer with: {self.unavailable}. Run `surrogate train`; the service picks the model "
-                f"up within {MODEL_RETRY_S:g} s (or restart it).",
+                f"up within {get_settings().model_retry_s:g} s (or restart it).",
             )
         return self.model
 

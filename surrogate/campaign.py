@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import threading
 import uuid
@@ -153,8 +152,10 @@ def check_lease_s(value: Any, field: str = "lease_s") -> float:
 
 def default_lease_s() -> float:
     """``$SURROGATE_LEASE_S`` when set, else :data:`DEFAULT_LEASE_S` (24 h)."""
-    text = os.environ.get(LEASE_ENV, "").strip()
-    return check_lease_s(text, LEASE_ENV) if text else DEFAULT_LEASE_S
+    from surrogate.settings import get_settings
+
+    lease = get_settings().lease_s
+    return check_lease_s(lease, LEASE_ENV) if lease is not None else DEFAULT_LEASE_S
 
 
 def _distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:

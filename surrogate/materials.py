@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -444,7 +443,14 @@ def material_ids() -> tuple[str, ...]:
 def _declare_environment() -> None:
     """Declare the files of :data:`MATERIALS_ENV`; a bad file is reported on stderr and by :func:`load_catalogue`."""
     global _ENV_ERROR
-    for path in os.environ.get(MATERIALS_ENV, "").split(os.pathsep):
+    from surrogate.settings import get_settings
+
+    try:
+        paths = get_settings().materials
+    except InputError as exc:  # a bad setting: reported when a command starts (load_catalogue)
+        _ENV_ERROR = exc
+        return
+    for path in paths:
         if path.strip():
             try:
                 use_materials(path.strip())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -42,7 +41,9 @@ GRACE_PERIOD_S = 30
 
 def surrogate_home() -> Path:
     """The project's local state folder: ``$SURROGATE_HOME`` or ``./.surrogate``."""
-    return Path(os.environ.get(HOME_ENV) or ".surrogate")
+    from surrogate.settings import get_settings
+
+    return get_settings().home
 
 
 def default_storage_url(create: bool = True) -> str:
@@ -55,7 +56,9 @@ def default_storage_url(create: bool = True) -> str:
 
 def resolve_storage_url(url: str | None = None, create: bool = True) -> str:
     """``url`` if given, else ``$SURROGATE_OPTUNA_STORAGE``, else :func:`default_storage_url`."""
-    chosen = (url or "").strip() or os.environ.get(STORAGE_ENV, "").strip()
+    from surrogate.settings import get_settings
+
+    chosen = (url or "").strip() or get_settings().optuna_storage or ""
     return chosen or default_storage_url(create=create)
 
 

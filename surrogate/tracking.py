@@ -1,9 +1,10 @@
 """The MLflow stores and the registered champion: the one place that knows where runs and models live.
 
-Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlruns/mlflow.db``
-relative to the working directory; artifacts of experiments created here go
-under ``./mlruns`` (the file store is refused by MLflow 3, so metadata lives
-in SQLite). The champion :class:`~surrogate.models.base.Surrogate` is logged
+Tracking URI: the setting ``tracking_uri`` (``MLFLOW_TRACKING_URI``, a settings file, see
+:mod:`surrogate.settings`), else ``sqlite:///mlruns/mlflow.db`` relative to the working directory; the
+registry is ``registry_uri`` (default: the tracking URI). With a local store, artifacts of experiments created
+here go under ``./mlruns`` (the file store is refused by MLflow 3, so metadata lives in SQLite); with an
+``mlflow server`` (``http://…``) the server decides where artifacts go (``--artifacts-destination``). The champion :class:`~surrogate.models.base.Surrogate` is logged
 as a pyfunc model (:class:`SurrogatePyfunc`), registered as
 :data:`REGISTERED_MODEL_NAME` with alias :data:`CHAMPION_ALIAS`.
 """
@@ -30,15 +31,17 @@ from surrogate.design import ANNEAL_TEMP_C, BUFFER, C_RATE, CYCLES, MATERIAL, PR
 from surrogate.errors import InputError
 from surrogate.materials import declare_carried
 from surrogate.models.base import DEFAULT_LEVEL, SURROGATE_FORMAT, Surrogate
+from surrogate.settings import DEFAULT_TRACKING_URI, get_settings, mask_url
 from surrogate.targets import target_names
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACT_ROOT = Path("mlruns")
 """Artifacts directory, relative to the working directory (as the contract's ``mlruns/``)."""
 DEFAULT_EXPERIMENT = "llto-surrogate"
 REGISTERED_MODEL_NAME = "llto-surrogate"
 CHAMPION_ALIAS = "champion"
 CHAMPION_URI = f"models:/{REGISTERED_MODEL_NAME}@{CHAMPION_ALIAS}"
+LOCAL_UI = "http://127.0.0.1:5000"
+"""Address of ``surrogate ui`` (the MLflow UI on a local store)."""
 NO_MODEL_MESSAGE = "no trained model: run `surrogate train` first"
 CHAMPION_METRIC_PREFIX = "champion"
 """Legacy run metrics ``champion.<target>.<metric>`` (runs before 0.2); now see :func:`cv_metric_name`."""
@@ -60,8 +63,33 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def tracking_uri() -> str:
-    """The tracking URI in force: ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The tracking URI in force: the ``tracking_uri`` setting (``MLFLOW_TRACKING_URI``) or the local SQLite store."""
+    return get_settings().tracking_uri
+
+
+def shown_tracking_uri() -> str:
+    """The tracking URI as it may be printed or answered: a password in it is masked."""
+    return mask_url(tracking_uri()) or DEFAULT_TRACKING_URI
+
+
+def registry_uri() -> str:
+    """The model registry URI in force: the ``registry_uri`` setting (``MLFLOW_REGISTRY_URI``), else the tracking URI."""
+    return get_settings().resolved_registry_uri
+
+
+def ui_base() -> str:
+    """Where the MLflow UI of the tracking store is: the server itself for ``http(s)://``, else ``surrogate ui``'s."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def _export_credentials() -> None:
+    """Hand basic-auth credentials from the settings file to MLflow's client (it reads only its environment)."""
+    settings = get_settings()
+    if settings.tracking_username and not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.tracking_username
+    if settings.tracking_password is not None and not os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.tracking_password.get_secret_value()
 
 
 def _is_local(uri: str) -> bool:
@@ -78,6 +106,7 @@ def configure_mlflow(experiment: str | None = None) -> str:
     breaks). Returns the tracking URI.
     """
     uri = tracking_uri()
+    _export_credentials()
     if experiment is not None and not experiment.strip():
         raise InputError("experiment: the experiment name must not be empty")
     if experiment is not None:
@@ -86,7 +115,7 @@ def configure_mlflow(experiment: str | None = None) -> str:
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow.set_registry_uri(registry_uri())
     if experiment is not None:
         found = mlflow.get_experiment_by_name(experiment)
         if found is None:
@@ -394,8 +423,8 @@ def load_pyfunc(model_uri: str | None = None) -> mlflow.pyfunc.PyFuncModel:
         return mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:
         if model_uri is None:
-            raise InputError(f"{NO_MODEL_MESSAGE} (no model at {uri} in {tracking_uri()})") from None
-        raise InputError(f"model: cannot load {uri!r} from {tracking_uri()}: {_first_line(exc)}") from None
+            raise InputError(f"{NO_MODEL_MESSAGE} (no model at {uri} in {shown_tracking_uri()})") from None
+        raise InputError(f"model: cannot load {uri!r} from {shown_tracking_uri()}: {_first_line(exc)}") from None
 
 
 def load_champion(model_uri: str | None = None) -> Surrogate:
@@ -470,7 +499,7 @@ def champion_info() -> dict[str, Any]:
         "families": families,
         "kept": kept,
         "cv_scores": {t: v for t, v in cv.items() if v},
-        "tracking_uri": tracking_uri(),
+        "tracking_uri": shown_tracking_uri(),
     }
 
 
@@ -516,7 +545,7 @@ def require_targets(
 def _require_store() -> None:
     """Reading needs an existing store: a missing local SQLite file means nothing was trained (and is not created)."""
     if not store_exists():
-        raise InputError(f"{NO_MODEL_MESSAGE} (no MLflow store at {tracking_uri()})")
+        raise InputError(f"{NO_MODEL_MESSAGE} (no MLflow store at {shown_tracking_uri()})")
 
 
 def _first_line(exc: BaseException) -> str:

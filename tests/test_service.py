@@ -426,7 +426,6 @@ def test_no_trained_model_is_503_saying_to_run_train(monkeypatch):
 
 
 def test_readyz_turns_ready_once_a_model_can_be_loaded(monkeypatch):
-    import serving.service as service
     from serving.schemas import Design
 
     available = []
@@ -436,7 +435,7 @@ def test_readyz_turns_ready_once_a_model_can_be_loaded(monkeypatch):
             raise InputError("no trained model: run `surrogate train` first")
         return DOUBLE, dict(DOUBLE_INFO)
 
-    monkeypatch.setattr(service, "MODEL_RETRY_S", 0.0)
+    monkeypatch.setenv("SURROGATE_MODEL_RETRY_S", "0")
     instance = _service(monkeypatch, later)
     assert instance.__is_ready__() is False
     available.append(True)

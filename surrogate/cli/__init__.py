@@ -24,7 +24,7 @@ EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT): 128 + 2, the shell's convention for a process ended by that signal."""
 
 # Subcommand modules, in the order `surrogate --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("run", "lab", "data", "train", "search", "serve", "dashboard")
+COMMAND_MODULES: tuple[str, ...] = ("run", "lab", "data", "train", "search", "serve", "dashboard", "config")
 
 
 class UsageError(Exception):

@@ -8,7 +8,6 @@ there is none it says so and exits 2, and creates nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -44,8 +43,9 @@ def existing_storage_url(url: str | None) -> str:
     any database must already have Optuna's tables.
     """
     from surrogate import storage
+    from surrogate.settings import get_settings
 
-    given = (url or "").strip() or os.environ.get(storage.STORAGE_ENV, "").strip()
+    given = (url or "").strip() or get_settings().optuna_storage or ""
     if not given:  # the local default; resolve_storage_url would create its folder
         path = storage.surrogate_home() / storage.DEFAULT_FILENAME
         if not path.is_file():

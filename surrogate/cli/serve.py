@@ -37,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Start the HTTP service: POST /predict, /search, /suggest, /observe, /campaigns; GET and POST "
             "/model_info; GET /campaigns, /campaigns/NAME, /healthz, /readyz (503 until a model is loaded), "
-            "/metrics; Swagger UI at /, OpenAPI at /docs.json (see docs/service.md). Environment: "
-            "SURROGATE_API_TOKEN (bearer token required on the campaign and search endpoints), "
-            "SURROGATE_MAX_BODY_BYTES (request body limit, default 16 MiB), SURROGATE_OPTUNA_STORAGE (campaign "
-            "storage), MLFLOW_TRACKING_URI (model registry)."
+            "/metrics; Swagger UI at /, OpenAPI at /docs.json (see docs/service.md). Settings (environment or "
+            "surrogate.toml; `surrogate config` shows them): SURROGATE_API_TOKEN (bearer token required on the "
+            "campaign and search endpoints), SURROGATE_MAX_BODY_BYTES (request body limit, default 16 MiB), "
+            "SURROGATE_OPTUNA_STORAGE (campaign storage), MLFLOW_TRACKING_URI (model registry), "
+            "SURROGATE_CHAMPION_POLL_S (seconds between checks for a new @champion)."
         ),
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
