@@ -86,6 +86,7 @@ from surrogate.design import (
     PROTOCOL,
 )
 from surrogate.errors import InputError
+from surrogate.materials import declare_carried, entries_in
 from surrogate.models.base import DEFAULT_LEVEL, FEATURES, TARGET_SPACES, Surrogate, TrainingDomain
 from surrogate.models.features import CATEGORICAL_COLUMNS
 from surrogate.models.registry import FAMILIES, family, make_model
@@ -453,9 +454,21 @@ def cv_summary(cv: CVResult) -> dict[str, float | None]:
     return out
 
 
-def _cv_job(name: str, target: str, data: pd.DataFrame, level: float, params: dict[str, Any]) -> CVResult:
-    """CV of one family on one target; an exception becomes a skipped result with the error as reason."""
+def _cv_job(
+    name: str,
+    target: str,
+    data: pd.DataFrame,
+    level: float,
+    params: dict[str, Any],
+    declared: dict[str, list[dict[str, Any]]] | None = None,
+) -> CVResult:
+    """CV of one family on one target; an exception becomes a skipped result with the error as reason.
+
+    ``declared``: the catalogue entries the data uses beyond the packaged defaults (:func:`entries_in`). A worker
+    process starts with the defaults only, so the job declares them first (a no-op where they are known).
+    """
     try:
+        declare_carried(declared, "the training data's materials")
         return cross_validate(name, target, data, level=level, params=params)
     except Exception as exc:  # noqa: BLE001 - a failing family is reported and skipped, never fatal
         cv = CVResult(name, target, level, len(training_xy(data, target)[1]), dict(params))
@@ -490,11 +503,12 @@ def cross_validate_families(
         ((n, t) for t in target_names() for n in names),
         key=lambda j: (j[1] != CAPACITY_RETENTION, j[0] == "physics"),
     )
+    declared = entries_in(data)  # worker processes know only the packaged defaults: the jobs carry the rest
     if n_jobs == 1:
-        outcomes = (_cv_job(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs)
+        outcomes = (_cv_job(n, t, data, level, params.get(t, {}).get(n, {}), declared) for n, t in jobs)
     else:
         outcomes = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_cv_job)(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs
+            delayed(_cv_job)(n, t, data, level, params.get(t, {}).get(n, {}), declared) for n, t in jobs
         )
     results: dict[str, dict[str, CVResult]] = {t: {} for t in target_names()}
     for cv in tqdm(outcomes, total=len(jobs), desc="cross-validating", unit="model", disable=not progress):
