@@ -86,6 +86,7 @@ from surrogate.design import (
     PROTOCOL,
 )
 from surrogate.errors import InputError
+from surrogate.materials import declare_carried, entries_in
 from surrogate.models.base import DEFAULT_LEVEL, FEATURES, TARGET_SPACES, Surrogate, TrainingDomain
 from surrogate.models.features import CATEGORICAL_COLUMNS
 from surrogate.models.registry import FAMILIES, family, make_model
@@ -453,9 +454,21 @@ def cv_summary(cv: CVResult) -> dict[str, float | None]:
     return out
 
 
-def _cv_job(name: str, target: str, data: pd.DataFrame, level: float, params: dict[str, Any]) -> CVResult:
-    """CV of one family on one target; an exception becomes a skipped result with the error as reason."""
+def _cv_job(
+    name: str,
+    target: str,
+    data: pd.DataFrame,
+    level: float,
+    params: dict[str, Any],
+    declared: dict[str, list[dict[str, Any]]] | None = None,
+) -> CVResult:
+    """CV of one family on one target; an exception becomes a skipped result with the error as reason.
+
+    ``declared``: the catalogue entries the data uses beyond the packaged defaults (:func:`entries_in`). A worker
+    process starts with the defaults only, so the job declares them first (a no-op where they are known).
+    """
     try:
+        declare_carried(declared, "the training data's materials")
         return cross_validate(name, target, data, level=level, params=params)
     except Exception as exc:  # noqa: BLE001 - a failing family is reported and skipped, never fatal
         cv = CVResult(name, target, level, len(training_xy(data, target)[1]), dict(params))
@@ -490,11 +503,12 @@ def cross_validate_families(
         ((n, t) for t in target_names() for n in names),
         key=lambda j: (j[1] != CAPACITY_RETENTION, j[0] == "physics"),
     )
+    declared = entries_in(data)  # worker processes know only the packaged defaults: the jobs carry the rest
     if n_jobs == 1:
-        outcomes = (_cv_job(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs)
+        outcomes = (_cv_job(n, t, data, level, params.get(t, {}).get(n, {}), declared) for n, t in jobs)
     else:
         outcomes = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_cv_job)(n, t, data, level, params.get(t, {}).get(n, {})) for n, t in jobs
+            delayed(_cv_job)(n, t, data, level, params.get(t, {}).get(n, {}), declared) for n, t in jobs
         )
     results: dict[str, dict[str, CVResult]] = {t: {} for t in target_names()}
     for cv in tqdm(outcomes, total=len(jobs), desc="cross-validating", unit="model", disable=not progress):
@@ -607,11 +621,13 @@ def select_champions(
         if forecast is not None:
             entry["forecast"] = forecast
         if not scored:
-            fallback = _small_data_fallback(target, X, y, meta, params.get(target, {}).get("physics", {}))
-            if fallback is None:
-                entry["skipped"] = "no family could be cross-validated on this target" if len(y) else "no rows"
+            try:
+                model, note, extra = _small_data_fallback(target, X, y, meta, params.get(target, {}).get("physics", {}))
+            except InputError as exc:
+                entry["skipped"] = (
+                    f"no family could be cross-validated on this target, and {exc}" if len(y) else "no rows"
+                )
                 continue
-            model, note, extra = fallback
             models[target], domains[target], champions[target] = model, TrainingDomain.from_frame(X), "physics"
             chosen_params[target] = {}
             entry.update(champion="physics", selection_skipped=note, **extra)
@@ -649,6 +665,8 @@ def select_champions(
         for target, entry in report["targets"].items():
             reasons = "; ".join(f"{f}: {r}" for f, r in entry["skipped_families"].items()) or "no rows"
             lines.append(f"  {target} ({entry['rows']} training rows): {reasons}")
+            if entry["rows"] and entry.get("skipped"):
+                lines.append(f"    then: {entry['skipped']}")
         raise InputError("\n".join(lines))
     info = {
         "families": champions,
@@ -703,18 +721,22 @@ SMALL_DATA_NOTE = (
 
 def _small_data_fallback(
     target: str, X: pd.DataFrame, y: np.ndarray, meta: pd.DataFrame, params: dict[str, Any]
-) -> tuple[Any, str, dict[str, Any]] | None:
-    """The physics law fitted to all rows when no family could be cross-validated (None when it cannot be fitted).
+) -> tuple[Any, str, dict[str, Any]]:
+    """The physics law fitted to all rows when no family could be cross-validated.
 
     Returns (model, note, extra report entries); for conductivity the extra entries hold Ea ± SE per anneal
-    state in both Arrhenius forms (``activation_energies``).
+    state in both Arrhenius forms (``activation_energies``). Raises :class:`InputError` saying why the law
+    cannot be fitted (no law declared, fewer than 3 rows, or the fit refuses the rows: e.g. a single test
+    temperature per anneal state, or several materials).
     """
-    if get_target(target).physics_law is None or len(y) < 3:
-        return None
+    if get_target(target).physics_law is None:
+        raise InputError(f"{target} declares no physics law to fit without model selection")
+    if len(y) < 3:
+        raise InputError(f"its physics law needs ≥ 3 rows, not {len(y)}")
     try:
         model = fit_model("physics", target, X, y, meta, params)
-    except InputError:
-        return None
+    except InputError as exc:
+        raise InputError(f"its physics law cannot be fitted to all rows either: {exc}") from None
     extra: dict[str, Any] = {}
     if get_target(target).physics_law == "arrhenius":
         table = model.estimator_.activation_energies()
@@ -760,53 +782,96 @@ def _forecast_entry(by_family: dict[str, CVResult]) -> dict[str, Any] | None:
     }
 
 
-def cv_readiness(data: pd.DataFrame) -> list[str]:
+@dataclass(frozen=True)
+class TargetOutlook:
+    """What training will do with one target of a data set, decided before any run (``data validate`` says it).
+
+    ``plan``: ``"select"`` (cross-validation chooses a champion; ``reason`` names the splits that cannot be
+    scored, or is empty), ``"fallback"`` (the physics law fitted to all rows without model selection; ``reason``
+    says why), ``"none"`` (no model can be trained; ``reason`` says why). ``rows``: training rows of the target.
+    """
+
+    target: str
+    rows: int
+    plan: str
+    reason: str = ""
+
+
+def _unscorable_splits(X: pd.DataFrame, meta: pd.DataFrame, target: str, smallest: int) -> tuple[int, list[SplitPlan]]:
+    """(number of selecting splits, those that cannot be scored: too few groups, or too few rows left to train)."""
+    plans = [p for p in split_plans(X, meta, target) if p.selects]
+    for plan in plans:
+        if plan.skipped or plan.folds is not None:
+            continue
+        _, counts = np.unique(plan.groups, return_counts=True)
+        largest_train = len(meta) - int(counts.min())
+        if largest_train < smallest:
+            plan.skipped = (
+                f"leaving one {plan.name} out leaves at most {largest_train} training rows; "
+                f"the smallest model family needs ≥ {smallest}"
+            )
+    return len(plans), [p for p in plans if p.skipped]
+
+
+def target_outlook(data: pd.DataFrame, target: str, families: list[str] | None = None) -> TargetOutlook | None:
+    """The :class:`TargetOutlook` of ``target`` in a validated frame (None: the data has no value of it).
+
+    The small-data fallback is tried for real (the physics law is cheap to fit on the few rows it applies to),
+    so what this says is what :func:`select_champions` does.
+    """
+    if target not in data.columns or not data[target].notna().any():
+        return None
+    X, y, meta = training_xy(data, target)
+    smallest = min(FAMILIES[name].min_rows for name in check_families(families))
+    if len(y) < smallest:
+        why = f"{len(y)} training row(s); cross-validation needs ≥ {smallest}"
+    else:
+        n_plans, short = _unscorable_splits(X, meta, target, smallest)
+        if len(short) < n_plans:
+            names = ", ".join(p.name for p in short)
+            return TargetOutlook(target, len(y), "select", f"split(s) {names} cannot be scored" if short else "")
+        why = "too few groups for cross-validation (" + "; ".join(f"{p.name}: {p.skipped}" for p in short) + ")"
+    try:
+        _small_data_fallback(target, X, y, meta, {})
+    except InputError as exc:
+        return TargetOutlook(target, len(y), "none", f"{why}, and {exc}")
+    return TargetOutlook(target, len(y), "fallback", why)
+
+
+def cv_readiness(data: pd.DataFrame, families: list[str] | None = None) -> list[str]:
     """Warnings, ahead of training, for targets with too few rows or groups for cross-validation.
 
     ``data`` is a validated measurement frame. One warning per target that has values but whose selecting
-    splits cannot all be scored (fewer than 2 groups, or fewer rows than the smallest family needs), saying
-    what training will do instead.
+    splits cannot all be scored, saying what training will do instead (:func:`target_outlook`), and, when no
+    target can be trained, the reason ``surrogate train`` will give (:func:`training_refusal`).
     """
+    refusal = training_refusal(data, families)
+    if refusal is not None:
+        return [f"surrogate train will refuse this file: {refusal}"]
     warnings = []
-    smallest = min(spec.min_rows for spec in FAMILIES.values())
     for target in target_names():
-        if target not in data.columns or not data[target].notna().any():
+        outlook = target_outlook(data, target, families)
+        if outlook is None or not outlook.reason:
             continue
-        try:
-            X, y, meta = training_xy(data, target)
-        except InputError:
-            continue
-        if len(y) < smallest:
-            fallback = (
-                "its physics law will be fitted to all rows without model selection, if the rows allow it"
-                if get_target(target).physics_law and len(y) >= 3
-                else "no model can be trained for it"
-            )
-            warnings.append(f"{target}: {len(y)} training row(s); cross-validation needs ≥ {smallest}, so {fallback}")
-            continue
-        plans = [p for p in split_plans(X, meta, target) if p.selects]
-        for plan in plans:
-            if plan.skipped or plan.folds is not None:
-                continue
-            _, counts = np.unique(plan.groups, return_counts=True)
-            largest_train = len(y) - int(counts.min())
-            if largest_train < smallest:
-                plan.skipped = (
-                    f"leaving one {plan.name} out leaves at most {largest_train} training rows; "
-                    f"the smallest model family needs ≥ {smallest}"
-                )
-        short = [p for p in plans if p.skipped]
-        if short and len(short) == len(plans):
-            reasons = "; ".join(f"{p.name}: {p.skipped}" for p in short)
-            fallback = (
-                "its physics law will be fitted to all rows without model selection"
-                if get_target(target).physics_law
-                else "no model can be selected"
-            )
-            warnings.append(f"{target}: too few groups for cross-validation ({reasons}); {fallback}")
-        elif short:
+        if outlook.plan == "select":
+            warnings.append(f"{target}: {outlook.reason} (too few groups); selection uses the others")
+        elif outlook.plan == "fallback":
             warnings.append(
-                f"{target}: split(s) {', '.join(p.name for p in short)} cannot be scored (too few groups); "
-                "selection uses the others"
+                f"{target}: {outlook.reason}, so its physics law will be fitted to all rows without model selection"
             )
+        else:
+            warnings.append(f"{target}: no model can be trained for it: {outlook.reason}")
     return warnings
+
+
+def training_refusal(data: pd.DataFrame, families: list[str] | None = None) -> str | None:
+    """Why ``surrogate train`` refuses ``data`` before any run (no target can be trained), or None.
+
+    One text for ``train`` (its exit-2 message) and ``data validate`` (its warning), from :func:`target_outlook`.
+    """
+    outlooks = [o for o in (target_outlook(data, t, families) for t in target_names()) if o is not None]
+    if any(o.plan != "none" for o in outlooks):
+        return None
+    if not outlooks:
+        return "no row carries a target value"
+    return "no target can be trained: " + "; ".join(f"{o.target}: {o.reason}" for o in outlooks)

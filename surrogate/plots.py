@@ -27,6 +27,8 @@ from surrogate.design import (  # noqa: E402
     CAPACITY_RETENTION,
     CONDUCTIVITY,
     CYCLES,
+    DEFAULT_MATERIAL,
+    MATERIAL,
     PROTOCOL,
     RATE_RETENTION,
     REFERENCE_C_RATE,  # noqa: E402
@@ -171,18 +173,19 @@ def arrhenius_figure(
             for _, r in activation_energies.iterrows()
         }
     )
-    states = sorted(rows[ANNEAL_TEMP_C].unique())[:_MAX_CURVES]
+    rows = _with_material(rows)
+    states = sorted(set(zip(rows[MATERIAL], rows[ANNEAL_TEMP_C], strict=True)))[:_MAX_CURVES]
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(states), 1)))
-    for color, anneal in zip(colors, states, strict=False):
-        subset = rows[rows[ANNEAL_TEMP_C] == anneal]
+    for color, (material, anneal) in zip(colors, states, strict=False):
+        subset = rows[(rows[MATERIAL] == material) & (rows[ANNEAL_TEMP_C] == anneal)]
         state = "as-deposited" if anneal <= 25.0 else f"annealed {anneal:g} °C"
-        label = state
+        label = _material_label(material) + state
         if anneal in ea:
             label += f": Ea = {ea[anneal][0]:.3f} ± {ea[anneal][1]:.3f} eV"
         ax.scatter(1000.0 / (subset[TEST_TEMP_C] + KELVIN), subset[CONDUCTIVITY], s=14, color=color, label=label)
         if surrogate is not None and CONDUCTIVITY in surrogate.targets:
             temps = np.linspace(subset[TEST_TEMP_C].min(), subset[TEST_TEMP_C].max(), 60)
-            design = _design({ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temps}, len(temps))
+            design = _design({ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temps, MATERIAL: material}, len(temps))
             predicted = surrogate.predict_target(CONDUCTIVITY, _numeric(design), level)
             x = 1000.0 / (temps + KELVIN)
             ax.plot(x, predicted["mean"], color=color, lw=1.5)
@@ -219,8 +222,20 @@ def _numeric(design: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _with_material(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with every ``material`` cell filled (absent or blank: the paper's LLTO film): curves follow the data."""
+    material = rows[MATERIAL] if MATERIAL in rows.columns else pd.Series(None, index=rows.index, dtype=object)
+    return rows.assign(**{MATERIAL: material.where(material.notna(), DEFAULT_MATERIAL).astype(str)})
+
+
+def _material_label(material: str) -> str:
+    return "" if material == DEFAULT_MATERIAL else f"{material}, "
+
+
 def _groups(rows: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
-    groups = sorted(rows.groupby(keys, dropna=False), key=lambda item: -len(item[1]))[:_MAX_CURVES]
+    groups = sorted(_with_material(rows).groupby(keys + [MATERIAL], dropna=False), key=lambda item: -len(item[1]))[
+        :_MAX_CURVES
+    ]
     order = {b: i for i, b in enumerate(BUFFERS)}
     return sorted(groups, key=lambda item: (order.get(item[0][0], 99), item[0][1:]))
 
@@ -236,16 +251,19 @@ def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
     rows = data.dropna(subset=[RATE_RETENTION])
     fig, ax = _new(7.0, 5.0)
     colors = plt.get_cmap("tab10")
-    for i, ((buffer, anneal, temp), subset) in enumerate(_groups(rows, [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C])):
+    for i, ((buffer, anneal, temp, material), subset) in enumerate(_groups(rows, [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C])):
         color = colors(i % 10)
-        label = f"{BUFFER_LABELS.get(buffer, buffer)}, anneal {anneal:g} °C, {temp:g} °C"
+        label = f"{_material_label(material)}{BUFFER_LABELS.get(buffer, buffer)}, anneal {anneal:g} °C, {temp:g} °C"
         ax.scatter(subset[C_RATE], subset[RATE_RETENTION], s=16, color=color, label=label)
         if surrogate is not None and RATE_RETENTION in surrogate.targets:
             trained = subset.loc[subset[C_RATE] > REFERENCE_C_RATE, C_RATE]
             if trained.empty:
                 continue
             rates = np.geomspace(REFERENCE_C_RATE, trained.max(), 80)
-            design = _design({BUFFER: buffer, ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temp, C_RATE: rates}, len(rates))
+            design = _design(
+                {BUFFER: buffer, ANNEAL_TEMP_C: anneal, TEST_TEMP_C: temp, C_RATE: rates, MATERIAL: material},
+                len(rates),
+            )
             predicted = surrogate.predict_target(RATE_RETENTION, _numeric(design), level)
             inside = rates >= trained.min()
             below = rates <= trained.min()
@@ -280,15 +298,18 @@ def fade_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
     colors = plt.get_cmap("tab10")
     for ax, protocol in zip(axes, protocols, strict=True):
         subset_protocol = rows[rows[PROTOCOL] == protocol]
-        for i, ((buffer, temp), subset) in enumerate(_groups(subset_protocol, [BUFFER, TEST_TEMP_C])):
+        for i, ((buffer, temp, material), subset) in enumerate(_groups(subset_protocol, [BUFFER, TEST_TEMP_C])):
             color = colors(i % 10)
-            label = f"{BUFFER_LABELS.get(buffer, buffer)}, {temp:g} °C"
+            label = f"{_material_label(material)}{BUFFER_LABELS.get(buffer, buffer)}, {temp:g} °C"
             ax.scatter(
                 subset[CYCLES].astype(float), subset[CAPACITY_RETENTION], s=6, color=color, alpha=0.6, label=label
             )
             if surrogate is not None and CAPACITY_RETENTION in surrogate.targets:
                 cycles = np.linspace(2.0, max(2.0, float(subset[CYCLES].max())), 120)
-                design = _design({BUFFER: buffer, TEST_TEMP_C: temp, CYCLES: cycles, PROTOCOL: protocol}, len(cycles))
+                design = _design(
+                    {BUFFER: buffer, TEST_TEMP_C: temp, CYCLES: cycles, PROTOCOL: protocol, MATERIAL: material},
+                    len(cycles),
+                )
                 predicted = surrogate.predict_target(CAPACITY_RETENTION, _numeric(design), level)
                 ax.plot(cycles, predicted["mean"], color=color, lw=1.5)
                 ax.fill_between(cycles, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)

@@ -31,7 +31,15 @@ import pandas as pd
 
 from surrogate.design import ANNEAL_TEMP_C, BUFFER, CONDUCTIVITY, CYCLES
 from surrogate.errors import InputError
-from surrogate.evaluation import CVResult, Selection, check_families, data_hash, select_champions
+from surrogate.evaluation import (
+    CVResult,
+    Selection,
+    check_families,
+    data_hash,
+    select_champions,
+    target_outlook,
+    training_refusal,
+)
 from surrogate.materials import entries_in
 from surrogate.models.base import DEFAULT_LEVEL, TARGET_SPACES, Surrogate
 from surrogate.targets import PAPER_TARGETS, target_names
@@ -405,13 +413,10 @@ def stop_worker_processes() -> None:
 
 
 def trainable_targets(data: pd.DataFrame, families: list[str]) -> dict[str, int]:
-    """Target → training rows, for the targets with enough rows for at least one of ``families``."""
-    from surrogate.evaluation import training_xy
-    from surrogate.models.registry import FAMILIES
-
-    needed = min(FAMILIES[name].min_rows for name in families)
-    rows = {target: len(training_xy(data, target)[1]) for target in target_names()}
-    return {target: n for target, n in rows.items() if n >= needed}
+    """Target → training rows, for the targets training can model: by cross-validated selection among
+    ``families``, or by the small-data fallback (:func:`surrogate.evaluation.target_outlook`)."""
+    outlooks = (target_outlook(data, target, families) for target in target_names())
+    return {o.target: o.rows for o in outlooks if o is not None and o.plan != "none"}
 
 
 def _missing_message(version: str, lacking: dict[str, int], source: str, families: list[str]) -> str:
@@ -489,12 +494,10 @@ def train(
         raise InputError(f"missing-targets: {missing_targets!r}; choose one of {', '.join(MISSING_TARGET_POLICIES)}")
     names = check_families(families)
     data, source, reconstruction = load_data(data_path)
+    refusal = training_refusal(data, names)  # the reason `data validate` gives too
+    if refusal is not None:
+        raise InputError(f"data: {source}: {refusal}. Nothing was written")
     trainable = trainable_targets(data, names)
-    if not trainable:
-        raise InputError(
-            f"data: {source} has too few rows of every target to train a model (families {', '.join(names)}); "
-            "nothing was written"
-        )
     current = current_champion() if register else None
     lacking: dict[str, int] = {}
     if current is not None:
