@@ -1,4 +1,8 @@
-"""``surrogate dashboard``: optuna-dashboard on the campaign storage (campaigns and searches, in a browser).
+"""``surrogate dashboard``: the campaign pages and optuna-dashboard on the campaign storage, in a browser.
+
+``/campaigns`` (and ``/``) is the project's own campaign view (:mod:`surrogate.campaign_page`): the objective with
+its unit, the recommended design with its 90% interval, the warm start and the pending suggestions. optuna-dashboard
+answers every other path (``/dashboard``: the raw trials of campaigns and searches).
 
 The storage is the one every campaign command uses (``--storage``, else ``$SURROGATE_OPTUNA_STORAGE``, else the
 local ``.surrogate/optuna.db``; see :mod:`surrogate.storage`). The command only reads an existing store: when
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from surrogate.errors import InputError
 
@@ -22,10 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``dashboard`` command."""
     dashboard = subparsers.add_parser(
         "dashboard",
-        help="optuna-dashboard on the campaign storage: trials, values and parameters in a browser",
+        help="the campaigns in a browser: recommended design, intervals, pending suggestions; and optuna-dashboard",
         description=(
-            "Start optuna-dashboard on the Optuna storage of campaigns and searches (read from an existing store; "
-            "nothing is created). Stop it with Ctrl-C."
+            "Serve the campaign pages (/campaigns: objective and unit, recommended design with its 90%% interval, "
+            "warm start, pending suggestions) and optuna-dashboard (/dashboard: the raw trials) on the Optuna "
+            "storage of campaigns and searches (read from an existing store; nothing is created). Stop it with Ctrl-C."
         ),
     )
     dashboard.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
@@ -83,15 +89,33 @@ def _dashboard(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port: {args.port} is not a TCP port (1-65535)")
     url = existing_storage_url(args.storage)
-    from optuna_dashboard import run_server
+    from werkzeug.serving import run_simple
 
-    from surrogate.storage import get_storage
-
-    store = get_storage(url, heartbeat_interval=None)
     print(
-        f"optuna-dashboard on http://{args.host}:{args.port} (storage {url.split('@')[-1]}); Ctrl-C stops it",
+        f"campaigns on http://{args.host}:{args.port}/campaigns, optuna-dashboard on "
+        f"http://{args.host}:{args.port}/dashboard (storage {url.split('@')[-1]}); Ctrl-C stops it",
         file=sys.stderr,
     )
     sys.stderr.flush()
-    run_server(store, host=args.host, port=args.port)
+    run_simple(args.host, args.port, dashboard_app(url), threaded=True)
     return 0
+
+
+def dashboard_app(url: str) -> Any:
+    """The WSGI application of ``surrogate dashboard``: the campaign pages, and optuna-dashboard for every other path."""
+    from optuna_dashboard import wsgi
+
+    from surrogate.campaign_page import CampaignPages
+    from surrogate.storage import get_storage
+
+    store = get_storage(url, heartbeat_interval=None)
+    pages = CampaignPages(store)
+    optuna_app = wsgi(store)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path in ("", "/", "/campaigns") or path.startswith("/campaigns/"):
+            return pages(environ, start_response)
+        return optuna_app(environ, start_response)
+
+    return app
