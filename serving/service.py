@@ -570,7 +570,7 @@ class Surrogate:
         seed: int,
     ) -> CampaignStatus:
         """Create a campaign (the options of ``surrogate campaign create``; needs the bearer token). 409 if it exists."""
-        from surrogate.campaign import Campaign, list_campaigns
+        from surrogate.campaign import Campaign
         from surrogate.design import DesignSpace
         from surrogate.objectives import Objective
 
@@ -581,14 +581,8 @@ class Surrogate:
             from surrogate.dataset import DATASET_FILENAME, load_default_dataset
 
             warm, source = load_default_dataset(), f"embedded: {DATASET_FILENAME} (reconstruction, not measured)"
-        if name in {c["name"] for c in list_campaigns(self._storage())}:
-            raise ConflictError(f"campaign {name!r} already exists; pick another name")
-        try:
-            campaign = Campaign.create(name, goal, design_space, self._storage(), warm, source, seed)
-        except InputError as exc:
-            if "already exists" in str(exc):  # created by another request meanwhile
-                raise ConflictError(str(exc)) from None
-            raise
+        # an existing name is a ConflictError (409) from Campaign.create itself: no listing, no trials read
+        campaign = Campaign.create(name, goal, design_space, self._storage(), warm, source, seed)
         response = _json_bytes(campaign.status())
         response.status_code = HTTPStatus.CREATED
         return response  # type: ignore[return-value]

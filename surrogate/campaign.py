@@ -254,7 +254,7 @@ class Campaign:
         seed: int = 0,
         lease_s: float | None = None,
     ) -> Campaign:
-        """Create campaign ``name`` (an :class:`InputError` if it exists); ``warm_start`` is a validated frame.
+        """Create campaign ``name`` (a :class:`ConflictError` if it exists); ``warm_start`` is a validated frame.
 
         ``lease_s``: seconds a suggestion stays pending without a result before it goes back to the pool
         (default: ``$SURROGATE_LEASE_S``, else 24 h, read when suggesting).
@@ -283,7 +283,7 @@ class Campaign:
         try:
             study = optuna.create_study(study_name=name, storage=store, direction="maximize")
         except optuna.exceptions.DuplicatedStudyError:
-            raise InputError(f"campaign {name!r} already exists; pick another name") from None
+            raise ConflictError(f"campaign {name!r} already exists; pick another name") from None
         try:
             study.set_user_attr("kind", TAG)
             with warnings.catch_warnings():
@@ -1136,28 +1136,30 @@ def _check_name(name: Any) -> str:
 
 
 def list_campaigns(storage: str | optuna.storages.BaseStorage | None = None) -> list[dict[str, Any]]:
-    """Every campaign in the storage: name, objective, number of trials. Creates no store: none, no campaigns."""
-    from surrogate.storage import store_exists
+    """Every campaign in the storage: name, objective, creation time, number of trials.
+
+    Reads the studies and their user attributes, and one count of trials per study
+    (:func:`surrogate.storage.count_trials`): never the trials themselves, so listing costs the same with ten
+    trials or a million. Creates no store: none, no campaigns.
+    """
+    from surrogate.storage import count_trials, store_exists
 
     if not isinstance(storage, optuna.storages.BaseStorage) and not store_exists(storage):
         return []
     store = _open_storage(storage)
-    out = []
-    for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
+    found = []
+    for study in store.get_all_studies():
         try:
-            config = json.loads(summary.user_attrs.get(CAMPAIGN_ATTR))
+            config = json.loads(study.user_attrs.get(CAMPAIGN_ATTR))
             objective = Objective.from_dict(config["objective"]).name
         except Exception:  # not a campaign (another study, or another tool's "campaign" attribute)
             continue
-        out.append(
-            {
-                "name": summary.study_name,
-                "objective": objective,
-                "created": config.get("created"),
-                "trials": summary.n_trials,
-            }
-        )
-    return out
+        found.append((study.study_name, objective, config.get("created")))
+    counts = count_trials(store, [name for name, _, _ in found])
+    return [
+        {"name": name, "objective": objective, "created": created, "trials": counts.get(name, 0)}
+        for name, objective, created in found
+    ]
 
 
 def read_observations(path: str | Path) -> pd.DataFrame:

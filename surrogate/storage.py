@@ -401,6 +401,35 @@ def read_trials(
     return sorted(found.values(), key=lambda t: t.number)
 
 
+def count_trials(storage: optuna.storages.BaseStorage, study_names: Sequence[str]) -> dict[str, int]:
+    """The number of trials of each study of ``study_names`` (by name), without reading any trial.
+
+    RDB storages: one ``COUNT`` query grouped by study. Other storages (in-memory, journal: their trials are
+    in memory already): the length of ``get_all_trials``.
+    """
+    if not study_names:
+        return {}
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return {
+            name: len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
+            for name in study_names
+        }
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    trials = models.TrialModel.__table__
+    studies = models.StudyModel.__table__
+    query = (
+        sqlalchemy.select(studies.c.study_name, sqlalchemy.func.count(trials.c.trial_id))
+        .select_from(studies.outerjoin(trials, trials.c.study_id == studies.c.study_id))
+        .where(studies.c.study_name.in_(list(study_names)))
+        .group_by(studies.c.study_name)
+    )
+    with storage_connection(backend) as connection:
+        return {name: int(n) for name, n in connection.execute(query)}
+
+
 @contextmanager
 def storage_connection(storage: optuna.storages.RDBStorage) -> Iterator[Any]:
     """A connection of the storage's engine for reading (closed at the end of the block)."""

@@ -544,3 +544,62 @@ def test_warm_start_rows_are_visible_as_complete_trials_of_their_own_studies(tmp
     assert status["observed"] == 0 and status["best"] is None and status["warm_start_rows"] == 16
     assert campaign.study.get_trials() == []
     assert [c["name"] for c in list_campaigns()] == ["warm"]
+
+
+# ----------------------------------------------------------------------------------------------- large stores
+def _with_observations(campaign: Campaign, n: int) -> None:
+    """Add ``n`` completed observations to ``campaign`` in one transaction (as many observe calls would)."""
+    from surrogate.campaign import _distributions
+    from surrogate.storage import write_trials
+
+    dists = _distributions(campaign.space, campaign.objective)
+    buffers = campaign.space.buffers
+    trials = [
+        optuna.trial.create_trial(
+            value=0.2 + 0.5 * ((i * 37) % 101) / 101,
+            params={"buffer": buffers[i % len(buffers)], "anneal_temp_c": 25.0 + (i * 7) % 475, "test_temp_c": 25.0},
+            distributions=dists,
+            user_attrs={"observed_at": "2026-01-01T00:00:00+00:00"},
+        )
+        for i in range(n)
+    ]
+    write_trials(campaign.storage, campaign.study_id, new=trials)
+
+
+def test_listing_and_creating_campaigns_read_no_trials(store, monkeypatch):
+    """Finding 5 of issue 18: `campaign list`, GET /campaigns and POST /campaigns never read the trials of a
+    campaign (with 110k trials on PostgreSQL the listing took 83 s); the listing still counts them.
+
+    The service's route bodies run on a stand-in for the service instance (one BentoML app per process only).
+    """
+    import types
+
+    import serving.service as service
+    from surrogate.storage import get_storage
+
+    url, name = store
+    campaign = Campaign.create(name, OBJECTIVE, storage=url)
+    _with_observations(campaign, 3000)
+    read: list[int] = []  # every study whose trials are read: all of Optuna's trial reads end in _get_trials
+    original = optuna.storages.RDBStorage._get_trials
+
+    def recording(self, study_id, *args, **kwargs):
+        read.append(study_id)
+        return original(self, study_id, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "_get_trials", recording)
+    expected = {"name": name, "objective": OBJECTIVE.name, "created": campaign.config["created"], "trials": 3000}
+    assert {c["name"]: c for c in list_campaigns(url)}[name] == expected
+    assert campaign.study_id not in read
+    storage = get_storage(url)
+    instance = types.SimpleNamespace(_storage=lambda: storage)
+    listed = service.Surrogate.inner.campaign_list(instance)["campaigns"]
+    assert {c["name"]: c for c in listed}[name] == expected
+    create = service.Surrogate.inner.create_campaign.func
+    options = {"c_rate": 10.0, "cycles": 300, "protocol": "standard", "space": None, "warm_start": None, "seed": 0}
+    created = create(instance, name + "-b", "conductivity", test_temp_c=60.0, **options)
+    assert created.status_code == 201, created.body
+    assert json.loads(created.body)["campaign"] == name + "-b"
+    again = create(instance, name, "conductivity", test_temp_c=60.0, **options)
+    assert again.status_code == 409 and "already exists" in json.loads(again.body)["error"]
+    assert campaign.study_id not in read
