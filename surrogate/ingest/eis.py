@@ -354,7 +354,7 @@ def _physical_problems(parameters: dict[str, float], stderr: dict[str, float], r
     r_bulk, r_bulk_stderr = parameters[BULK_PARAMETER], stderr[BULK_PARAMETER]
     if not (math.isfinite(r_bulk) and r_bulk > 0):
         problems.append(f"R_bulk = {r_bulk} ohm is not a positive resistance")
-    elif not math.isfinite(r_bulk_stderr) or r_bulk_stderr > MAX_R_BULK_RELATIVE_STDERR * r_bulk:
+    elif not math.isfinite(r_bulk_stderr) or r_bulk_stderr == 0 or r_bulk_stderr > MAX_R_BULK_RELATIVE_STDERR * r_bulk:
         problems.append(f"R_bulk = {r_bulk:.4g} ohm is not resolved (standard error {r_bulk_stderr:.3g} ohm)")
     low, high = CPE_EXPONENT_RANGE
     for name, value in parameters.items():
