@@ -365,6 +365,26 @@ def _physical_problems(parameters: dict[str, float], stderr: dict[str, float], r
     return problems
 
 
+def simulate_spectrum(
+    circuit: str,
+    parameters: Sequence[float],
+    frequency_hz: np.ndarray,
+    noise_fraction: float = 0.0,
+    seed: int | None = None,
+    path: str = "simulated",
+) -> Spectrum:
+    """A spectrum of ``circuit`` with ``parameters`` (impedance.py order, e.g. R0, R1, Q1, n1) at
+    ``frequency_hz``, with seeded Gaussian noise of ``noise_fraction`` * abs(Z) on each of Z' and Z''."""
+    if circuit not in CIRCUITS:
+        raise InputError(f"circuit: {circuit!r} is not supported; use one of {', '.join(CIRCUITS)}")
+    f = np.asarray(frequency_hz, dtype=float)
+    z = _MODELS[circuit](list(parameters), f)
+    if noise_fraction:
+        rng = np.random.default_rng(seed)
+        z = z + noise_fraction * np.abs(z) * (rng.standard_normal(f.size) + 1j * rng.standard_normal(f.size))
+    return Spectrum(f, z.real.copy(), z.imag.copy(), "simulated", path)
+
+
 def conductivity_from_fit(
     fit: EISFit,
     thickness_nm: float | tuple[float, float] | None,
