@@ -49,7 +49,7 @@ THICKNESS_NM = 350.0
 """Film thickness the lab states (the paper: 300-400 nm)."""
 DIAMETER_MM = 3.5
 """Electrode diameter the lab states (the paper: 3-4 mm)."""
-SERIES_RESISTANCE_OHM = 2.0
+SERIES_RESISTANCE_OHM = 0.5
 """R0: leads and contacts."""
 CPE_EXPONENT = 0.85
 ARC_PEAK_HZ = 1.0e4

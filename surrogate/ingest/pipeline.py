@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,7 +170,9 @@ def _reduce_spectrum(entry: ManifestEntry) -> tuple[SpectrumReduction, dict[str,
             "conductivity); list it as experiment rate or cycling"
         )
     spectrum = read_spectrum(entry.file)
-    fit = fit_spectrum(spectrum, circuit=entry.circuit)
+    with warnings.catch_warnings():  # impedance.py warns on every prediction from given parameters
+        warnings.filterwarnings("ignore", message="Simulating circuit based on initial parameters")
+        fit = fit_spectrum(spectrum, circuit=entry.circuit)
     sigma = film_conductivity(fit.r_bulk_ohm, fit.r_bulk_stderr_ohm, entry.thickness_nm, entry.area_mm2)
     row = _design(entry) | {
         CONDUCTIVITY: sigma.sigma_s_per_cm,
@@ -250,6 +253,9 @@ def ingest(
                 fmt = reduction.table.source.format
                 result.cyclers.append(reduction)
                 result.warnings.extend(warnings)
+        except DataValidationError as exc:  # a reader's or a fit's problems, each naming a line of the file
+            problems.extend(Problem(entry.row, FILE, f"{display}: {_where(p)}") for p in exc.problems)
+            continue
         except InputError as exc:
             problems.append(Problem(entry.row, FILE, _without_prefix(str(exc), entry.file.name, display)))
             continue
@@ -274,6 +280,11 @@ def ingest(
         raise DataValidationError(checked.problems, f"the rows reduced from {manifest.path.name}")
     result.rows = frame
     return result
+
+
+def _where(problem: Problem) -> str:
+    """A reader's problem as text: ``line 12: reason``, or just the reason when it is about the whole file."""
+    return problem.reason if problem.row is None and problem.column is None else str(problem)
 
 
 def _without_prefix(message: str, name: str, display: str) -> str:
