@@ -28,7 +28,8 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -300,27 +301,42 @@ def rows_csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.8g", lineterminator="\n")
 
 
-def write_rows(frame: pd.DataFrame, out: str | Path) -> Path:
-    """Write rows to ``out`` (CSV, or Parquet by suffix) atomically: a temporary file then a rename."""
+@contextmanager
+def staged_rows(frame: pd.DataFrame, out: str | Path) -> Iterator[Path]:
+    """Write rows to a temporary file beside ``out``; on leaving the block without error, rename it to ``out``.
+
+    Whatever the block does (log an MLflow run) happens with the rows already written in full, and a
+    failure inside it leaves ``out`` untouched. CSV, or Parquet by suffix.
+    """
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise InputError(f"--out {out}: give a .csv or .parquet file name")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=suffix)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=suffix)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    tmp = Path(name)
     try:
         if suffix == ".csv":
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
                 stream.write(rows_csv_text(frame))
         else:
             os.close(handle)
-            frame.to_parquet(tmp, index=False)
+            frame.astype({CYCLES: float}).to_parquet(tmp, index=False)
         os.chmod(tmp, 0o644)
+        yield tmp
         os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_rows(frame: pd.DataFrame, out: str | Path) -> Path:
+    """Write rows to ``out`` (CSV, or Parquet by suffix) atomically: a temporary file, then a rename."""
+    with staged_rows(frame, out):
+        pass
+    return Path(out)
 
 
 def source_digest(sources: list[dict[str, str]]) -> str:
