@@ -11,7 +11,7 @@ from surrogate.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, add_json_flag,
 from surrogate.design import ANNEAL_TEMP_C, TEST_TEMP_C
 from surrogate.errors import DataValidationError, Problem
 from surrogate.materials import add_materials_argument, load_catalogue
-from surrogate.schema import COLUMNS, load_measurements, target_columns, validation_report
+from surrogate.schema import COLUMNS, EXPERIMENT, load_measurements, target_columns, validation_report
 
 _SCHEMA_HELP = (
     "A measurement table has one row per measurement. Required columns: buffer (any alias, e.g. SiO2, "
@@ -26,7 +26,7 @@ _SCHEMA_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``data`` command group (``validate``, ``build``)."""
+    """Add the ``data`` command group (``validate``, ``build``, ``ingest``)."""
     group = subparsers.add_parser(
         "data",
         help="check measurement tables and build the packaged data set",
@@ -68,6 +68,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_materials_argument(build)
     add_json_flag(build)
     build.set_defaults(func=_build)
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="reduce raw instrument files (EIS spectra, cycler exports) listed in a manifest to measurement rows",
+        description=(
+            "Reduce the raw files a manifest (YAML or CSV) lists to measurement rows: EIS spectra (BioLogic .mpt, "
+            "Gamry .DTA, ZView .z, CSV) to conductivity by an equivalent-circuit fit, cycler exports "
+            "(battery-archive, Arbin, Maccor, Neware, BioLogic) to rate retention per C-rate and capacity "
+            "retention per cycle. Every row carries its provenance (file and sha256, format, reduction method, "
+            "circuit, fit quality, time). Each ingest is an MLflow run with the Nyquist, Arrhenius and capacity "
+            "plots and the rows as a dataset. Bad input (a missing thickness or area, an unknown format, a "
+            "truncated file, a cycle counter that resets, a spectrum that fails Kramers-Kronig, a fit that does "
+            "not converge) is listed on stderr, file by file, with exit code 2, and nothing is written. "
+            "See docs/ingest.md."
+        ),
+    )
+    ingest.add_argument("manifest", metavar="MANIFEST", type=Path, help="the manifest (.yaml, .yml or .csv)")
+    ingest.add_argument(
+        "--out", metavar="PATH", type=Path, required=True, help="where to write the rows (.csv or .parquet)"
+    )
+    ingest.add_argument("--experiment", default=None, help="MLflow experiment of the run (default llto-ingest)")
+    ingest.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    add_materials_argument(ingest)
+    add_json_flag(ingest)
+    ingest.set_defaults(func=_ingest)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -158,4 +183,56 @@ def _build(args: argparse.Namespace) -> int:
         print_json({"path": str(path), "rows": len(frame), "counts": counts})
     else:
         print(f"wrote {len(frame)} rows to {path}")
+    return EXIT_OK
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from surrogate.ingest.pipeline import ingest, source_digest, staged_rows
+
+    load_catalogue(args)
+    out: Path = args.out
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        print(f"surrogate data ingest: --out {out}: give a .csv or .parquet file name", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if out.resolve() == args.manifest.resolve():
+        print(f"surrogate data ingest: --out {out} is the manifest itself", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    def progress(entries):
+        return tqdm(entries, desc="ingest", unit="file", file=sys.stderr, disable=True if args.json else None)
+
+    try:
+        result = ingest(args.manifest, progress=progress)
+    except DataValidationError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        print(f"{exc.source}: {len(exc.problems)} problem(s); nothing was written", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run: dict[str, Any] = {}
+    with staged_rows(result.rows, out):
+        if not args.no_track:
+            from surrogate.ingest.report import INGEST_EXPERIMENT, log_ingest_run
+
+            run = log_ingest_run(result, out.name, experiment=args.experiment or INGEST_EXPERIMENT)
+    counts = result.rows[EXPERIMENT].value_counts().to_dict()
+    document = {
+        "out": str(out),
+        "rows": len(result.rows),
+        "counts": {kind: int(n) for kind, n in counts.items()},
+        "files": result.sources,
+        "source_digest_sha256": source_digest(result.sources),
+        "warnings": result.warnings,
+        "mlflow": run or None,
+    }
+    if args.json:
+        print_json(document)
+        return EXIT_OK
+    for warning in result.warnings:
+        print(f"{args.manifest.name}: warning: {warning}", file=sys.stderr)
+    kinds = ", ".join(f"{kind} {n}" for kind, n in document["counts"].items())
+    print(f"wrote {len(result.rows)} rows ({kinds}) from {len(result.sources)} files to {out}")
+    if run:
+        print(f"MLflow run {run['run_id']} (experiment {args.experiment or 'llto-ingest'}); `surrogate ui` shows it")
     return EXIT_OK

@@ -20,7 +20,7 @@ _NOT_MEASURED = "virtual lab: an emulation calibrated to Tan et al. 2021, not a 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``lab`` command group (``facts``, ``measure``, ``params``)."""
+    """Add the ``lab`` command group (``facts``, ``measure``, ``params``, ``raw``)."""
     group = subparsers.add_parser(
         "lab",
         help="the paper-calibrated virtual lab: facts check, emulated measurements, parameters",
@@ -81,6 +81,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_materials_argument(params)
     add_json_flag(params)
     params.set_defaults(func=_params)
+
+    raw = commands.add_parser(
+        "raw",
+        help="write raw instrument files (EIS spectra, cycler files) and a manifest for `surrogate data ingest`",
+        description=(
+            "Write the raw files the lab's instruments would have produced for a data set (default: the embedded "
+            "one): an impedance spectrum per conductivity row (BioLogic .mpt or CSV, the paper's circuit "
+            "R0-p(R1,CPE1) with seeded noise) and a battery-archive time series per rate or cycling cell, plus "
+            "DIR/manifest.yaml. `surrogate data ingest DIR/manifest.yaml --out rows.csv` reduces them back to the "
+            "rows. " + _NOT_MEASURED + "."
+        ),
+    )
+    raw.add_argument("--out", metavar="DIR", required=True, help="folder to write into (created if missing)")
+    raw.add_argument(
+        "--data",
+        metavar="FILE",
+        default=None,
+        help="a measurement table with experiment and sample_id (default: embedded)",
+    )
+    raw.add_argument("--eis-format", choices=("mpt", "csv"), default="mpt", help="spectrum file format (default mpt)")
+    raw.add_argument(
+        "--samples", default=None, help="comma-separated sample ids to write (default: all), e.g. film-300c-1,rate-sio2"
+    )
+    raw.add_argument("--seed", type=non_negative_int, default=0, help="noise seed of the spectra (default 0)")
+    add_materials_argument(raw)
+    add_json_flag(raw)
+    raw.set_defaults(func=_raw)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -199,3 +226,30 @@ def _lab_entry(buffer: str) -> dict:
     from surrogate.materials import BUFFER_KIND, CATALOGUE
 
     return CATALOGUE.get(buffer, BUFFER_KIND).lab
+
+
+def _raw(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from surrogate.lab_raw import write_raw_lab
+
+    load_catalogue(args)
+    data = None
+    if args.data is not None:
+        from surrogate.schema import load_measurements
+
+        data = load_measurements(args.data)
+    samples = [s.strip() for s in args.samples.split(",") if s.strip()] if args.samples else None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"surrogate lab raw: --out {out}: not a folder", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    manifest = write_raw_lab(out, data=data, seed=args.seed, eis_format=args.eis_format, samples=samples)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p != manifest)
+    if args.json:
+        print_json({"manifest": str(manifest), "files": files, "note": _NOT_MEASURED})
+    else:
+        print(f"wrote {len(files)} raw files and {manifest}")
+        print(f"next: surrogate data ingest {manifest} --out rows.csv")
+        print(f"({_NOT_MEASURED})")
+    return EXIT_OK

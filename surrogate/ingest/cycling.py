@@ -72,11 +72,11 @@ FORMATS: tuple[str, ...] = ("battery_archive", "arbin", "maccor", "neware", "bio
 """Cycler formats :func:`read_cycler` reads."""
 
 OUTLIER_MADS = 6.0
-"""A cycle is an outlier when it departs from its neighbours' median by more than this many robust SDs."""
+"""A cycle is an outlier when it departs from the line through its neighbours by more than this many robust SDs."""
 OUTLIER_MIN_FRACTION = 0.02
 """... and by more than this fraction of the reference capacity (readings that are merely noisy stay)."""
 OUTLIER_WINDOW = 5
-"""Neighbours on each side that make a cycle's median."""
+"""Neighbours on each side that make a cycle's local line."""
 INCOMPLETE_EFFICIENCY = 0.1
 """A cycle that gave back less than this fraction of its charge never finished its discharge."""
 COUNTER_TOLERANCE = 1e-9
@@ -496,7 +496,7 @@ def _span(series: pd.Series) -> str:
 
 
 def _outliers(discharge: np.ndarray, candidates: np.ndarray, reference: float) -> np.ndarray:
-    """Cycles whose capacity departs from the median of their candidate neighbours (module docstring)."""
+    """Cycles whose capacity departs from a line through their candidate neighbours (module docstring)."""
     out = np.zeros(discharge.size, dtype=bool)
     index = np.flatnonzero(candidates)
     if index.size < 2 * OUTLIER_WINDOW:
@@ -506,7 +506,9 @@ def _outliers(discharge: np.ndarray, candidates: np.ndarray, reference: float) -
     for i in range(values.size):
         low, high = max(0, i - OUTLIER_WINDOW), min(values.size, i + OUTLIER_WINDOW + 1)
         neighbours = np.delete(values[low:high], i - low)
-        residual[i] = values[i] - np.median(neighbours)
+        positions = np.delete(np.arange(low, high, dtype=float), i - low)
+        slope, intercept = np.polyfit(positions, neighbours, 1)
+        residual[i] = values[i] - (slope * i + intercept)
     scale = 1.4826 * np.median(np.abs(residual - np.median(residual)))
     bad = (np.abs(residual) > OUTLIER_MADS * max(scale, 1e-12)) & (np.abs(residual) > OUTLIER_MIN_FRACTION * reference)
     out[index[bad]] = True
