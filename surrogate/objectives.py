@@ -40,6 +40,7 @@ from surrogate.design import (
     canonical_protocol,
 )
 from surrogate.errors import InputError
+from surrogate.laws import law_of, torch_model_to_contract
 from surrogate.parameters import check_value
 from surrogate.targets import get_target
 
@@ -144,6 +145,50 @@ class Objective:
     def score(self, predictions: pd.DataFrame) -> np.ndarray:
         """The optimised number per design from ``Surrogate.predict`` output (mean or lower bound)."""
         return self.value({t: predictions[f"{t}_{self.statistic}"].to_numpy() for t in self.targets})
+
+    def measured_at_conditions(self, observed: pd.DataFrame, tolerance_c: float) -> pd.DataFrame:
+        """Rows of ``observed`` measured at the objective's conditions, with every target of it present.
+
+        A row matches when each target's declared conditions (``Target.conditions``: the C-rate, the cycle
+        count) equal the objective's, its protocol is the objective's for a target that depends on the
+        protocol, and, when the objective fixes the operating temperature, ``test_temp_c`` is within
+        ``tolerance_c`` °C of it.
+        """
+        if observed.empty or any(t not in observed for t in self.targets):
+            return observed.iloc[:0]
+        keep = observed[list(self.targets)].notna().all(axis=1)
+        conditions = self.conditions()
+        for target in self.targets:
+            declared = get_target(target)
+            for condition in declared.conditions:
+                keep &= np.isclose(observed[condition.column].astype(float), float(conditions[condition.column]))
+            if PROTOCOL in declared.inputs:
+                keep &= observed[PROTOCOL] == self.protocol
+        if self.test_temp_c is not None:
+            keep &= np.abs(observed[TEST_TEMP_C].astype(float) - self.test_temp_c) <= tolerance_c
+        return observed[keep]
+
+    def to_botorch(self) -> Any:
+        """The objective as a BoTorch Monte-Carlo objective (``GenericMCObjective``), as BayBE's ``to_botorch``.
+
+        It takes posterior samples of shape (..., number of targets), each target in its law's modelling
+        space (:attr:`surrogate.laws.Law.model_space`), and returns the objective per sample: the product of
+        the targets in contract units. A single log10-modelled target (conductivity) stays in log10
+        (monotone, so the same best design, and improvements stay of order 1).
+        """
+        from botorch.acquisition.objective import GenericMCObjective
+
+        spaces = [law_of(target).model_space for target in self.targets]
+        if spaces == ["log10"]:
+            return GenericMCObjective(lambda samples, X=None: samples[..., 0])
+
+        def value(samples: Any, X: Any = None) -> Any:
+            out = torch_model_to_contract(spaces[0], samples[..., 0])
+            for i, space in enumerate(spaces[1:], start=1):
+                out = out * torch_model_to_contract(space, samples[..., i])
+            return out
+
+        return GenericMCObjective(value)
 
     def interval(self, predictions: pd.DataFrame) -> pd.DataFrame:
         """Objective mean, lower and upper per design (products of the targets' columns; targets are positive)."""

@@ -7,7 +7,8 @@ derived constants (activation energy, prefactors, characteristic C-rates,
 fade coefficients) are solved from those numbers in :func:`calibrate`, so the
 lab reproduces the paper by construction rather than by hand-tuned constants.
 
-The three laws, all vectorised over numpy arrays:
+The three laws, all vectorised over numpy arrays (their shared functional forms, the rate shape and the
+Boltzmann constant, are declared once in :mod:`surrogate.laws`):
 
 * :func:`conductivity_s_cm` — Arrhenius in the σ·T form, with the anneal
   temperature acting through structural relaxation of the amorphous film
@@ -27,18 +28,10 @@ import numpy as np
 from scipy.optimize import brentq
 
 from surrogate.errors import InputError
+from surrogate.laws import K_B_EV, ZERO_C_K, kelvin, rate_shape, relative_rate_retention  # noqa: F401 (re-exported)
 from surrogate.materials import BUFFER_KIND, CATALOGUE
 from surrogate.parameters import C_RATE, CYCLES, NUMERIC_PARAMETERS, PROTOCOLS
 from surrogate.targets import REFERENCE_C_RATE
-
-K_B_EV = 8.617333262e-5
-"""Boltzmann constant, eV/K."""
-ZERO_C_K = 273.15
-
-
-def kelvin(temp_c: np.ndarray | float) -> np.ndarray:
-    """°C → K."""
-    return np.asarray(temp_c, dtype=float) + ZERO_C_K
 
 
 @dataclass(frozen=True)
@@ -254,25 +247,6 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)
-
-
-def rate_shape(c_rate: np.ndarray, c_star: np.ndarray) -> np.ndarray:
-    """Accessible capacity fraction at ``c_rate`` for a cell with characteristic rate ``c_star``.
-
-    (C*/C)(1 - exp(-C/C*)): ~1 for C << C*, ~C*/C for C >> C* (a resistance-limited cell).
-    """
-    x = np.asarray(c_rate, dtype=float) / np.asarray(c_star, dtype=float)
-    return -np.expm1(-x) / x
-
-
-def relative_rate_retention(c_rate: np.ndarray | float, c_star: np.ndarray | float) -> np.ndarray:
-    """Capacity at ``c_rate`` over capacity at 0.1 C of a cell with characteristic rate ``c_star`` (both in C).
-
-    The rate law every part of the project uses (lab, physics baseline, campaign suggester); 1 at and below
-    the 0.1 C reference by definition.
-    """
-    rate = np.maximum(np.asarray(c_rate, dtype=float), REFERENCE_C_RATE)
-    return rate_shape(rate, c_star) / rate_shape(REFERENCE_C_RATE, c_star)
 
 
 def calibrate(params: LabParameters) -> Calibration:

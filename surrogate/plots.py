@@ -8,6 +8,8 @@ backend, no display needed); :mod:`training.train` logs them with
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -36,16 +38,16 @@ from surrogate.design import (  # noqa: E402
     TEST_TEMP_C,
 )
 from surrogate.models.base import TARGET_SPACES, Surrogate  # noqa: E402
+from surrogate.targets import get_target  # noqa: E402
 
 RECONSTRUCTION_NOTE = "data: reconstruction from Tan et al. 2021, not measurements"
 KELVIN = 273.15
 _MAX_CURVES = 8
 
-_AXIS_LABELS = {
-    CONDUCTIVITY: "ionic conductivity σ (S/cm)",
-    RATE_RETENTION: "rate retention (fraction of 0.1 C capacity)",
-    CAPACITY_RETENTION: "capacity retention (fraction of initial capacity)",
-}
+
+def _log_axis(objective: Any) -> bool:
+    """True when every target of ``objective`` spans decades (modelled in log10): draw it on a log axis."""
+    return all(get_target(t).space.name == "log10" for t in objective.targets)
 
 
 def _title(text: str, note: str) -> str:
@@ -69,7 +71,7 @@ def parity_figure(
 ) -> Figure:
     """Predicted vs observed for one target (contract units), with the ``level`` interval as error bars.
 
-    Conductivity is drawn on log-log axes (S/cm); retentions on linear axes (fractions).
+    A log10-modelled target (conductivity, S/cm) is drawn on log-log axes; fractions on linear axes.
     """
     observed, mean = np.asarray(observed, float), np.asarray(mean, float)
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
@@ -82,7 +84,7 @@ def parity_figure(
     low = np.nanmin(np.concatenate([observed, lower]))
     high = np.nanmax(np.concatenate([observed, upper]))
     ax.plot([low, high], [low, high], color="k", lw=1, ls="--", label="y = x")
-    if target == CONDUCTIVITY:
+    if get_target(target).space.name == "log10":  # a quantity spanning decades
         ax.set_xscale("log")
         ax.set_yscale("log")
     unit = TARGET_UNITS[target]
@@ -113,14 +115,14 @@ def residuals_figure(
     rmse = float(np.sqrt(np.mean(residual**2))) if len(residual) else float("nan")
     left.set_title(f"modelling space: RMSE {rmse:.3g}", fontsize=9)
     left.grid(True, alpha=0.3)
-    if target == CONDUCTIVITY:
+    if space.name == "log10":  # a ratio of a quantity spanning decades
         ratio = observed / mean
         right.scatter(mean, ratio, s=12, color="tab:green")
         right.axhline(1.0, color="k", lw=1, ls="--")
         right.set_xscale("log")
         right.set_yscale("log")
-        right.set_xlabel(f"predicted σ ({TARGET_UNITS[target]})")
-        right.set_ylabel("observed σ / predicted σ")
+        right.set_xlabel(f"predicted {target} ({TARGET_UNITS[target]})")
+        right.set_ylabel("observed / predicted")
         factor = 10**rmse if np.isfinite(rmse) else float("nan")
         right.set_title(f"natural units: typical factor ×/÷ {factor:.3g}", fontsize=9)
     else:
@@ -192,7 +194,7 @@ def arrhenius_figure(
             ax.fill_between(x, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("1000 / T (K⁻¹)")
-    ax.set_ylabel(_AXIS_LABELS[CONDUCTIVITY])
+    ax.set_ylabel(get_target(CONDUCTIVITY).figure_label)
     top = ax.secondary_xaxis("top", functions=(_inverse_kilo_kelvin_to_c, _c_to_inverse_kilo_kelvin))
     top.set_xlabel("test temperature (°C)")
     ax.set_title(
@@ -276,7 +278,7 @@ def rate_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
     ax.plot([], [], color="0.3", lw=1.2, ls="--", label="mean below the lowest trained rate, towards 1 at 0.1 C")
     ax.set_xscale("log")
     ax.set_xlabel("discharge rate (C, log scale)")
-    ax.set_ylabel(_AXIS_LABELS[RATE_RETENTION])
+    ax.set_ylabel(get_target(RATE_RETENTION).figure_label)
     ax.set_xlim(REFERENCE_C_RATE * 0.8, None)
     ax.set_ylim(0.0, 1.05)
     ax.set_title(_title(f"Rate retention per buffer: data, surrogate mean and {level:.0%} band", note), fontsize=9)
@@ -314,7 +316,7 @@ def fade_figure(data: pd.DataFrame, surrogate: Surrogate | None, level: float = 
                 ax.plot(cycles, predicted["mean"], color=color, lw=1.5)
                 ax.fill_between(cycles, predicted["lower"], predicted["upper"], color=color, alpha=0.15, lw=0)
         ax.set_xlabel("cycle number")
-        ax.set_ylabel(_AXIS_LABELS[CAPACITY_RETENTION])
+        ax.set_ylabel(get_target(CAPACITY_RETENTION).figure_label)
         ax.set_title(f"protocol {protocol}", fontsize=10)
         ax.legend(fontsize=9, markerscale=2.5, title="buffer, test temperature", title_fontsize=9, loc="lower left")
         ax.grid(True, alpha=0.3)
@@ -422,11 +424,11 @@ def pareto_figure(result) -> Figure:
             ax.set_xlabel("anneal temperature (°C)")
         else:
             ax.set_xlabel(_objective_label(x_obj))
-            if x_obj.unit == "S/cm":
+            if _log_axis(x_obj):
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel(_objective_label(y_obj))
-        if y_obj.unit == "S/cm":
+        if _log_axis(y_obj):
             ax.set_yscale("log")
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, which="both", alpha=0.3)

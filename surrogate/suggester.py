@@ -35,29 +35,21 @@ import pandas as pd
 from scipy.stats import qmc
 from threadpoolctl import threadpool_limits
 
-from surrogate.design import (
-    ANNEAL_TEMP_C,
-    BUFFER,
-    C_RATE,
-    CAPACITY_RETENTION,
-    CONDUCTIVITY,
-    CYCLES,
-    PROTOCOL,
-    RATE_RETENTION,
-    TEST_TEMP_C,
-    DesignSpace,
-)
+from surrogate.design import ANNEAL_TEMP_C, BUFFER, TEST_TEMP_C, DesignSpace
 from surrogate.errors import InputError
+from surrogate.laws import law_of
 from surrogate.models.base import TARGET_SPACES
-from surrogate.models.physics_gp import INPUTS, MODEL_SPACES, PhysicsPriorGP, model_to_contract
+from surrogate.models.physics_gp import PhysicsPriorGP, model_to_contract
 from surrogate.objectives import Objective
+from surrogate.targets import get_target
 
 MATCH_TOLERANCE_C = 0.5
 """An observed design matches a pending suggestion when its temperatures are within this many °C."""
 MIN_SEPARATION = 0.03
 """Smallest distance between two suggestions of the same buffer, in units of the scaled (0-1) space."""
 MIN_FADE_CYCLES = 80
-"""Warm-start capacity rows at fewer cycles are left out (the campaign's objective asks for later cycles)."""
+"""Rows of a target whose law forecasts along a horizon (fade: cycles) are left out below this point of it
+(warm-start capacity rows at fewer than 80 cycles; the campaign's objective asks for later cycles)."""
 N_CANDIDATES = 128
 """Sobol candidates per buffer for the acquisition (plus local candidates around the best designs)."""
 N_LOCAL = 24
@@ -85,13 +77,14 @@ METHODS = {"physics": "qlognei-physics-gp", "model-free": "qlognei-model-free-gp
 
 # ==================================================================== the objective's posterior
 def _target_rows(observed: pd.DataFrame, target: str, objective: Objective) -> pd.DataFrame:
-    """Rows of ``observed`` that measured ``target`` (capacity: from :data:`MIN_FADE_CYCLES` cycles, or the
-    objective's cycles when fewer)."""
+    """Rows of ``observed`` that measured ``target`` (a law with a horizon, fade: from :data:`MIN_FADE_CYCLES`
+    cycles, or the objective's cycles when fewer)."""
     if observed.empty or target not in observed:
         return observed.iloc[:0]
     rows = observed[observed[target].notna()]
-    if target == CAPACITY_RETENTION and CYCLES in rows:
-        rows = rows[rows[CYCLES].astype(float) >= min(MIN_FADE_CYCLES, objective.cycles)]
+    horizon = law_of(target).horizon
+    if horizon is not None and horizon in rows:
+        rows = rows[rows[horizon].astype(float) >= min(MIN_FADE_CYCLES, objective.conditions()[horizon])]
     return rows
 
 
@@ -117,7 +110,7 @@ class ObjectivePosterior:
         models = {}
         for target in objective.targets:
             rows = _target_rows(observed, target, objective)
-            columns = list(INPUTS[target])
+            columns = list(get_target(target).inputs)
             frame = objective.full_designs(pd.DataFrame(columns=_DESIGN)) if rows.empty else rows
             model = PhysicsPriorGP(target=target, mean=mean, max_points=MAX_MODEL_ROWS, categories={BUFFER: buffers})
             values = TARGET_SPACES[target].forward(rows[target].to_numpy(float)) if not rows.empty else np.zeros(0)
@@ -190,30 +183,6 @@ def _botorch_model(means: list[np.ndarray], covs: list[np.ndarray]) -> Any:
     return DesignTableModel()
 
 
-def _mc_objective(objective: Objective) -> Any:
-    """The objective on latent samples (natural space): the product of the targets in contract units.
-
-    Conductivity is kept in log10 (monotone, so the same best design; improvements stay of order 1).
-    """
-    import torch
-    from botorch.acquisition.objective import GenericMCObjective
-
-    targets = objective.targets
-
-    def value(samples, X=None):
-        if targets == (CONDUCTIVITY,):
-            return samples[..., 0]
-        out = torch.ones_like(samples[..., 0])
-        for i, target in enumerate(targets):
-            if MODEL_SPACES[target] == "log_loss":
-                out = out * torch.exp(-torch.exp(samples[..., i].clamp(max=50.0)))
-            else:
-                out = out * torch.sigmoid(samples[..., i])
-        return out
-
-    return GenericMCObjective(value)
-
-
 class _Acquisition:
     """Greedy qLogNEI over the rows of a design table whose joint posterior is computed once.
 
@@ -230,7 +199,7 @@ class _Acquisition:
 
         means, covs = posterior.joint(table)
         self.model = _botorch_model(means, covs)
-        self.objective = _mc_objective(posterior.objective)
+        self.objective = posterior.objective.to_botorch()
         self.seed = seed
         rows = torch.as_tensor(baseline, dtype=torch.float64)[:, None]
         if len(baseline) > 1:
@@ -347,16 +316,7 @@ def candidate_designs(
 
 def _at_conditions(observed: pd.DataFrame, objective: Objective) -> pd.DataFrame:
     """Rows measured at the objective's conditions with every target of it present."""
-    if observed.empty or any(t not in observed for t in objective.targets):
-        return observed.iloc[:0]
-    keep = observed[list(objective.targets)].notna().all(axis=1)
-    if RATE_RETENTION in objective.targets:
-        keep &= np.isclose(observed[C_RATE].astype(float), objective.c_rate)
-    if CAPACITY_RETENTION in objective.targets:
-        keep &= (observed[CYCLES].astype(float) == objective.cycles) & (observed[PROTOCOL] == objective.protocol)
-    if objective.test_temp_c is not None:
-        keep &= np.abs(observed[TEST_TEMP_C].astype(float) - objective.test_temp_c) <= MATCH_TOLERANCE_C
-    return observed[keep]
+    return objective.measured_at_conditions(observed, MATCH_TOLERANCE_C)
 
 
 def _designs(frame: pd.DataFrame | None) -> pd.DataFrame:
@@ -435,7 +395,7 @@ def _propose(
         incumbent = float(observed_means.max())
     local = candidate_designs(space, objective, rng, around).iloc[len(base) :]
     candidates = pd.concat([base, local], ignore_index=True)
-    by_buffer = any(BUFFER in INPUTS[t] for t in objective.targets)
+    by_buffer = any(BUFFER in get_target(t).inputs for t in objective.targets)
     excluded = _too_close(candidates, pending, space, by_buffer) | _too_close(candidates, avoid, space, by_buffer)
     if n >= 2:
         hedge_slot = n - 1

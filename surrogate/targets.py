@@ -12,12 +12,13 @@ A :class:`Target` holds everything the rest of the project asks about a target:
 * ``conditions``: measurement conditions a row carrying it must give (rate retention needs ``c_rate``);
 * ``reference``: the condition at which it is 1 by definition (rate retention at ≤ 0.1 C), or None;
 * ``cv_plan``: its cross-validation splits (:class:`SplitSpec`, read by :mod:`surrogate.evaluation`);
-* ``physics_law``: the name of its law in :data:`surrogate.models.physics_baseline.LAWS` (the physics
-  baseline's parametric law and its prior), and ``lab_law``: the function of :mod:`surrogate.physics` the
+* ``physics_law``: the name of its law in :data:`surrogate.laws.LAWS` (its functional form, priors with
+  their sources and modelling space, read by the physics baseline, ``physics_gp`` and the suggester), and ``lab_law``: the function of :mod:`surrogate.physics` the
   virtual lab evaluates (None: the lab does not emulate it);
 * ``prior_between_sample_sd``: the between-sample spread (natural space) used without replicates;
 * ``experiment``: the value of the ``experiment`` column its rows usually carry;
-* ``objective_name``: its name in objective labels (``conductivity``; default the target's name).
+* ``objective_name``: its name in objective labels (``conductivity``; default the target's name);
+* ``axis_label``: the axis label of a figure in contract units (default ``name (unit)``).
 
 :data:`TARGETS` holds the declarations by name (the paper's three first). :func:`register_target` adds
 one at run time (a test adds interfacial resistance); :func:`get_target` raises
@@ -147,6 +148,7 @@ class Target:
     lab_law: str | None = None
     short_label: str = ""
     objective_name: str = ""
+    axis_label: str = ""
     notes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +161,11 @@ class Target:
                 raise InputError(f"{self.name}: split {split.name!r} has unknown grouping {split.grouping!r}")
         if not self.inputs:
             raise InputError(f"{self.name}: declare the design columns the target depends on (inputs)")
+
+    @property
+    def figure_label(self) -> str:
+        """Axis label of a figure in contract units, e.g. ``ionic conductivity σ (S/cm)``."""
+        return self.axis_label or f"{self.name} ({self.unit})"
 
     @property
     def label(self) -> str:
@@ -225,6 +232,7 @@ _CONDUCTIVITY = Target(
     lab_law="conductivity_s_cm",
     short_label="conductivity",
     objective_name="conductivity",
+    axis_label="ionic conductivity σ (S/cm)",
 )
 _RATE = Target(
     name=RATE_RETENTION,
@@ -244,6 +252,7 @@ _RATE = Target(
     physics_law="rate",
     lab_law="rate_retention",
     short_label="retention",
+    axis_label="rate retention (fraction of 0.1 C capacity)",
 )
 _CAPACITY = Target(
     name=CAPACITY_RETENTION,
@@ -276,6 +285,7 @@ _CAPACITY = Target(
     physics_law="fade",
     lab_law="capacity_retention",
     short_label="retention",
+    axis_label="capacity retention (fraction of initial capacity)",
 )
 
 TARGETS: dict[str, Target] = {t.name: t for t in (_CONDUCTIVITY, _RATE, _CAPACITY)}

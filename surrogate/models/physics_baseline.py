@@ -68,10 +68,9 @@ from surrogate.design import (
     TEST_TEMP_C,
 )
 from surrogate.errors import InputError
+from surrogate.laws import ARRHENIUS, FADE, K_B_EV, RATE, ZERO_C_K, law_of, relative_rate_retention
 from surrogate.models.base import CATEGORIES, TARGET_SPACES, DesignBatch
 from surrogate.models.features import Vocabulary, canonical_features, check_target, check_y
-from surrogate.physics import K_B_EV, ZERO_C_K, relative_rate_retention
-from surrogate.targets import get_target
 
 KNEE_MIN_CYCLES = 200.0
 """A protocol's data must reach this many cycles before a knee is tried."""
@@ -400,8 +399,9 @@ class _FadeLaw(_Law):
         return TARGET_SPACES[CAPACITY_RETENTION].forward(np.exp(-log_loss))
 
 
-LAWS: dict[str, type[_Law]] = {"arrhenius": _ArrheniusLaw, "rate": _RateLaw, "fade": _FadeLaw}
-"""The physics laws by the name a target declares as its ``physics_law`` (:mod:`surrogate.targets`)."""
+FORMS: dict[str, type[_Law]] = {ARRHENIUS.name: _ArrheniusLaw, RATE.name: _RateLaw, FADE.name: _FadeLaw}
+"""The baseline's least-squares form of each law of :data:`surrogate.laws.LAWS`, by the law's name (the name a
+target declares as its ``physics_law``)."""
 
 
 # ------------------------------------------------------------------ fitting machinery
@@ -487,30 +487,29 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
             raise InputError(f"knee: {self.knee!r} must be 'auto', 'never' or 'always'")
         frame = canonical_features(X, target).reset_index(drop=True)
         values = check_y(y, len(frame))
-        law_name = get_target(target).physics_law
-        if law_name not in LAWS:
-            raise InputError(f"{target}: no physics law is declared for this target; use another model family")
+        law = law_of(target)  # InputError when the target declares none
+        if law.name not in FORMS:
+            raise InputError(f"{target}: the physics baseline has no form of the law {law.name!r}; use another family")
+        form = FORMS[law.name]
         materials = sorted(set(frame[MATERIAL]))
         if len(materials) > 1:
             raise InputError(
                 f"{target}: the physics baseline fits one material at a time; the data has {', '.join(materials)}"
             )
         self.vocabulary_ = Vocabulary.learn(frame)
-        if law_name != "fade":
-            fit = _fit_law(LAWS[law_name].build(frame, values), frame, values, target)
-        else:
-            fit = _fit_law(_FadeLaw.build(frame, values), frame, values, target)
+        fit = _fit_law(form.build(frame, values), frame, values, target)
+        if law.knee:  # a knee per protocol that reaches KNEE_MIN_CYCLES, kept by the BIC
             candidates = [
                 p
                 for p in fit.law.context["protocols"]
                 if frame.loc[frame[PROTOCOL] == p, CYCLES].max() >= KNEE_MIN_CYCLES
             ]
             if self.knee == "always" and candidates:
-                fit = _fit_law(_FadeLaw.build(frame, values, tuple(candidates)), frame, values, target)
+                fit = _fit_law(form.build(frame, values, tuple(candidates)), frame, values, target)
             elif self.knee == "auto":
                 for protocol in candidates:
                     knees = fit.law.context["knees"] + (protocol,)
-                    trial = _fit_law(_FadeLaw.build(frame, values, knees), frame, values, target)
+                    trial = _fit_law(form.build(frame, values, knees), frame, values, target)
                     if _bic(trial) < _bic(fit) - KNEE_MIN_BIC_GAIN:
                         fit = trial
         self.law_ = fit.law
@@ -521,7 +520,7 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
         self.dof_ = fit.dof
         self.n_features_in_ = frame.shape[1]
         self.feature_names_in_ = np.array(list(frame.columns), dtype=object)
-        if law_name == "arrhenius":
+        if form is _ArrheniusLaw:
             table = self.activation_energies()
             self.activation_energy_ev_ = dict(zip(table[ANNEAL_TEMP_C], table["ea_ev"], strict=True))
             self.activation_energy_se_ev_ = dict(zip(table[ANNEAL_TEMP_C], table["ea_se_ev"], strict=True))

@@ -2,13 +2,13 @@
 
 One estimator, :class:`PhysicsPriorGP`, for one target. It is fitted on and answers in the target's
 natural space (log10 σ; logit of a retention, see :data:`~surrogate.models.base.TARGET_SPACES`) and
-models it in :data:`MODEL_SPACES` (the same, except ln(−ln R) for capacity retention)::
+models it in its law's modelling space (:func:`model_space`: the same, except ln(−ln R) for capacity retention)::
 
     y(x) = m(x; θ) + g(x) + ε,   θ ~ N(μ₀, diag(s₀²)),   g ~ GP(0, k),   ε ~ N(0, σ² + reading²)
 
 * ``m(x; θ)`` is the project's law for the target (the functional forms of
   :mod:`surrogate.physics`), with every parameter uncertain around a weakly
-  informative prior centre (:data:`LAW_PRIORS`; none is read from the virtual
+  informative prior centre (the law's priors in :mod:`surrogate.laws`, each with its source; none is read from the virtual
   lab's calibration):
 
   - conductivity: Arrhenius in the σ·T form, ln σT = a₂₅ − Ea·(1/kT − 1/kT₂₅);
@@ -33,7 +33,7 @@ and the parameter variance to what the prior allows, so intervals widen where th
 
 Fitting (``fit(X, y)``): θ̂ by Gauss-Newton on the joint posterior (GP-correlated residuals + prior),
 then the kernel hyper-parameters by maximum a posteriori of the marginal likelihood (log-normal
-hyper-priors, :data:`HYPER_PRIORS`; analytic gradients), then θ̂ again. It works from no data at all
+hyper-priors of the law and :data:`~surrogate.laws.LENGTH_PRIORS`; analytic gradients), then θ̂ again. It works from no data at all
 (the prior) to thousands of rows: above ``max_points`` rows a deterministic stratified subsample is used.
 Rows at the reference point (C-rate ≤ 0.1 C, cycle ≤ 1: retention is 1 by definition) carry no
 information and are left out.
@@ -59,114 +59,26 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
-from surrogate.design import (
-    ANNEAL_TEMP_C,
-    BUFFER,
-    C_RATE,
-    CAPACITY_RETENTION,
-    CONDUCTIVITY,
-    CYCLES,
-    PROTOCOL,
-    RATE_RETENTION,
-    REFERENCE_C_RATE,
-    REFERENCE_CYCLE,
-    TEST_TEMP_C,
-    canonical_buffer,
-)
+from surrogate.design import BUFFER, C_RATE, CONDUCTIVITY, CYCLES, PROTOCOL, TEST_TEMP_C, canonical_buffer
 from surrogate.errors import InputError
+from surrogate.laws import (
+    HYPER_BOUNDS,
+    LENGTH_PRIORS,
+    Law,
+    contract_to_model,
+    gp_coordinate,
+    law_of,
+    reading_slope,
+)
+from surrogate.laws import model_to_contract as space_to_contract
 from surrogate.models.base import TARGET_SPACES
 from surrogate.models.features import checked_design_columns
-from surrogate.physics import K_B_EV, ZERO_C_K, relative_rate_retention
+from surrogate.targets import get_target
 
-INPUTS: dict[str, tuple[str, ...]] = {
-    CONDUCTIVITY: (ANNEAL_TEMP_C, TEST_TEMP_C),
-    RATE_RETENTION: (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, C_RATE),
-    CAPACITY_RETENTION: (BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C, CYCLES, PROTOCOL),
-}
-"""Design columns each target can depend on. The model uses those of them present in ``X`` at fit time."""
-
-_T25_K = 25.0 + ZERO_C_K
 _JITTER = 1e-8
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Normal prior of one law parameter: ``mean`` and ``sd`` in the parameter's units."""
-
-    mean: float
-    sd: float
-
-
-LAW_PRIORS: dict[str, dict[str, Prior]] = {
-    CONDUCTIVITY: {
-        # ln(σT / S K cm⁻¹) at 25 °C: σ ≈ 1e-5 S/cm, ± 3 (a factor of 20)
-        "ln_sigma_t_25c": Prior(np.log(1e-5 * _T25_K), 3.0),
-        "ea_ev": Prior(0.35, 0.2),  # oxide Li-ion conductors: 0.2-0.6 eV
-    },
-    RATE_RETENTION: {
-        "ln_interface_resistance": Prior(-1.5, 1.5),  # ln(1/C*) of the interface: C* ≈ 4.5 C, ± a factor 4.5
-        "buffer_effect": Prior(0.0, 1.0),  # per buffer, about the mean (hierarchical)
-        "interface_ea_ev": Prior(0.35, 0.2),  # charge transfer: 0.1-0.6 eV
-        "ln_electrolyte_resistance": Prior(-3.0, 1.5),
-        "electrolyte_ea_ev": Prior(0.3, 0.2),
-    },
-    CAPACITY_RETENTION: {
-        "ln_early_loss": Prior(np.log(0.35), 1.0),  # −ln R of the early drop
-        "early_buffer_effect": Prior(0.0, 0.7),
-        "ln_linear_loss": Prior(np.log(1.5e-3), 1.5),  # −ln R per cycle of the steady fade
-        "linear_buffer_effect": Prior(0.0, 0.7),
-        "ln_early_cycles": Prior(np.log(15.0), 0.7),  # time constant n₀ of the early drop
-        "fade_ea_ev": Prior(0.3, 0.2),  # temperature acceleration of fade: 0.1-0.6 eV
-        "long_early_offset": Prior(0.0, 1.5),
-        "long_linear_offset": Prior(0.0, 1.5),
-    },
-}
-"""Prior centre and spread of every law parameter: physically plausible ranges, not the lab's constants."""
 
 CONSTANT_PRIOR_SD = 3.0
 """Prior sd (natural units) of the constant mean of ``mean="constant"`` (centred on 0)."""
-
-HYPER_PRIORS: dict[str, dict[str, Prior]] = {
-    # log-normal priors of the kernel hyper-parameters: Prior(ln centre, sd of ln)
-    "amplitude": {CONDUCTIVITY: Prior(np.log(0.3), 1.0), "retention": Prior(np.log(0.7), 1.0)},
-    "noise": {CONDUCTIVITY: Prior(np.log(0.04), 0.5), "retention": Prior(np.log(0.07), 0.5)},
-    "length": {
-        ANNEAL_TEMP_C: Prior(np.log(1.0), 0.7),  # anneal / 100 °C: about 100 °C
-        TEST_TEMP_C: Prior(np.log(0.3), 0.7),  # 1000/T in 1/K: about 30 °C near 60 °C
-        C_RATE: Prior(np.log(0.7), 0.7),  # log10 C-rate
-        CYCLES: Prior(np.log(0.7), 0.7),  # log10 cycles
-        PROTOCOL: Prior(np.log(1.0), 0.7),  # 0/1
-    },
-}
-"""Log-normal priors of the discrepancy's amplitude, the noise sd (natural units) and the length scales."""
-
-_HYPER_BOUNDS = {"amplitude": (1e-3, 20.0), "noise": (1e-3, 3.0), "length": (0.02, 50.0)}
-AMPLITUDE_FLOOR = {CONDUCTIVITY: 0.1, "retention": 0.25}
-"""Least amplitude (natural units: decades; logit or ln loss) of the shared discrepancy.
-
-Data inside a range cannot show that the law holds outside it: a law that fits the data well would
-otherwise shrink the discrepancy's amplitude, and with it the variance far from the data, to nothing
-(measured: 90% intervals then covered 5-55% of fresh capacity readings at 70-110 °C for cells trained at
-25-45 °C in a world with other fade laws). With the floor the variance far from the data stays at least
-this large.
-"""
-
-
-# ------------------------------------------------------------------ input handling
-def _u(test_temp_c: np.ndarray) -> np.ndarray:
-    """(1/T − 1/T₂₅)/k_B in 1/eV: 0 at 25 °C, negative above (an activation energy times it is a ln factor)."""
-    return (1.0 / (test_temp_c + ZERO_C_K) - 1.0 / _T25_K) / K_B_EV
-
-
-def _gp_coordinate(column: str, values: np.ndarray) -> np.ndarray:
-    """The discrepancy's coordinate of a design column (see :data:`HYPER_PRIORS` for units)."""
-    if column == ANNEAL_TEMP_C:
-        return values / 100.0
-    if column == TEST_TEMP_C:
-        return 1000.0 / (values + ZERO_C_K)
-    if column in (C_RATE, CYCLES):
-        return np.log10(values)
-    return values  # protocol: 0 standard, 1 long
 
 
 @dataclass
@@ -178,83 +90,34 @@ class _Inputs:
     law: dict[str, np.ndarray]
 
 
-# ------------------------------------------------------------------ laws (θ of shape parameters × k)
-def _law_names(target: str, mean: str, n_slots: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Parameter names, prior means and prior sds of the law (buffer effects: ``n_slots`` of them)."""
-    if mean == "constant":
-        return ["constant"], np.zeros(1), np.full(1, CONSTANT_PRIOR_SD)
-    priors = LAW_PRIORS[target]
-    names: list[str] = []
-    for name in priors:
-        if name.endswith("buffer_effect"):
-            names += [f"{name}[{i}]" for i in range(n_slots)]
-        else:
-            names.append(name)
-    base = [n.split("[")[0] for n in names]
-    return names, np.array([priors[b].mean for b in base]), np.array([priors[b].sd for b in base])
-
-
-def _law(target: str, mean: str, theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) -> np.ndarray:
-    """Natural-space law values, (rows × k) for θ of shape (parameters × k) and columns of shape (rows × 1)."""
-    if mean == "constant":
-        return np.broadcast_to(theta[0], (len(next(iter(columns.values()))), theta.shape[1])).copy()
-    if target == CONDUCTIVITY:
-        temp_k = columns[TEST_TEMP_C] + ZERO_C_K
-        v = 1.0 / (K_B_EV * temp_k) - 1.0 / (K_B_EV * _T25_K)
-        return (theta[0] - theta[1] * v - np.log(temp_k)) / np.log(10.0)
-    codes = columns[BUFFER].astype(int).ravel()
-    u = _u(columns[TEST_TEMP_C])
-    if target == RATE_RETENTION:
-        rho = theta[0] + theta[1 + codes]
-        ea_i, eps, ea_el = theta[1 + n_slots], theta[2 + n_slots], theta[3 + n_slots]
-        ln_inverse_c_star = np.logaddexp(rho + ea_i * u, eps + ea_el * u)
-        c_star = np.exp(-np.clip(ln_inverse_c_star, -20.0, 20.0))
-        retention = relative_rate_retention(columns[C_RATE], c_star)
-        return TARGET_SPACES[RATE_RETENTION].forward(retention)
-    s = n_slots
-    long = columns[PROTOCOL]
-    ln_early = theta[0] + theta[1 + codes] + long * theta[4 + 2 * s]
-    ln_linear = theta[1 + s] + theta[2 + s + codes] + long * theta[5 + 2 * s]
-    ln_n0, ea_f = theta[2 + 2 * s], theta[3 + 2 * s]
-    ln_steps = np.log(np.maximum(columns[CYCLES] - 1.0, 1e-9)) - np.clip(ea_f * u, -30.0, 30.0)
-    early_share = np.log(-np.expm1(-np.exp(ln_steps - ln_n0)) + 1e-300)
-    return np.logaddexp(ln_early + early_share, ln_linear + ln_steps)  # ln of the loss −ln R
-
-
 # ------------------------------------------------------------------ modelling spaces
-MODEL_SPACES: dict[str, str] = {
-    CONDUCTIVITY: "log10",
-    RATE_RETENTION: "logit",
-    CAPACITY_RETENTION: "log_loss",
-}
-"""Where each target is modelled: log10 σ; logit of rate retention; ln(−ln R) of capacity retention.
+def model_space(target: str) -> str:
+    """Where ``target`` is modelled: its law's :attr:`~surrogate.laws.Law.model_space` (log10, logit, log_loss).
 
-The fade law is nearly linear in its parameters in ln(−ln R) (ln loss = λ + ln cycles − Ea·u when the
-steady fade dominates), and a cell's multiplicative fade scatter is constant there; a linearised
-posterior in logit space would put impossible mass near retention 1 at strongly accelerated designs.
-:meth:`PhysicsPriorGP.predict` answers in the target's natural space all the same.
-"""
-_RETENTION_RANGE = (1e-3, 1.0 - 1e-4)
+    The fade law is nearly linear in its parameters in ln(−ln R) (ln loss = λ + ln cycles − Ea·u when the
+    steady fade dominates), and a cell's multiplicative fade scatter is constant there; a linearised
+    posterior in logit space would put impossible mass near retention 1 at strongly accelerated designs.
+    :meth:`PhysicsPriorGP.predict` answers in the target's natural space all the same.
+    """
+    return law_of(target).model_space
 
 
 def natural_to_model(target: str, natural: np.ndarray) -> np.ndarray:
-    """The target's natural-space values (log10 σ, logit R) in its modelling space (:data:`MODEL_SPACES`)."""
-    if MODEL_SPACES[target] != "log_loss":
+    """The target's natural-space values (log10 σ, logit R) in its modelling space (:func:`model_space`)."""
+    space = model_space(target)
+    if space == TARGET_SPACES[target].name:
         return np.asarray(natural, dtype=float)
-    retention = np.clip(TARGET_SPACES[target].inverse(natural), *_RETENTION_RANGE)
-    return np.log(-np.log(retention))
+    return contract_to_model(space, TARGET_SPACES[target].inverse(natural))
 
 
 def model_to_contract(target: str, values: np.ndarray) -> np.ndarray:
     """Modelling-space values in contract units (S/cm, fractions)."""
-    if MODEL_SPACES[target] == "log_loss":
-        return np.exp(-np.exp(np.minimum(values, 50.0)))
-    return TARGET_SPACES[target].inverse(values)
+    return space_to_contract(model_space(target), values)
 
 
 def model_to_natural(target: str, values: np.ndarray) -> np.ndarray:
     """Modelling-space values in the target's natural space (log10 σ, logit R)."""
-    if MODEL_SPACES[target] != "log_loss":
+    if model_space(target) == TARGET_SPACES[target].name:
         return np.asarray(values, dtype=float)
     return TARGET_SPACES[target].forward(model_to_contract(target, values))
 
@@ -264,16 +127,13 @@ def reading_variance(target: str, model_values: np.ndarray, reading_sd: float) -
 
     ``reading_sd`` × |d model / d R| squared: logit → 1/(R(1 − R)), ln loss → 1/(R·|ln R|). It is large
     where a reading says little (a retention near 1 in logit or ln-loss space; a dead cell read as 0).
-    Conductivity: 0 (its errors are relative, in the noise term).
+    A log10-modelled target (conductivity): 0 (its errors are relative, in the noise term).
     """
-    if target == CONDUCTIVITY or reading_sd <= 0:
+    space = model_space(target)
+    if space == "log10" or reading_sd <= 0:
         return np.zeros(np.shape(model_values))
-    retention = np.clip(model_to_contract(target, model_values), *_RETENTION_RANGE)
-    if MODEL_SPACES[target] == "log_loss":
-        slope = 1.0 / (retention * -np.log(retention))
-    else:
-        slope = 1.0 / (retention * (1.0 - retention))
-    return (reading_sd * slope) ** 2
+    retention = model_to_contract(target, model_values)
+    return (reading_sd * reading_slope(space, retention)) ** 2
 
 
 # ------------------------------------------------------------------ the estimator
@@ -290,7 +150,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         (:func:`reading_variance`), is added to each row's noise, so readings that say little weigh little.
     max_iter : L-BFGS-B iterations of the hyper-parameter fit.
 
-    ``fit(X, y)``: X has design columns (those of :data:`INPUTS` [target] present are used), y the target
+    ``fit(X, y)``: X has design columns (those of the target's declared ``inputs`` present are used), y the target
     in natural space. ``predict(X, return_std=True)``: mean and the std of a fresh measurement (natural
     space). :meth:`posterior` gives the latent (noise-free) joint mean and covariance.
     """
@@ -313,8 +173,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
 
     # -------------------------------------------------------------- encoding
     def _check_params(self) -> None:
-        if self.target not in INPUTS:
-            raise InputError(f"target: {self.target!r} is not a target; allowed are {', '.join(INPUTS)}")
+        self._law()  # an undeclared target, or one without a law, is an InputError naming it
         if self.mean not in ("physics", "constant"):
             raise InputError(f"mean: {self.mean!r} must be 'physics' or 'constant'")
         if int(self.max_points) < 2:
@@ -346,12 +205,17 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         numeric = []
         for column in self.gp_inputs_:
             values = law[PROTOCOL][:, 0] if column == PROTOCOL else frame[column].to_numpy(float)
-            numeric.append(_gp_coordinate(column, values))
+            numeric.append(gp_coordinate(column, values))
         z = np.column_stack(numeric) if numeric else np.zeros((n, 0))
         return _Inputs(z, buffer, law)
 
     def _law_values(self, theta: np.ndarray, inputs: _Inputs) -> np.ndarray:
-        return _law(self.target, self.mean, theta, inputs.law, self.n_slots_)
+        if self.mean == "constant":
+            return np.broadcast_to(theta[0], (len(inputs.buffer), theta.shape[1])).copy()
+        return self._law().mean(theta, inputs.law, self.n_slots_)
+
+    def _law(self) -> Law:
+        return law_of(self.target)
 
     def _law_and_jacobian(self, theta: np.ndarray, inputs: _Inputs) -> tuple[np.ndarray, np.ndarray]:
         """Law values (rows) and their Jacobian (rows × parameters) at θ, by forward differences."""
@@ -363,25 +227,25 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
     # -------------------------------------------------------------- kernel
     def _hyper_layout(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Names, prior means, prior sds, lower and upper bounds of the log hyper-parameters."""
-        kind = CONDUCTIVITY if self.target == CONDUCTIVITY else "retention"
-        amplitude, noise = HYPER_PRIORS["amplitude"][kind], HYPER_PRIORS["noise"][kind]
+        law = self._law()
+        amplitude, noise = law.amplitude, law.noise
         names, mean, sd, low, high = ["shared_amplitude"], [amplitude.mean], [amplitude.sd], [], []
         if self.use_buffer_:
             names.append("buffer_amplitude")
             mean.append(amplitude.mean + np.log(0.7))
             sd.append(amplitude.sd)
-        floor = AMPLITUDE_FLOOR[kind] if self.mean == "physics" else _HYPER_BOUNDS["amplitude"][0]
-        bounds = [(floor, _HYPER_BOUNDS["amplitude"][1])] + [_HYPER_BOUNDS["amplitude"]] * (len(names) - 1)
+        floor = law.amplitude_floor if self.mean == "physics" else HYPER_BOUNDS["amplitude"][0]
+        bounds = [(floor, HYPER_BOUNDS["amplitude"][1])] + [HYPER_BOUNDS["amplitude"]] * (len(names) - 1)
         for column in self.gp_inputs_:
-            prior = HYPER_PRIORS["length"][column]
+            prior = LENGTH_PRIORS[column]
             names.append(f"length_{column}")
             mean.append(prior.mean)
             sd.append(prior.sd)
-            bounds.append(_HYPER_BOUNDS["length"])
+            bounds.append(HYPER_BOUNDS["length"])
         names.append("noise")
         mean.append(noise.mean)
         sd.append(noise.sd)
-        bounds.append(_HYPER_BOUNDS["noise"])
+        bounds.append(HYPER_BOUNDS["noise"])
         low, high = np.log([b[0] for b in bounds]), np.log([b[1] for b in bounds])
         return names, np.array(mean), np.array(sd), low, high
 
@@ -415,12 +279,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             return self._fit(X, y)
 
     def _fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsPriorGP:
-        used = tuple(c for c in INPUTS[self.target] if c in getattr(X, "columns", ()))
-        for required in (
-            (TEST_TEMP_C,)
-            + ((C_RATE,) if self.target == RATE_RETENTION else ())
-            + ((CYCLES,) if self.target == CAPACITY_RETENTION else ())
-        ):
+        declared = get_target(self.target)
+        used = tuple(c for c in declared.inputs if c in getattr(X, "columns", ()))
+        for required in self._law().required:
             if required not in used:
                 raise InputError(f"X: missing column {required!r} (the {self.target} model needs it)")
         frame = self._frame(X, used).reset_index(drop=True)
@@ -430,10 +291,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         if not np.all(np.isfinite(values)):
             raise InputError("y: every target value must be finite (natural space: log10 σ or logit retention)")
         informative = np.ones(len(frame), dtype=bool)
-        if self.target == RATE_RETENTION:
-            informative = frame[C_RATE].to_numpy() > REFERENCE_C_RATE
-        elif self.target == CAPACITY_RETENTION:
-            informative = frame[CYCLES].to_numpy() > REFERENCE_CYCLE
+        if declared.reference is not None:  # rows at the reference point (retention 1 by definition)
+            informative = ~declared.reference_rows({declared.reference.column: frame[declared.reference.column]})
         frame, values = frame[informative].reset_index(drop=True), values[informative]
         if len(frame) > int(self.max_points):
             from surrogate.models.features import stratified_subsample
@@ -443,7 +302,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
 
         self.feature_names_in_ = np.array(list(used), dtype=object)
         self.n_features_in_ = len(used)
-        self.use_buffer_ = BUFFER in used and self.target != CONDUCTIVITY
+        self.use_buffer_ = BUFFER in used
         given = (self.categories or {}).get(BUFFER)
         if given is not None:
             vocabulary = tuple(dict.fromkeys(canonical_buffer(b) for b in given))
@@ -452,7 +311,14 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.categories_ = {BUFFER: vocabulary} if self.use_buffer_ else {}
         self.n_slots_ = len(self.categories_.get(BUFFER, ())) + 1
         self.gp_inputs_ = tuple(c for c in used if c != BUFFER)
-        self.param_names_, self.prior_mean_, self.prior_sd_ = _law_names(self.target, self.mean, self.n_slots_)
+        if self.mean == "constant":
+            self.param_names_, self.prior_mean_, self.prior_sd_ = (
+                ["constant"],
+                np.zeros(1),
+                np.full(1, CONSTANT_PRIOR_SD),
+            )
+        else:
+            self.param_names_, self.prior_mean_, self.prior_sd_ = self._law().parameters(self.n_slots_)
         names, h_mean, h_sd, h_low, h_high = self._hyper_layout()
         self.hyper_names_ = names
         inputs = self._encode(frame)
@@ -585,7 +451,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
     def posterior(self, X: pd.DataFrame, full_cov: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Latent (noise-free) posterior of the target at the rows of ``X``: mean and covariance (or variance).
 
-        In the modelling space (:data:`MODEL_SPACES`; :func:`model_to_contract` maps samples to contract
+        In the modelling space (:func:`model_space`; :func:`model_to_contract` maps samples to contract
         units). ``full_cov=False`` returns the variance per row instead of the covariance matrix.
         """
         self._check_fitted()
@@ -624,7 +490,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             return natural
         fresh = variance + self.noise_std_**2 + reading_variance(self.target, mean, float(self.reading_sd))
         sd = np.sqrt(fresh)
-        if MODEL_SPACES[self.target] != "log_loss":
+        if model_space(self.target) == TARGET_SPACES[self.target].name:
             return natural, sd
         band = model_to_natural(self.target, mean - sd) - model_to_natural(self.target, mean + sd)
         return natural, np.maximum(0.5 * np.abs(band), 1e-6)

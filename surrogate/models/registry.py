@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from surrogate.errors import InputError
+from surrogate.laws import LAWS
 from surrogate.models.features import FreshSampleRegressor, check_target
 from surrogate.targets import get_target
 
@@ -44,7 +45,8 @@ def _make_physics(target: str, **params: Any) -> Any:
 
 
 def _suggest_physics(trial: optuna.Trial, target: str) -> dict[str, Any]:
-    if get_target(target).physics_law == "fade":  # the knee exists in the fade law only
+    law = LAWS.get(get_target(target).physics_law or "")
+    if law is not None and law.knee:  # a law with an optional knee (fade)
         return {"knee": trial.suggest_categorical("knee", ["auto", "never", "always"])}
     return {}
 

@@ -1,0 +1,114 @@
+"""The law registry (surrogate/laws.py): each law declared once and read by the lab, the models and the suggester."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from surrogate import laws, physics
+from surrogate.design import ANNEAL_TEMP_C, CAPACITY_RETENTION, CONDUCTIVITY, RATE_RETENTION
+from surrogate.errors import InputError
+from surrogate.models.physics_baseline import FORMS
+from surrogate.models.physics_gp import PhysicsPriorGP, model_space
+from surrogate.objectives import Objective
+from surrogate.targets import TARGETS, get_target, register_target, unregister_target
+
+
+def test_every_declared_law_exists_and_needs_only_declared_inputs():
+    for target in TARGETS.values():
+        if target.physics_law is None:
+            continue
+        law = laws.law_of(target.name)
+        assert law is laws.LAWS[target.physics_law]
+        assert set(law.required) <= set(target.inputs), target.name
+        assert law.name in FORMS  # the physics baseline has a least-squares form of it
+
+
+def test_every_prior_says_where_it_comes_from():
+    for law in laws.LAWS.values():
+        for row in law.table():
+            assert row["source"], f"{law.name}: {row['parameter']} has no source"
+            assert row["sd"] > 0
+
+
+def test_fade_does_not_depend_on_the_film_anneal():
+    """Cells were cycled with one film (the paper; the lab's fade law has no anneal): anneal is no input."""
+    assert ANNEAL_TEMP_C not in get_target(CAPACITY_RETENTION).inputs
+    X = pd.DataFrame(
+        {
+            "buffer": ["sio2", "none", "sio2"],
+            "anneal_temp_c": [100.0, 300.0, 500.0],
+            "test_temp_c": [25.0, 40.0, 60.0],
+            "cycles": [100, 100, 100],
+            "protocol": "standard",
+        }
+    )
+    y = np.log(np.array([0.8, 0.6, 0.7]) / (1 - np.array([0.8, 0.6, 0.7])))
+    model = PhysicsPriorGP(target=CAPACITY_RETENTION, max_iter=5).fit(X, y)
+    assert ANNEAL_TEMP_C not in model.feature_names_in_
+    moved = X.assign(anneal_temp_c=[450.0, 25.0, 200.0])
+    assert np.array_equal(model.predict(X), model.predict(moved))
+
+
+def test_modelling_spaces_come_from_the_laws():
+    assert model_space(CONDUCTIVITY) == "log10"
+    assert model_space(RATE_RETENTION) == "logit"
+    assert model_space(CAPACITY_RETENTION) == "log_loss"
+    values = np.array([0.05, 0.5, 0.95])
+    for space in ("logit", "log_loss"):
+        back = laws.model_to_contract(space, laws.contract_to_model(space, values))
+        assert np.allclose(back, values)
+
+
+def test_the_lab_uses_the_laws_shared_forms():
+    assert physics.relative_rate_retention is laws.relative_rate_retention
+    assert physics.K_B_EV == laws.K_B_EV
+    assert laws.relative_rate_retention(0.1, 3.0) == pytest.approx(1.0)
+    assert laws.relative_rate_retention(30.0, 3.0) < laws.relative_rate_retention(10.0, 3.0) < 1.0
+
+
+def test_a_target_without_a_law_is_refused_by_physics_gp_with_its_name():
+    extra = replace(get_target(CONDUCTIVITY), name="interfacial_resistance_ohm_cm2", physics_law=None, lab_law=None)
+    register_target(extra)
+    try:
+        X = pd.DataFrame({"anneal_temp_c": [300.0], "test_temp_c": [25.0]})
+        with pytest.raises(InputError, match="interfacial_resistance_ohm_cm2: no physics law"):
+            PhysicsPriorGP(target=extra.name).fit(X, np.zeros(1))
+    finally:
+        unregister_target(extra.name)
+
+
+def test_objective_to_botorch_is_the_product_in_contract_units():
+    import torch
+
+    samples = torch.tensor([[[0.3, -0.5]], [[-1.0, 0.2]]], dtype=torch.float64)  # (samples, q, targets)
+    product = Objective("rate_x_capacity").to_botorch()(samples)
+    expected = torch.sigmoid(samples[..., 0]) * torch.exp(-torch.exp(samples[..., 1]))
+    assert torch.allclose(product, expected)
+    capacity = Objective("capacity_retention").to_botorch()(samples[..., 1:])
+    assert torch.allclose(capacity, torch.exp(-torch.exp(samples[..., 1])))
+    log_sigma = torch.tensor([[[-5.2]], [[-4.9]]], dtype=torch.float64)
+    assert torch.equal(Objective("conductivity").to_botorch()(log_sigma), log_sigma[..., 0])
+
+
+def test_measured_at_conditions_reads_each_targets_declared_conditions():
+    observed = pd.DataFrame(
+        {
+            "buffer": ["sio2"] * 5,
+            "anneal_temp_c": 300.0,
+            "test_temp_c": [25.0, 25.0, 25.0, 25.0, 40.0],
+            "c_rate": [10.0, 30.0, 10.0, 10.0, 10.0],
+            "cycles": [300, 300, 100, 300, 300],
+            "protocol": ["standard", "standard", "standard", "long", "standard"],
+            RATE_RETENTION: 0.4,
+            CAPACITY_RETENTION: 0.6,
+        }
+    )
+    objective = Objective("rate_x_capacity", c_rate=10, cycles=300)
+    assert objective.measured_at_conditions(observed, 0.5).index.tolist() == [0, 4]
+    fixed = Objective("rate_x_capacity", c_rate=10, cycles=300, test_temp_c=25.0)
+    assert fixed.measured_at_conditions(observed, 0.5).index.tolist() == [0]
+    assert Objective("rate_retention", c_rate=30).measured_at_conditions(observed, 0.5).index.tolist() == [1]
