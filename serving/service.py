@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import hmac
 import inspect
 import json
 import logging
@@ -38,8 +39,6 @@ import os
 import re
 import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from functools import partial, wraps
 from http import HTTPStatus
@@ -56,6 +55,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from serving.champion import Loaded, ModelHolder
 from serving.metrics import bounded_metrics_text
 from serving.middleware import GuardMiddleware, new_request_id
 from serving.schemas import (
@@ -308,13 +308,13 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def describe_model(model: SurrogateModel, model_uri: str | None) -> dict[str, Any]:
-    """What answers: the registry's champion information (default) or the given URI, plus the bundle's own info."""
+def describe_model(model: SurrogateModel, model_uri: str | None, version: str | None = None) -> dict[str, Any]:
+    """What answers: the registry's champion (or registered ``version``) or the given URI, plus the bundle's info."""
     from surrogate import tracking
 
     info: dict[str, Any] = {k: v for k, v in model.info.items() if k not in ("name", "version")}
     if model_uri is None:
-        info.update(tracking.champion_info())
+        info.update(tracking.champion_info(version))
     else:
         info.update({"name": model_uri, "version": None, "model_uri": model_uri})
     info.setdefault("targets", list(model.targets))
@@ -327,12 +327,31 @@ def bento_model_tag() -> str | None:
     return getattr(bentoml.use_arguments(), "bento_model", None) or get_settings().bento_model
 
 
-def load_surrogate() -> tuple[SurrogateModel, dict[str, Any]]:
+def follows_champion() -> bool:
+    """Whether the service answers with the registry's ``@champion`` (and so swaps in a new one when it moves)."""
+    return get_settings().model_uri is None and bento_model_tag() is None
+
+
+def champion_version() -> str | None:
+    """The version ``@champion`` names now, or None when the service serves a fixed model."""
+    from surrogate import tracking
+
+    return tracking.champion_version() if follows_champion() else None
+
+
+def load_surrogate(version: str | None = None) -> tuple[SurrogateModel, dict[str, Any]]:
     """Load the model the service answers with, and its description (see the module docstring for the order).
 
-    Raises :class:`InputError` when there is no trained model.
+    Following ``@champion``, the version it names is read first and that version loaded (or ``version``, a
+    registered version the registry named), so model and description always agree. Raises :class:`InputError`
+    when there is no trained model.
     """
     from surrogate import tracking
+
+    if follows_champion():
+        version = version or tracking.champion_version()
+        model = tracking.load_champion(f"models:/{tracking.REGISTERED_MODEL_NAME}/{version}")
+        return model, describe_model(model, None, version)
 
     uri = get_settings().model_uri
     bento_tag = bento_model_tag()
@@ -379,9 +398,25 @@ def predictions_json(designs: DesignBatch, columns: dict[str, Any]) -> list[dict
     return out
 
 
-def _json_bytes(document: dict[str, Any]) -> Response:
-    """A JSON response (orjson: the 10,000-design answer is ~2 MB; a non-finite number would be written as null)."""
-    return Response(orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+MODEL_VERSION_HEADER = "x-model-version"
+"""Header of every answer computed with the model: the registry version that answered (``uri`` for a fixed model)."""
+
+
+def _json_bytes(document: dict[str, Any], loaded: Loaded | None = None) -> Response:
+    """A JSON response (orjson: the 10,000-design answer is ~2 MB; a non-finite number would be written as null).
+
+    With ``loaded`` (the model that computed it) the answer names its version in :data:`MODEL_VERSION_HEADER`.
+    """
+    response = Response(orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+    if loaded is not None:
+        response.headers[MODEL_VERSION_HEADER] = loaded.version or str(loaded.info.get("model_uri") or "unknown")
+    return response
+
+
+def _loaded(model: SurrogateModel, info: dict[str, Any]) -> Loaded:
+    """What the holder keeps for ``model``: its description, notice and batcher, swapped together."""
+    notice = EMBEDDED_DATA_NOTICE if trained_on_embedded_data(info) else None
+    return Loaded(model=model, info=info, notice=notice, batcher=Batcher(model))
 
 
 # ---------------------------------------------------------------- the service
@@ -397,17 +432,18 @@ class Surrogate:
     model_ref = bentoml.models.BentoModel(bento_model_tag()) if bento_model_tag() else None
 
     def __init__(self) -> None:
-        if _in_bentoml_worker():
+        in_worker = _in_bentoml_worker()
+        if in_worker:
             die_with_parent()
-        self.model: SurrogateModel | None = None
-        self.info: dict[str, Any] = {}
-        self.unavailable = ""
-        self.notice: str | None = None
-        self.batcher: Batcher | None = None
         self._optuna_storage: Any = None
-        self._load_lock = threading.Lock()
-        self._last_attempt = 0.0
-        self._load()
+        self.holder = ModelHolder(
+            load=lambda version: load_surrogate(version) if version else load_surrogate(),
+            wrap=_loaded,
+            champion_version=champion_version,
+        )
+        self.holder.load()
+        if in_worker and follows_champion():  # a served worker polls the registry (in-process tests do not)
+            self.holder.watch(get_settings().champion_poll_s)
         # Everything loaded so far (bentoml, mlflow, torch, the model: ~400k objects) lives as long as the worker;
         # freezing it spares every full garbage collection from walking it again (measured: 10,000-design
         # requests had 200-300 ms GC pauses in pydantic validation without this, ~20 ms with it).
@@ -415,30 +451,8 @@ class Surrogate:
         gc.freeze()
 
     # ------------------------------------------------------------ model
-    def _load(self) -> None:
-        """Try to load the model (see the module docstring); on failure remember why, for the 503 answers."""
-        with self._load_lock:
-            if self.model is not None:
-                return
-            self._last_attempt = time.monotonic()
-            try:
-                model, info = load_surrogate()
-            except InputError as exc:
-                self.unavailable = str(exc)
-                return
-            except Exception as exc:  # a broken store or model file: the service still answers, with 503
-                logger.exception("loading the model failed")
-                self.unavailable = f"loading the model failed ({type(exc).__name__}: {exc})"
-                return
-            self.info = info
-            self.notice = EMBEDDED_DATA_NOTICE if trained_on_embedded_data(info) else None
-            self.batcher = Batcher(model)
-            self.model = model
-            self.unavailable = ""
-
     def _retry_load(self) -> None:
-        if self.model is None and time.monotonic() - self._last_attempt >= get_settings().model_retry_s:
-            self._load()
+        self.holder.retry(get_settings().model_retry_s)
 
     async def __metrics__(self, text: str) -> str:
         """BentoML's hook on the ``/metrics`` text: route templates instead of raw paths (see serving.metrics)."""
@@ -447,23 +461,25 @@ class Surrogate:
     def __is_ready__(self) -> bool:
         """``/readyz``: 200 once a model is loaded, 503 before (BentoML calls this in a worker thread)."""
         self._retry_load()
-        return self.model is not None
+        return self.holder.current is not None
 
-    def _require_model(self) -> SurrogateModel:
-        if self.model is None:
+    def _require_model(self) -> Loaded:
+        """The model answering now (take it once per request: a promotion swaps it whole), or 503."""
+        loaded = self.holder.current
+        if loaded is None:
             raise ServiceError(
                 HTTPStatus.SERVICE_UNAVAILABLE,
-                f"no model to answer with: {self.unavailable}. Run `surrogate train`; the service picks the model "
-                f"up within {get_settings().model_retry_s:g} s (or restart it).",
+                f"no model to answer with: {self.holder.unavailable}. Run `surrogate train`; the service picks the "
+                f"model up within {get_settings().model_retry_s:g} s (or restart it).",
             )
-        return self.model
+        return loaded
 
     def model_document(self) -> dict[str, Any]:
         """The /model_info answer."""
-        self._require_model()
-        document = dict(self.info)
-        if self.notice:
-            document["notice"] = self.notice
+        loaded = self._require_model()
+        document = dict(loaded.info)
+        if loaded.notice:
+            document["notice"] = loaded.notice
         return document
 
     # ------------------------------------------------------------ campaigns
@@ -509,7 +525,7 @@ class Surrogate:
     @answers_errors
     async def predict(self, designs: list[Design], level: float) -> PredictResponse:
         """Predict every target for up to 10,000 designs: mean and a central ``level`` interval, with extrapolation flags."""
-        self._require_model()
+        loaded = self._require_model()
         if len(designs) > MAX_DESIGNS:
             raise ServiceError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -517,22 +533,23 @@ class Surrogate:
                 [{"loc": ["designs"], "msg": f"at most {MAX_DESIGNS} designs per call"}],
             )
         batch = designs_batch(designs)
-        columns = await self.batcher.predict(batch, level)  # type: ignore[union-attr]
+        columns = await loaded.batcher.predict(batch, level)
         if len(batch) > _INLINE_ROWS:  # keep the event loop free while a large answer is written
-            return await anyio.to_thread.run_sync(self._predict_answer, batch, columns, level)
-        return self._predict_answer(batch, columns, level)
+            return await anyio.to_thread.run_sync(self._predict_answer, loaded, batch, columns, level)
+        return self._predict_answer(loaded, batch, columns, level)
 
-    def _predict_answer(self, designs: DesignBatch, columns: dict[str, Any], level: float) -> Response:
-        document = {"predictions": predictions_json(designs, columns), "model": self.info, "level": level}
-        if self.notice:
-            document["notice"] = self.notice
-        return _json_bytes(document)  # the endpoint's annotation documents this body
+    def _predict_answer(self, loaded: Loaded, designs: DesignBatch, columns: dict[str, Any], level: float) -> Response:
+        document = {"predictions": predictions_json(designs, columns), "model": loaded.info, "level": level}
+        if loaded.notice:
+            document["notice"] = loaded.notice
+        return _json_bytes(document, loaded)  # the endpoint's annotation documents this body
 
     @bentoml.api(route="/model_info")
     @answers_errors
     def model_info(self) -> ModelInfo:
         """Which model answers: registry name, version, run id, training-data hash, CV scores per target (also GET)."""
-        return _json_bytes(self.model_document())  # type: ignore[return-value]
+        document = self.model_document()
+        return _json_bytes(document, self.holder.current)  # type: ignore[return-value]
 
     @bentoml.api(route="/suggest", input_spec=SuggestRequest)
     @answers_errors
@@ -602,9 +619,9 @@ class Surrogate:
         from surrogate.objectives import Objective
         from surrogate.search import run_search
 
-        model = self._require_model()
+        loaded = self._require_model()
         result = run_search(
-            model,
+            loaded.model,
             [Objective(**o.model_dump()) for o in objectives],
             space=DesignSpace.from_dict(space.given()) if space is not None else None,
             n_trials=n_trials,
@@ -615,10 +632,10 @@ class Surrogate:
             top=top,
             show_progress=False,
         )
-        document = {"result": result.to_dict(), "model": self.info}
-        if self.notice:
-            document["notice"] = self.notice
-        return _json_bytes(document)  # type: ignore[return-value]
+        document = {"result": result.to_dict(), "model": loaded.info}
+        if loaded.notice:
+            document["notice"] = loaded.notice
+        return _json_bytes(document, loaded)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- GET routes, Swagger UI and the OpenAPI document
@@ -640,6 +657,48 @@ def _get_json(build: Callable[[Request], dict[str, Any]]) -> Callable[[Request],
     return endpoint
 
 
+async def _model_info(_: Request) -> Response:
+    """GET /model_info: as the POST, with the version header."""
+    try:
+        instance = _instance()
+        document = await anyio.to_thread.run_sync(instance.model_document)
+    except Exception as exc:
+        return error_answer(exc)
+    return _json_bytes(document, instance.holder.current)
+
+
+async def _admin_reload(request: Request) -> Response:
+    """POST /admin/reload: check the registry for a new ``@champion`` now, and swap it in (admin token)."""
+    token = get_settings().reload_token
+    if token is None:
+        return _error(
+            HTTPStatus.FORBIDDEN,
+            "/admin/reload is off: start the service with SURROGATE_ADMIN_TOKEN (or SURROGATE_API_TOKEN) set",
+        )
+    given = request.headers.get("authorization", "").encode("utf-8", "replace")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        response = _error(
+            HTTPStatus.UNAUTHORIZED,
+            "/admin/reload needs the header 'Authorization: Bearer <admin token>'",
+            [{"loc": ["header", "authorization"], "msg": "missing or invalid bearer token"}],
+        )
+        response.headers["www-authenticate"] = 'Bearer realm="surrogate-admin"'
+        return response
+    instance = _instance()
+    try:
+        result = await anyio.to_thread.run_sync(instance.holder.check)
+    except InputError as exc:  # no champion registered, or no registry
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+    except Exception as exc:  # the new version would not load: the old one stays
+        logger.exception("reloading the champion failed")
+        return _error(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"the new @champion could not be loaded ({type(exc).__name__}: {exc}); still answering with the "
+            "previous model",
+        )
+    return _json_bytes(result, instance.holder.current)
+
+
 async def _swagger_ui(_: Request) -> Response:
     from serving.openapi import swagger_ui_html
 
@@ -656,7 +715,8 @@ extra_routes = Starlette(
     routes=[
         Route("/", _swagger_ui, methods=["GET"]),
         Route("/docs.json", _openapi, methods=["GET"]),
-        Route("/model_info", _get_json(lambda _: _instance().model_document()), methods=["GET"]),
+        Route("/model_info", _model_info, methods=["GET"]),
+        Route("/admin/reload", _admin_reload, methods=["POST"]),
         Route("/campaigns", _get_json(lambda _: _instance().campaign_list()), methods=["GET"]),
         Route(
             "/campaigns/{name}",

@@ -110,6 +110,7 @@ def get_storage(
     else:
         engine_kwargs["pool_pre_ping"] = True
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _refuse_mlflow_database(resolved, engine_kwargs)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -125,6 +126,33 @@ def get_storage(
         ) from None
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
         raise InputError(f"storage: cannot open {_redact(resolved)} ({type(exc).__name__}: {exc})") from None
+
+
+MLFLOW_TABLES = ("experiments", "registered_models", "alembic_version")
+"""Tables of an MLflow backend store: Optuna keeps its own ``alembic_version``, so the two cannot share a database."""
+
+
+def _refuse_mlflow_database(url: str, engine_kwargs: dict) -> None:
+    """:class:`InputError` when ``url`` is an MLflow tracking database (checked before Optuna writes any table)."""
+    import sqlalchemy
+
+    from surrogate.errors import InputError
+
+    try:
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception:  # unreachable or bad URL: RDBStorage below reports it
+        return
+    if all(name in tables for name in MLFLOW_TABLES):
+        raise InputError(
+            f"storage: {_redact(url)} is an MLflow tracking database (it has MLflow's tables and alembic_version); "
+            "Optuna and MLflow each keep their own alembic_version table, so the campaign store needs a database "
+            "of its own: create one (e.g. createdb optuna_campaigns) and set SURROGATE_OPTUNA_STORAGE to it "
+            "(docs/team.md)"
+        )
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:

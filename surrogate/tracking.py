@@ -456,8 +456,19 @@ def _cv_scores(metrics: dict[str, float], target: str) -> dict[str, float]:
     return scores
 
 
-def champion_info() -> dict[str, Any]:
-    """What the registered champion is: name, version, run id, data hash, families and CV scores per target.
+def champion_version() -> str:
+    """The version ``@champion`` names now (one registry call); :class:`InputError` when there is none."""
+    _require_store()
+    configure_mlflow()
+    try:
+        found = mlflow.MlflowClient().get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
+    except MlflowException:
+        raise InputError(f"{NO_MODEL_MESSAGE} (no {CHAMPION_URI} in {shown_tracking_uri()})") from None
+    return str(found.version)
+
+
+def champion_info(version: str | None = None) -> dict[str, Any]:
+    """What the registered champion (or model ``version``) is: name, version, run id, data hash, families, CV scores.
 
     A target kept from an earlier champion (``surrogate train --missing-targets keep``) reports the
     CV scores of the run that trained it. Raises :class:`InputError` when no model is registered.
@@ -466,10 +477,13 @@ def champion_info() -> dict[str, Any]:
     configure_mlflow()
     client = mlflow.MlflowClient()
     try:
-        version = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
+        if version is None:
+            found = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
+        else:
+            found = client.get_model_version(REGISTERED_MODEL_NAME, str(version))
     except MlflowException:
         raise InputError(NO_MODEL_MESSAGE) from None
-    run = client.get_run(version.run_id) if version.run_id else None
+    run = client.get_run(found.run_id) if found.run_id else None
     tags = run.data.tags if run else {}
     metrics = run.data.metrics if run else {}
     families = {t: tags[f"champion.{t}"] for t in target_names() if tags.get(f"champion.{t}", "none") != "none"}
@@ -488,11 +502,11 @@ def champion_info() -> dict[str, Any]:
     return {
         "name": REGISTERED_MODEL_NAME,
         "alias": CHAMPION_ALIAS,
-        "version": str(version.version),
-        "model_uri": f"models:/{REGISTERED_MODEL_NAME}/{version.version}",
-        "run_id": version.run_id,
+        "version": str(found.version),
+        "model_uri": f"models:/{REGISTERED_MODEL_NAME}/{found.version}",
+        "run_id": found.run_id,
         "experiment_id": run.info.experiment_id if run else None,
-        "created": pd.Timestamp(version.creation_timestamp, unit="ms", tz="UTC").isoformat(),
+        "created": pd.Timestamp(found.creation_timestamp, unit="ms", tz="UTC").isoformat(),
         "data_hash": tags.get("data_hash"),
         "data_source": tags.get("data_source"),
         "level": float(run.data.params["level"]) if run and "level" in run.data.params else None,

@@ -280,10 +280,12 @@ def format_train_report(document: dict[str, Any]) -> str:
     lines.append(
         f"MLflow run: {document['run_id']} in experiment {document['experiment']!r} ({document['tracking_uri']})"
     )
-    from surrogate.tracking import experiment_url
+    from surrogate.tracking import LOCAL_UI, experiment_url, ui_base
 
-    if document.get("experiment_id"):
-        url = experiment_url("http://127.0.0.1:5000", document["experiment_id"], document["run_id"])
+    if document.get("experiment_id") and ui_base() != LOCAL_UI:  # an MLflow server: its own UI
+        lines.append(f"MLflow UI: {experiment_url(ui_base(), document['experiment_id'], document['run_id'])}")
+    elif document.get("experiment_id"):
+        url = experiment_url(LOCAL_UI, document["experiment_id"], document["run_id"])
         lines.append(f"open the UI with: surrogate ui   (then {url})")
     else:
         lines.append("open the UI with: surrogate ui")
@@ -449,6 +451,9 @@ def _ui(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise InputError(f"--port: {args.port} is not a TCP port (1-65535)")
+    if tracking_uri().startswith(("http://", "https://")):  # an MLflow server serves its own UI
+        print(f"the MLflow UI is the tracking server's: {tracking_uri()}/#/experiments?{ML_VIEW_QUERY}")
+        return EXIT_OK
     if not store_exists():  # `mlflow ui` would create an empty store: say what to do instead
         raise InputError(f"nothing tracked yet (no MLflow store at {tracking_uri()}): run `surrogate train` first")
     uri = configure_mlflow()
