@@ -86,7 +86,7 @@ from surrogate.design import (
     PROTOCOL,
 )
 from surrogate.errors import InputError
-from surrogate.materials import declare_carried, entries_in
+from surrogate.materials import CATALOGUE, declare_carried, entries_in
 from surrogate.models.base import DEFAULT_LEVEL, FEATURES, TARGET_SPACES, Surrogate, TrainingDomain
 from surrogate.models.features import CATEGORICAL_COLUMNS
 from surrogate.models.registry import FAMILIES, family, make_model
@@ -465,15 +465,21 @@ def _cv_job(
     """CV of one family on one target; an exception becomes a skipped result with the error as reason.
 
     ``declared``: the catalogue entries the data uses beyond the packaged defaults (:func:`entries_in`). A worker
-    process starts with the defaults only, so the job declares them first (a no-op where they are known).
+    process starts with the defaults only, so the job declares them first (a no-op where they are known) and
+    forgets them after, so that a reused worker never holds another job's declarations.
     """
+    before = CATALOGUE.snapshot()
+    added = []
     try:
-        declare_carried(declared, "the training data's materials")
+        added = declare_carried(declared, "the training data's materials")
         return cross_validate(name, target, data, level=level, params=params)
     except Exception as exc:  # noqa: BLE001 - a failing family is reported and skipped, never fatal
         cv = CVResult(name, target, level, len(training_xy(data, target)[1]), dict(params))
         cv.skipped = f"{type(exc).__name__}: {exc}"
         return cv
+    finally:
+        if added:
+            CATALOGUE.restore(before)
 
 
 def cross_validate_families(

@@ -446,3 +446,135 @@ def test_a_bundle_saved_before_this_change_loads_and_predicts_the_same(catalogue
         old.predict([{"buffer": "al2o3", "anneal_temp_c": 300, "test_temp_c": 40, "c_rate": 10}])
     with pytest.raises(InputError, match="material: llto_bulk not in this model's training data; it knows llto_film"):
         old.predict([{"buffer": "none", "anneal_temp_c": 300, "test_temp_c": 40, "material": "llto_bulk"}])
+
+
+# ------------------------------------------------------------------ a literature table of compositions (issue 17)
+LITERATURE = Path(__file__).parent / "data" / "literature"
+"""perovskites.yaml declares five perovskite compositions as materials; perovskites.csv has their room-temperature
+conductivities, two of them at 0-100 °C too; perovskites_rt.csv the room-temperature rows only; llto_bulk.csv
+rows of the packaged bulk pellet only. Literature-like orders of magnitude, not quotations or measurements."""
+
+
+@pytest.fixture
+def literature(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A scratch folder with the literature fixtures, and an environment with its own stores and no materials."""
+    from conftest import store_env
+
+    for path in LITERATURE.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != materials.MATERIALS_ENV}
+    env.update(store_env(tmp_path), OMP_NUM_THREADS="1")
+    return tmp_path, env
+
+
+def _warnings(document: dict) -> str:
+    return "\n".join(document["warnings"])
+
+
+@pytest.mark.slow
+def test_a_literature_table_trains_with_its_materials_in_worker_processes(literature) -> None:
+    """`train --materials F` cross-validates in worker processes that were never given F; plots use the data."""
+    from test_user_path import run
+
+    folder, env = literature
+    report = json.loads(
+        run(folder, env, "data", "validate", "perovskites.csv", "--materials", "perovskites.yaml", "--json")
+    )
+    assert report["ok"] and "refuse" not in _warnings(report)
+    for how in (
+        {"args": ("--materials", "perovskites.yaml")},
+        {"args": (), "env": {materials.MATERIALS_ENV: "perovskites.yaml"}},
+    ):
+        trained = json.loads(
+            run(
+                folder,
+                env,
+                "train",
+                "--data",
+                "perovskites.csv",
+                "--models",
+                "physics,trees",
+                "--json",
+                *how["args"],
+                **how.get("env", {}),
+            )
+        )
+        conductivity = trained["targets"][CONDUCTIVITY]
+        assert conductivity["champion"] == "trees"  # scored in the workers: they knew the declared compositions
+        assert "unknown material" not in json.dumps(conductivity["skipped"])
+        assert "one material at a time" in conductivity["skipped"]["physics"]  # the law's own limit, said
+    assert (folder / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_bulk_pellet_data_trains_whichever_family_wins(literature) -> None:
+    """Rows of llto_bulk only: the champion (gp here) and the plots are asked about llto_bulk, never the film."""
+    from test_user_path import run
+
+    folder, env = literature
+    trained = json.loads(run(folder, env, "train", "--data", "llto_bulk.csv", "--models", "physics,gp", "--json"))
+    assert trained["targets"][CONDUCTIVITY]["champion"] == "gp"
+    answer = json.loads(
+        run(
+            folder,
+            env,
+            "predict",
+            "--buffer",
+            "none",
+            "--anneal-temp-c",
+            "1250",
+            "--test-temp-c",
+            "25",
+            "--material",
+            "llto_bulk",
+            "--json",
+        )
+    )["predictions"][0]
+    assert 1e-4 < answer[CONDUCTIVITY]["mean"] < 3e-3  # the pellets' 6e-4 S/cm at 25 °C, not the film's 1e-5
+
+
+@pytest.mark.slow
+def test_room_temperature_rows_train_or_are_refused_by_validate_with_trains_reason(literature) -> None:
+    """Room-temperature rows: what `data validate` says is what `train` does, with the same words."""
+    from test_user_path import run
+
+    folder, env = literature
+    # five compositions at four sintering temperatures: cross-validation by sintering temperature works
+    report = json.loads(
+        run(folder, env, "data", "validate", "perovskites_rt.csv", "--materials", "perovskites.yaml", "--json")
+    )
+    assert report["ok"] and "refuse" not in _warnings(report) and "test_temp cannot be scored" in _warnings(report)
+    trained = json.loads(
+        run(folder, env, "train", "--data", "perovskites_rt.csv", "--materials", "perovskites.yaml", "--json")
+    )
+    assert trained["targets"][CONDUCTIVITY]["champion"] is not None
+
+    # one sintering temperature, one test temperature: nothing can be cross-validated and no Arrhenius law fitted
+    one = pd.read_csv(folder / "perovskites_rt.csv").assign(anneal_temp_c=1300.0, material="llto_034")
+    one.assign(sample_id=[f"pellet-{i}" for i in range(len(one))]).to_csv(folder / "one_temperature.csv", index=False)
+    report = json.loads(
+        run(folder, env, "data", "validate", "one_temperature.csv", "--materials", "perovskites.yaml", "--json")
+    )
+    (warning,) = [w for w in report["warnings"] if "will refuse" in w]
+    reason = warning.split("surrogate train will refuse this file: ", 1)[1]
+    assert "an Arrhenius fit needs measurements at ≥ 2 test temperatures" in reason
+    fresh = folder / "fresh"
+    fresh.mkdir()
+    (fresh / "one_temperature.csv").write_bytes((folder / "one_temperature.csv").read_bytes())
+    (fresh / "perovskites.yaml").write_bytes((folder / "perovskites.yaml").read_bytes())
+    from conftest import store_env
+
+    done = subprocess_run(
+        fresh, {**env, **store_env(fresh)}, "train", "--data", "one_temperature.csv", "--materials", "perovskites.yaml"
+    )
+    assert done.returncode == 2 and reason in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in fresh.iterdir()) == ["one_temperature.csv", "perovskites.yaml"]  # nothing written
+
+
+def subprocess_run(folder: Path, env: dict[str, str], *args: str):
+    """``surrogate ARGS`` in a fresh process in ``folder``, whatever its exit code."""
+    import subprocess
+
+    from test_user_path import SURROGATE
+
+    return subprocess.run([SURROGATE, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=900)

@@ -444,3 +444,87 @@ def test_small_data_registers_a_version_without_replacing_the_champion_unless_pr
     code = main(["facts", "--json"])
     facts = json.loads(capsys.readouterr().out)
     assert code == 0 and not facts["all_hold"]  # FAIL rows reported, exit 0: they are the answer, not an error
+
+
+# ------------------------------------------------------------------ promotion on the champion's own validation split
+def _conductivity_tables(folder: Path) -> None:
+    """champion.csv: the embedded conductivity rows (9 films, 54 rows); better.csv: one film per anneal state of
+    another virtual-lab run (18 rows); worse.csv: 18 rows of that run without the 400 °C films."""
+    from surrogate.dataset import build_default_dataset, load_default_dataset
+
+    embedded = load_default_dataset()
+    embedded[embedded[CONDUCTIVITY].notna()].to_csv(folder / "champion.csv", index=False)
+    other = build_default_dataset(seed=11)
+    other = other[other[CONDUCTIVITY].notna()]
+    other[other["sample_id"].str.endswith("-1")].to_csv(folder / "better.csv", index=False)
+    other[other["anneal_temp_c"] < 350].iloc[:18].to_csv(folder / "worse.csv", index=False)
+
+
+@pytest.mark.slow
+def test_small_data_becomes_champion_only_when_better_on_the_champions_own_validation_split(tmp_path) -> None:
+    """18 rows against 54 are held back, unless they predict the champion's rows better than its own CV did."""
+    from conftest import store_env
+    from test_user_path import run
+
+    _conductivity_tables(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "SURROGATE_MATERIALS"} | store_env(tmp_path)
+    train = ("train", "--models", "physics", "--json", "--data")
+    first = json.loads(run(tmp_path, env, *train, "champion.csv"))["registered_model"]
+    assert first["promoted"] and first["version"] == "1"
+
+    # 18 rows without the 400 °C films: held back, and not better on the champion's rows (the words a user reads)
+    text = run(tmp_path, env, "train", "--models", "physics", "--data", "worse.csv")
+    assert "version 2, not the champion" in text and "version 1 stays champion" in text
+    assert "18 rows against the champion's 54" in text and "not better on version 1's validation split" in text
+
+    # 18 rows, one film per anneal state: better on the champion's rows than its own CV, so promoted
+    better = json.loads(run(tmp_path, env, *train, "better.csv"))["registered_model"]
+    assert better["promoted"] and better["alias"] == CHAMPION_ALIAS and better["version"] == "3", better["promotion"]
+    assert "replaces version 1 as champion although 18 rows against the champion's 54" in better["promotion"]
+    assert "better on version 1's validation split" in better["promotion"]
+    assert "conductivity_s_cm RMSE" in better["promotion"]
+
+
+def test_a_champion_whose_data_is_gone_is_not_compared_and_says_why(tmp_path) -> None:
+    from surrogate.models.base import Surrogate
+    from training.train import compare_on_champion_split
+
+    champion = Surrogate(models={}, domains={}, info={"data_source": str(tmp_path / "gone.csv"), "data_hash": "x"})
+    better, why = compare_on_champion_split(champion, pd.DataFrame(), ("1", champion), {})
+    assert not better and "gone.csv" in why and "cannot be read again" in why
+
+
+# ------------------------------------------------------------------ validate and train agree
+def _table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
+    from surrogate.schema import validate_frame
+
+    frame = pd.DataFrame(rows, columns=["buffer", "anneal_temp_c", "test_temp_c", CONDUCTIVITY])
+    return validate_frame(frame)
+
+
+def test_three_temperatures_of_one_film_are_trained_by_the_physics_law_as_validate_says() -> None:
+    from surrogate.evaluation import cv_readiness, select_champions, target_outlook, training_refusal
+
+    data = _table([("none", 300.0, t, s) for t, s in ((25.0, 1e-5), (50.0, 2e-5), (80.0, 4e-5))])
+    outlook = target_outlook(data, CONDUCTIVITY)
+    assert outlook.plan == "fallback" and training_refusal(data) is None
+    assert any("physics law will be fitted" in w for w in cv_readiness(data))
+    selection = select_champions(data, ["physics"], progress=False, n_jobs=1)
+    assert selection.champions == {CONDUCTIVITY: "physics"}
+    assert selection.report["targets"][CONDUCTIVITY]["selection_skipped"]
+
+
+def test_one_temperature_is_refused_by_validate_and_train_with_the_same_reason(tmp_stores, capsys) -> None:
+    from surrogate.evaluation import cv_readiness, target_outlook, training_refusal
+
+    data = _table([("none", anneal, 25.0, 1e-5 * (1 + i)) for i, anneal in enumerate((300.0, 300.0, 300.0, 300.0))])
+    assert target_outlook(data, CONDUCTIVITY).plan == "none"
+    reason = training_refusal(data)
+    assert "an Arrhenius fit needs measurements at ≥ 2 test temperatures" in reason
+    assert cv_readiness(data) == [f"surrogate train will refuse this file: {reason}"]
+    path = tmp_stores / "room_temperature.csv"
+    data.to_csv(path, index=False)
+    assert main(["data", "validate", str(path)]) == 0
+    assert reason in capsys.readouterr().err
+    assert main(["train", "--data", str(path), "--models", "physics"]) == 2
+    assert reason in capsys.readouterr().err and _runs().empty

@@ -355,14 +355,9 @@ def covered_buffers(surrogate: Surrogate) -> set[str]:
     return buffers
 
 
-def promotion_decision(data: pd.DataFrame, current: tuple[str, Surrogate] | None, promote: bool) -> tuple[bool, str]:
-    """(whether the new version becomes ``@champion``, why): it does unless the data is much smaller than the
-    champion's (:data:`SMALL_DATA_FRACTION`) or lacks buffers the champion covers, and ``promote`` is false."""
-    if current is None:
-        return True, "no champion yet: this version is the champion"
-    version, champion = current
-    if promote:
-        return True, f"--promote: this version replaces version {version} as champion"
+def promotion_problems(data: pd.DataFrame, champion: Surrogate) -> list[str]:
+    """Why new training ``data`` should not replace ``champion`` unasked: much smaller data
+    (:data:`SMALL_DATA_FRACTION` of its rows), or no rows of buffers it covers (empty: none)."""
     problems = []
     rows = sum((champion.info.get("rows") or {}).values())
     if rows and len(data) < SMALL_DATA_FRACTION * rows:
@@ -371,12 +366,112 @@ def promotion_decision(data: pd.DataFrame, current: tuple[str, Surrogate] | None
     lacking = sorted(covered_buffers(champion) - new_buffers)
     if lacking:
         problems.append(f"no rows of buffer(s) {', '.join(lacking)} that the champion covers")
+    return problems
+
+
+def promotion_decision(data: pd.DataFrame, current: tuple[str, Surrogate] | None, promote: bool) -> tuple[bool, str]:
+    """(whether the new version becomes ``@champion``, why): it does unless the data is much smaller than the
+    champion's (:data:`SMALL_DATA_FRACTION`) or lacks buffers the champion covers, and ``promote`` is false."""
+    if current is None:
+        return True, "no champion yet: this version is the champion"
+    version, champion = current
+    if promote:
+        return True, f"--promote: this version replaces version {version} as champion"
+    problems = promotion_problems(data, champion)
     if problems:
         return False, (
             f"NOT promoted: version {version} stays champion ({'; '.join(problems)}). Use it with --model "
             f"models:/{REGISTERED_MODEL_NAME}/<version>, or train again with --promote to make it the champion"
         )
     return True, f"this version replaces version {version} as champion"
+
+
+def champion_validation_rows(champion: Surrogate) -> tuple[pd.DataFrame | None, str]:
+    """The champion's own validation split: the rows it was cross-validated on, re-read from its data source.
+
+    Returns (the validated frame, its description), or (None, why not) when the source is gone or no longer
+    the data the champion was trained on (its sha256 differs from the champion's ``data_hash``).
+    """
+    info = champion.info
+    source = str(info.get("data_source") or "")
+    try:
+        data, described, _ = load_data(None if source.startswith("embedded data set") else source)
+    except (InputError, OSError) as exc:
+        return None, f"its training data {source or '(unknown)'} cannot be read again ({exc})"
+    if info.get("data_hash") and data_hash(data) != info["data_hash"]:
+        return None, f"its training data {described} has changed since it was trained"
+    return data, described
+
+
+def _held_out(champion_rows: pd.DataFrame, new_data: pd.DataFrame) -> pd.DataFrame:
+    """The champion's rows that are not rows of the new training data (same values in every shared column)."""
+    shared = [c for c in champion_rows.columns if c in new_data.columns]
+    keys = new_data[shared].drop_duplicates()
+    merged = champion_rows.merge(keys, on=shared, how="left", indicator=True)
+    return champion_rows[(merged["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
+
+
+def compare_on_champion_split(
+    surrogate: Surrogate, data: pd.DataFrame, current: tuple[str, Surrogate], kept: dict[str, str]
+) -> tuple[bool, str]:
+    """(whether the new version is better on the champion's own validation split, the figures that say so).
+
+    The champion's training rows (:func:`champion_validation_rows`), less those the new data also has, are
+    predicted by the new version; per target its RMSE in natural space (log10 σ decades, logit retention) must
+    be below the champion's own out-of-fold CV RMSE on them (``info["cv_scores"]``), for every target the
+    champion models. A target the new version lacks, keeps from the champion, or cannot predict (a buffer it
+    never saw), or a champion target without a CV score (the small-data fallback), means not better.
+    """
+    from surrogate.evaluation import training_xy
+
+    version, champion = current
+    rows, described = champion_validation_rows(champion)
+    if rows is None:
+        return False, f"cannot compare on version {version}'s validation split: {described}"
+    rows = _held_out(rows, data)
+    figures, worse = [], []
+    for target in champion.targets:
+        champion_rmse = ((champion.info.get("cv_scores") or {}).get(target) or {}).get("rmse")
+        if target not in surrogate.targets or target in kept:
+            worse.append(f"{target}: no model of its own")
+            continue
+        if champion_rmse is None:
+            worse.append(f"{target}: version {version} has no CV score to compare with")
+            continue
+        X, y, _ = training_xy(rows, target)
+        if not len(y):
+            continue
+        try:
+            mean = np.asarray(surrogate.models[target].predict(X), dtype=float)
+        except InputError as exc:
+            worse.append(f"{target}: cannot predict its rows ({exc})")
+            continue
+        rmse = float(np.sqrt(np.mean((mean - y) ** 2)))
+        text = f"{target} RMSE {rmse:.3g} on {len(y)} held-out rows against its CV RMSE {champion_rmse:.3g}"
+        (figures if rmse < champion_rmse else worse).append(text)
+    if not figures and not worse:
+        return False, f"version {version}'s validation split ({described}) has no row the new data lacks"
+    if worse:
+        return False, f"not better on version {version}'s validation split ({described}): " + "; ".join(worse)
+    return True, f"better on version {version}'s validation split ({described}): " + "; ".join(figures)
+
+
+def final_promotion(
+    promotion: tuple[bool, str],
+    surrogate: Surrogate,
+    data: pd.DataFrame,
+    current: tuple[str, Surrogate] | None,
+    kept: dict[str, str],
+) -> tuple[bool, str]:
+    """:func:`promotion_decision`, then for a version it holds back the second route: it becomes ``@champion``
+    when it is better on the champion's own validation split (:func:`compare_on_champion_split`)."""
+    if promotion[0] or current is None:
+        return promotion
+    better, why = compare_on_champion_split(surrogate, data, current, kept)
+    if better:
+        held_back = "; ".join(promotion_problems(data, current[1]))
+        return True, f"this version replaces version {current[0]} as champion although {held_back}: it is {why}"
+    return False, f"{promotion[1]}. It is {why}"
 
 
 # ---------------------------------------------------------------------- train
@@ -627,6 +722,7 @@ def _train_run(
         report["kept"] = kept
         mlflow.log_dict(report, "cv_report.json")
         _log_plots(data, selection, ea, level, note)
+        promotion = final_promotion(promotion, surrogate, data, current, kept)
         mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept))
         model_uri, version = log_surrogate(
             surrogate,

@@ -328,15 +328,23 @@ def _tune(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- predict
 def _design(args: argparse.Namespace) -> dict[str, Any]:
-    from surrogate.schema import ANNEAL_TEMP_PLAUSIBLE_C, TEST_TEMP_PLAUSIBLE_C
+    from surrogate.parameters import material_bounds
 
+    material = args.material or DEFAULT_MATERIAL
+    known = _declared(material)
     problems = []
-    for name, value, (low, high) in (
-        ("--anneal-temp-c", args.anneal_temp_c, ANNEAL_TEMP_PLAUSIBLE_C),
-        ("--test-temp-c", args.test_temp_c, TEST_TEMP_PLAUSIBLE_C),
+    for name, column, value in (
+        ("--anneal-temp-c", ANNEAL_TEMP_C, args.anneal_temp_c),
+        ("--test-temp-c", TEST_TEMP_C, args.test_temp_c),
     ):
+        # the material's own range (a pellet sinters at 1,350 °C); a material only the model declares is
+        # checked against its range once the model is loaded
+        low, high = (material_bounds(column, material) if known else None) or (-math.inf, math.inf)
         if not math.isfinite(value) or not low <= value <= high:
-            problems.append(f"{name}: {value:g} °C is not a plausible temperature (allowed {low:g} to {high:g} °C)")
+            allowed = f" for {material}" if material != DEFAULT_MATERIAL else ""
+            problems.append(
+                f"{name}: {value:g} °C is not a plausible temperature{allowed} (allowed {low:g} to {high:g} °C)"
+            )
     if not math.isfinite(args.c_rate) or args.c_rate <= 0:
         problems.append(f"--c-rate: {args.c_rate:g} must be a positive C-rate")
     if args.cycles < 1:
@@ -354,6 +362,17 @@ def _design(args: argparse.Namespace) -> dict[str, Any]:
         PROTOCOL: args.protocol,
         MATERIAL: args.material or DEFAULT_MATERIAL,
     }
+
+
+def _declared(material: str) -> bool:
+    """Whether ``material`` (an id or alias) is in the process catalogue now."""
+    from surrogate.materials import CATALOGUE, MATERIAL_KIND
+
+    try:
+        CATALOGUE.canonical(material, MATERIAL_KIND)
+    except InputError:
+        return False
+    return True
 
 
 def prediction_document(surrogate: Any, designs: list[dict[str, Any]], level: float) -> list[dict[str, Any]]:
