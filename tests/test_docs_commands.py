@@ -303,6 +303,13 @@ def _block_environment(folder: Path, activated: bool = False) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux stops it when this test process dies (PR_SET_PDEATHSIG), even by kill -9."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def _private_network() -> tuple[list[str], subprocess.Popen | None]:
     """A command prefix that enters a private network namespace (its own loopback), and the process holding it."""
     if not (shutil.which("unshare") and shutil.which("nsenter") and shutil.which("ip")):
@@ -312,6 +319,7 @@ def _private_network() -> tuple[list[str], subprocess.Popen | None]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_die_with_parent,
     )
     if holder.stdout.readline().strip() != "up":  # no user namespaces here: the host's network it is
         holder.wait()
