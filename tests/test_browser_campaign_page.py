@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import CHROMIUM_PATH, needs_chromium
+import test_browser_service
+from conftest import needs_chromium
 from test_service_server import ROOT, _free_port, start_server, stop_server, wait_for_answer
 
 pytestmark = [
@@ -26,12 +27,12 @@ pytestmark = [
     needs_chromium,
 ]
 
-ARTIFACTS = Path(os.environ.get("SURROGATE_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
+ARTIFACTS = test_browser_service.ARTIFACTS
 
 
 @pytest.fixture(scope="module")
 def campaign_store(tmp_path_factory):
-    """A store with campaign ``films``: embedded warm start, 4 observations, 1 failed, 2 pending; its URL."""
+    """A store with campaign ``films``: embedded warm start, 4 observations, 1 failed, 2 pending: (folder, storage URL)."""
     from surrogate.campaign import Campaign, read_observations
     from surrogate.dataset import DATASET_FILENAME, load_default_dataset
     from surrogate.objectives import Objective
@@ -67,17 +68,7 @@ def dashboard(campaign_store):
         stop_server(process)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright import sync_api  # needs_chromium skipped the module without it (unless CI=true)
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+browser = test_browser_service.browser  # the module-scoped Chromium of the Swagger UI tests
 
 
 def test_the_campaign_page_shows_units_the_recommended_interval_and_pending_suggestions(

@@ -21,6 +21,9 @@ Conventions (docs/writing-docs.md says the same for writers):
   - a line that runs the test suite (``python -m pytest``) is left out: the suite contains this test.
 - The services listen on the documents' own ports (3000, 8080), in a private network namespace
   (``unshare --net``) when the machine allows it, so the test never meets another process's server.
+- README.md runs with no virtual environment on PATH, as on a fresh clone (its blocks activate ``.venv`` or call
+  ``.venv/bin/surrogate``); the docs/*.md pages run with ``.venv`` activated, as the README's typical session
+  leaves the reader's shell.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ SHELL_LANGUAGES = {"bash", "sh", "console"}
 BLOCK_TIMEOUT_S = 1800  # generous: `surrogate run` trains every family on a shared 2-core machine
 SERVICE_WAIT_S = 600
 
-_FENCE = re.compile(r"^(?P<indent>\s*)```(?P<language>[\w-]*)\s*$")
+_FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,})(?P<language>[\w-]*)\s*$")
 _NO_RUN = re.compile(r"^\s*<!--\s*no-run:(?P<reason>.*?)-->\s*$")
 _SETUP = "bash scripts/setup.sh"
 _SETUP_CHECK = "test -x .venv/bin/surrogate"
@@ -72,11 +75,11 @@ def shell_blocks(document: str, text: str) -> list[Block]:
     index = 0
     while index < len(lines):
         opening = _FENCE.match(lines[index])
-        if not opening or not opening["language"]:
+        if not opening:
             index += 1
             continue
-        end = index + 1
-        while end < len(lines) and not _FENCE.match(lines[end]):
+        end = index + 1  # the closing fence: as many backticks or more, and no language
+        while end < len(lines) and not _closes(_FENCE.match(lines[end]), opening):
             end += 1
         if opening["language"] in SHELL_LANGUAGES:
             body = textwrap.dedent("\n".join(lines[index + 1 : end]))
@@ -90,6 +93,10 @@ def shell_blocks(document: str, text: str) -> list[Block]:
             blocks.append(block)
         index = end + 1
     return blocks
+
+
+def _closes(fence: re.Match[str] | None, opening: re.Match[str]) -> bool:
+    return bool(fence) and not fence["language"] and len(fence["ticks"]) >= len(opening["ticks"])
 
 
 def _commands(body: str, language: str) -> list[str]:
@@ -203,6 +210,11 @@ def test_shell_blocks_follow_the_conventions():
             "  $ surrogate --help",
             "  usage: surrogate ...",
             "  ```",
+            "````markdown",
+            "```bash",
+            "shown, not run",
+            "```",
+            "````",
         ]
     )
     blocks = shell_blocks("x.md", text)
@@ -265,8 +277,11 @@ def _scratch_copy(folder: Path) -> None:
     (folder / ".venv").symlink_to(ROOT / ".venv")
 
 
-def _block_environment(folder: Path) -> dict[str, str]:
-    """A new user's environment: no venv on PATH, no store or token variables; curl fails on HTTP errors."""
+def _block_environment(folder: Path, activated: bool = False) -> dict[str, str]:
+    """A new user's environment: no store or token variables; curl fails on HTTP errors.
+
+    ``activated``: ``.venv`` is active (as after the README's ``source .venv/bin/activate``); else no venv on PATH.
+    """
     curl_home = folder / ".docs-test-curl"
     curl_home.mkdir(exist_ok=True)
     (curl_home / ".curlrc").write_text("fail-with-body\nshow-error\nmax-time = 900\n")
@@ -276,6 +291,8 @@ def _block_environment(folder: Path) -> dict[str, str]:
         if not key.startswith(("SURROGATE_", "MLFLOW_", "BENTOML_", "PYTEST_", "VIRTUAL_ENV", "CURL_HOME"))
     }
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.endswith(".venv/bin"))
+    if activated:
+        env.update(VIRTUAL_ENV=str(folder / ".venv"), PATH=f"{folder / '.venv' / 'bin'}{os.pathsep}{env['PATH']}")
     env.update(
         CURL_HOME=str(curl_home),
         BENTOML_HOME=str(folder / ".docs-test-bentoml"),  # `serve --build` writes its Bento here, not in ~/bentoml
@@ -284,6 +301,13 @@ def _block_environment(folder: Path) -> dict[str, str]:
         DO_NOT_TRACK="true",
     )
     return env
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux stops it when this test process dies (PR_SET_PDEATHSIG), even by kill -9."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _private_network() -> tuple[list[str], subprocess.Popen | None]:
@@ -295,6 +319,7 @@ def _private_network() -> tuple[list[str], subprocess.Popen | None]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_die_with_parent,
     )
     if holder.stdout.readline().strip() != "up":  # no user namespaces here: the host's network it is
         holder.wait()
@@ -312,7 +337,7 @@ def scratch(tmp_path_factory):
     pid_folder = tmp_path_factory.mktemp("docs-commands-services")
     prefix, holder = _private_network()
     try:
-        yield folder, _block_environment(folder), prefix, pid_folder
+        yield folder, prefix, pid_folder
     finally:
         stop_services(pid_folder)
         if holder is not None:
@@ -324,7 +349,8 @@ def scratch(tmp_path_factory):
 @pytest.mark.server
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_document_runs_as_written(document, scratch):
-    folder, env, prefix, pid_folder = scratch
+    folder, prefix, pid_folder = scratch
+    env = _block_environment(folder, activated=document != "README.md")
     blocks = shell_blocks(document, (ROOT / document).read_text())
     try:
         for block in blocks:

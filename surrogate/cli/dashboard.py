@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dashboard",
         help="the campaigns in a browser: recommended design, intervals, pending suggestions; and optuna-dashboard",
         description=(
-            "Serve the campaign pages (/campaigns: objective and unit, recommended design with its 90%% interval, "
+            "Serve the campaign pages (/campaigns: objective and unit, recommended design with its 90% interval, "
             "warm start, pending suggestions) and optuna-dashboard (/dashboard: the raw trials) on the Optuna "
             "storage of campaigns and searches (read from an existing store; nothing is created). Stop it with Ctrl-C."
         ),
