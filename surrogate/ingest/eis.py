@@ -39,6 +39,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 
 import numpy as np
 from impedance.models.circuits import CustomCircuit
@@ -115,12 +116,20 @@ class EISFit:
     problems: tuple[str, ...] = field(default=())
     """Why the fit is not acceptable (empty when ``converged``); only filled with ``strict=False``."""
 
+    @property
+    def method(self) -> str:
+        """How the fit was made, for provenance records."""
+        return (
+            f"impedance.py {version('impedance')} CustomCircuit.fit of {self.circuit}, modulus-weighted, "
+            f"after a multi-start search ({self.n_starts} starts); lin-KK with {self.kk_rc_elements} RC elements"
+        )
+
     def impedance_ohm(self, frequency_hz: np.ndarray) -> np.ndarray:
         """The fitted circuit's complex impedance (ohm) at ``frequency_hz``, for plots and residuals."""
         return _MODELS[self.circuit](list(self.parameters.values()), np.asarray(frequency_hz, dtype=float))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KramersKronig:
     """The lin-KK test of one spectrum; residuals are (Z - Z_KK) / abs(Z), per point in the spectrum's order."""
 
