@@ -185,6 +185,7 @@ def test_paper_circuit_recovers_r_bulk_within_2_percent_at_1_percent_noise(param
     assert set(fit.parameters) == {"R0", "R1", "CPE1_0", "CPE1_1"}
     assert fit.rmse_relative == pytest.approx(0.01, rel=0.3)  # the misfit is the noise
     assert fit.kk_residual_max < 0.05
+    assert "impedance.py 1.7.1 CustomCircuit.fit of R0-p(R1,CPE1)" in fit.method
 
 
 @pytest.mark.parametrize("parameters", [(20.0, 800.0, 2e-9, 0.9, 2e-6, 0.85), (40.0, 30_000.0, 5e-10, 0.85, 5e-6, 0.9)])
@@ -244,6 +245,28 @@ def test_kk_shim_matches_linkk_and_linkk_still_has_the_numpy2_bug():
     _, real, imag = min(candidates, key=lambda c: c[0])
     np.testing.assert_allclose(ours.residual_real, real, atol=1e-9)
     np.testing.assert_allclose(ours.residual_imag, imag, atol=1e-9)
+
+
+def test_a_spectrum_without_an_arc_is_refused():
+    rng = np.random.default_rng(0)
+    f = FREQUENCY_HZ
+    z = 100.0 * (1 + 0.01 * rng.standard_normal(f.size)) + 1j * rng.standard_normal(f.size)  # a resistor
+    with pytest.raises(FitError, match="R_bulk = .* ohm is not resolved"):
+        fit_spectrum(Spectrum(f, z.real, z.imag, "csv", "resistor.csv"))
+
+
+def test_a_fit_that_does_not_converge_is_a_clear_error(monkeypatch):
+    from impedance.models.circuits import CustomCircuit
+
+    def give_up(*args, **kwargs):
+        raise RuntimeError("Optimal parameters not found: The maximum number of function evaluations is exceeded.")
+
+    monkeypatch.setattr(CustomCircuit, "fit", give_up)
+    spectrum = simulate_spectrum(PAPER_CIRCUIT, [50.0, 2000.0, 1e-9, 0.85], FREQUENCY_HZ, 0.01, seed=5, path="s.mpt")
+    with pytest.raises(FitError) as exc:
+        fit_spectrum(spectrum)
+    assert str(exc.value).startswith("s.mpt: ")
+    assert exc.value.reason.startswith("the R0-p(R1,CPE1) fit did not converge: Optimal parameters not found")
 
 
 def test_unsupported_circuit_is_an_input_error():

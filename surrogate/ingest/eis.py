@@ -11,10 +11,14 @@ Parameters are named as impedance.py names them: ``R0``, ``R1`` (ohm), ``CPE1_0`
 (n, dimensionless, 0..1).
 
 **Multi-start.** impedance.py 1.7.1 fitted from one naive initial guess converges to wrong minima even on
-noise-free data (R0 212 ohm against a true 50). :func:`fit_spectrum` therefore starts ``CustomCircuit.fit``
-(modulus-weighted least squares) from guesses read off the spectrum itself (R0 = the high-frequency
-intercept, R1 = the arc's width, Q from the arc's apex frequency) times a small grid of factors, and keeps
-the start with the smallest weighted residual.
+noise-free data (R0 212 ohm against a true 50). :func:`fit_spectrum` therefore searches from several
+starts read off the spectrum itself (R0 = the high-frequency intercept, R1 = the arc's width, Q from the
+arc's apex frequency, times a small grid of R1 factors and CPE exponents; :func:`initial_guesses`), each a
+least-squares fit on log(R), log(Q) and n with residuals relative to abs(Z), and stops once two starts agree
+on the lowest residual. The search evaluates the circuit through impedance.py's element functions
+(``R``, ``CPE``, ``s``, ``p``), about 12 times faster than ``CustomCircuit``'s generated expression. The
+best start is then polished by impedance.py's ``CustomCircuit.fit`` (modulus-weighted, bounded), whose
+parameters and covariance-based standard errors are the result.
 
 **Kramers-Kronig.** ``impedance.validation.linKK`` raises ``NameError: name 'np' is not defined`` in
 impedance.py 1.7.1 with numpy >= 2: ``eval_linKK`` builds a Python expression from the ``repr`` of numpy
@@ -35,6 +39,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 
 import numpy as np
 from impedance.models.circuits import CustomCircuit
@@ -111,12 +116,20 @@ class EISFit:
     problems: tuple[str, ...] = field(default=())
     """Why the fit is not acceptable (empty when ``converged``); only filled with ``strict=False``."""
 
+    @property
+    def method(self) -> str:
+        """How the fit was made, for provenance records."""
+        return (
+            f"impedance.py {version('impedance')} CustomCircuit.fit of {self.circuit}, modulus-weighted, "
+            f"after a multi-start search ({self.n_starts} starts); lin-KK with {self.kk_rc_elements} RC elements"
+        )
+
     def impedance_ohm(self, frequency_hz: np.ndarray) -> np.ndarray:
         """The fitted circuit's complex impedance (ohm) at ``frequency_hz``, for plots and residuals."""
         return _MODELS[self.circuit](list(self.parameters.values()), np.asarray(frequency_hz, dtype=float))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KramersKronig:
     """The lin-KK test of one spectrum; residuals are (Z - Z_KK) / abs(Z), per point in the spectrum's order."""
 
@@ -266,12 +279,18 @@ def _seed_fit(circuit: str, f: np.ndarray, z: np.ndarray, guess: list[float]) ->
     return 2.0 * float(result.cost) / (2 * f.size), values
 
 
-def _multi_start(circuit: str, f: np.ndarray, z: np.ndarray, guesses: list[list[float]]) -> np.ndarray | None:
+def _multi_start(
+    circuit: str, f: np.ndarray, z: np.ndarray, guesses: list[list[float]]
+) -> tuple[np.ndarray | None, int]:
     """Best parameters over the starts, stopping early once :data:`AGREEING_STARTS` starts have found the
-    same lowest residual (to 0.1%): the usual sign that the global minimum has been reached."""
+    same lowest residual (to 0.1%): the usual sign that the global minimum has been reached.
+
+    Returns the best parameters (None when every start failed) and the number of starts run."""
     best: tuple[float, np.ndarray] | None = None
     agreeing = 0
+    tried = 0
     for guess in guesses:
+        tried += 1
         seed = _seed_fit(circuit, f, z, guess)
         if seed is None:
             continue
@@ -282,7 +301,7 @@ def _multi_start(circuit: str, f: np.ndarray, z: np.ndarray, guesses: list[list[
             best = min(best, seed, key=lambda s: s[0])
         if agreeing >= AGREEING_STARTS:
             break
-    return None if best is None else best[1]
+    return (None if best is None else best[1]), tried
 
 
 def fit_spectrum(spectrum: Spectrum, circuit: str = PAPER_CIRCUIT, *, strict: bool = True) -> EISFit:
@@ -308,7 +327,7 @@ def fit_spectrum(spectrum: Spectrum, circuit: str = PAPER_CIRCUIT, *, strict: bo
         )
     f, z = spectrum.frequency_hz, spectrum.impedance_ohm
     guesses = initial_guesses(spectrum, circuit)
-    start = _multi_start(circuit, f, z, guesses)
+    start, n_starts = _multi_start(circuit, f, z, guesses)
     if start is None:
         raise FitError(source, f"the {circuit} fit did not converge from any of {len(guesses)} starting points")
     model = CustomCircuit(circuit, initial_guess=list(start))
@@ -316,7 +335,7 @@ def fit_spectrum(spectrum: Spectrum, circuit: str = PAPER_CIRCUIT, *, strict: bo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            model.fit(f, z, weight_by_modulus=True, x_scale=np.maximum(np.abs(start), 1e-300))
+            model.fit(f, z, weight_by_modulus=True, ftol=1e-8, xtol=1e-8)
     except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
         raise FitError(source, f"the {circuit} fit did not converge: {exc}") from exc
     values, stderr = np.asarray(model.parameters_, float), np.asarray(model.conf_, float)
@@ -340,7 +359,7 @@ def fit_spectrum(spectrum: Spectrum, circuit: str = PAPER_CIRCUIT, *, strict: bo
         kk_residual_max=kk.residual_max,
         kk_rc_elements=kk.rc_elements,
         converged=not problems,
-        n_starts=len(guesses),
+        n_starts=n_starts,
         source=source,
         problems=tuple(problems),
     )
