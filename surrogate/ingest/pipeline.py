@@ -53,28 +53,12 @@ from surrogate.errors import DataValidationError, InputError, Problem
 from surrogate.ingest import cycling
 from surrogate.ingest.conductivity import film_conductivity
 from surrogate.ingest.manifest import FILE, Manifest, ManifestEntry, load_manifest
-from surrogate.schema import EXPERIMENT, SAMPLE_ID, SOURCE, check_frame
+from surrogate.schema import EXPERIMENT, PROVENANCE_COLUMNS, SAMPLE_ID, SOURCE, check_frame
 
-SOURCE_FILE = "source_file"
-SOURCE_SHA256 = "source_sha256"
-INSTRUMENT_FORMAT = "instrument_format"
-REDUCTION_METHOD = "reduction_method"
-CIRCUIT = "circuit"
-FIT_RMSE_OHM = "fit_rmse_ohm"
-CONDUCTIVITY_STD = "conductivity_std_s_cm"
-CREATED_AT = "created_at"
-
-PROVENANCE_COLUMNS: tuple[str, ...] = (
-    SOURCE_FILE,
-    SOURCE_SHA256,
-    INSTRUMENT_FORMAT,
-    REDUCTION_METHOD,
-    CIRCUIT,
-    FIT_RMSE_OHM,
-    CONDUCTIVITY_STD,
-    CREATED_AT,
+SOURCE_FILE, SOURCE_SHA256, INSTRUMENT_FORMAT, REDUCTION_METHOD, CIRCUIT, FIT_RMSE_OHM, CONDUCTIVITY_STD, CREATED_AT = (
+    PROVENANCE_COLUMNS
 )
-"""Columns every ingested row carries besides the schema's (the schema keeps them as unknown columns)."""
+"""The provenance columns, declared in :data:`surrogate.schema.PROVENANCE_COLUMNS`."""
 
 ROW_COLUMNS: tuple[str, ...] = (
     EXPERIMENT,
