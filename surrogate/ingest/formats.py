@@ -86,6 +86,24 @@ class Spectrum:
     def __len__(self) -> int:
         return int(self.frequency_hz.size)
 
+    def band(self, min_hz: float | None = None, max_hz: float | None = None) -> Spectrum:
+        """The points with ``min_hz <= f <= max_hz`` (either bound optional), e.g. to leave out a drifting
+        low-frequency tail that fails Kramers-Kronig. Raises ``InputError`` when fewer than
+        :data:`MIN_POINTS` remain."""
+        keep = np.ones(self.frequency_hz.size, dtype=bool)
+        if min_hz is not None:
+            keep &= self.frequency_hz >= min_hz
+        if max_hz is not None:
+            keep &= self.frequency_hz <= max_hz
+        if int(keep.sum()) < MIN_POINTS:
+            raise InputError(
+                f"{self.path}: only {int(keep.sum())} points between {min_hz} and {max_hz} Hz; "
+                f"a spectrum needs at least {MIN_POINTS}"
+            )
+        return Spectrum(
+            self.frequency_hz[keep], self.z_real_ohm[keep], self.z_imag_ohm[keep], self.source_format, self.path
+        )
+
 
 @dataclass
 class _Table:
