@@ -78,7 +78,7 @@ ROW_COLUMNS: tuple[str, ...] = (
 )
 """The columns of :attr:`IngestResult.rows`, in order."""
 
-CONDUCTIVITY_METHOD = "equivalent-circuit fit of the EIS spectrum; sigma = thickness / (R_bulk * area)"
+CONDUCTIVITY_METHOD = "{fit}; sigma = thickness / (R_bulk * area)"
 RATE_METHOD = "rate retention: mean discharge capacity of the C-rate step's cycles / that of the 0.1 C step"
 CYCLING_METHOD = "capacity retention: discharge capacity of the cycle / that of reference cycle {reference}"
 
@@ -162,7 +162,7 @@ def _reduce_spectrum(entry: ManifestEntry) -> tuple[SpectrumReduction, dict[str,
     row = _design(entry) | {
         CONDUCTIVITY: sigma.sigma_s_per_cm,
         CONDUCTIVITY_STD: sigma.sigma_std_s_per_cm,
-        REDUCTION_METHOD: CONDUCTIVITY_METHOD,
+        REDUCTION_METHOD: CONDUCTIVITY_METHOD.format(fit=fit.method),
         CIRCUIT: fit.circuit,
         FIT_RMSE_OHM: fit.rmse_ohm,
     }
