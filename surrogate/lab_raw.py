@@ -4,7 +4,8 @@
 Tan et al. 2021 by the virtual lab, not measurements) into the files an instrument would have written,
 plus the manifest that describes them, so that ``surrogate data ingest`` reduces them back to the rows:
 
-* each ``conductivity`` row becomes an impedance spectrum of the paper's circuit R0-p(R1,CPE1), with
+* each ``conductivity`` row becomes an impedance spectrum of the paper's circuit R0-p(R1,CPE1)
+  (:func:`surrogate.ingest.eis.simulate_spectrum`), with
   R1 = thickness / (σ · area) for the stated film geometry (:data:`THICKNESS_NM`,
   :data:`DIAMETER_MM`), a series resistance :data:`SERIES_RESISTANCE_OHM` and a CPE whose arc peaks at
   :data:`ARC_PEAK_HZ`, sampled from 1 MHz to 0.1 Hz at 10 points per decade, with seeded complex
@@ -93,21 +94,17 @@ def bulk_resistance_ohm(sigma_s_cm: float, thickness_nm: float = THICKNESS_NM, a
     return thickness_nm * 1e-7 / (sigma_s_cm * area_cm2)
 
 
-def circuit_impedance(frequency_hz: np.ndarray, r0_ohm: float, r1_ohm: float, q: float, n: float) -> np.ndarray:
-    """Z (ohm) of R0-p(R1,CPE1): R0 + R1 / (1 + R1 · Q · (jω)^n)."""
-    omega = 2.0 * np.pi * np.asarray(frequency_hz, dtype=float)
-    return r0_ohm + r1_ohm / (1.0 + r1_ohm * q * (1j * omega) ** n)
+def film_spectrum(sigma_s_cm: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies in Hz, Z in ohm) of a film of conductivity σ, with noise from ``seed`` (None: noise-free)."""
+    from surrogate.ingest.eis import PAPER_CIRCUIT, simulate_spectrum
 
-
-def film_spectrum(sigma_s_cm: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """(frequencies in Hz, Z in ohm) of a film of conductivity σ; noise from ``rng`` (None: noise-free)."""
     r1 = bulk_resistance_ohm(sigma_s_cm)
     q = (1.0 / (2.0 * np.pi * ARC_PEAK_HZ)) ** CPE_EXPONENT / r1
-    z = circuit_impedance(FREQUENCIES_HZ, SERIES_RESISTANCE_OHM, r1, q, CPE_EXPONENT)
-    if rng is not None:
-        scale = EIS_NOISE_FRACTION * np.abs(z)
-        z = z + scale * rng.normal(size=z.size) + 1j * scale * rng.normal(size=z.size)
-    return FREQUENCIES_HZ.copy(), z
+    noise = EIS_NOISE_FRACTION if seed is not None else 0.0
+    spectrum = simulate_spectrum(
+        PAPER_CIRCUIT, [SERIES_RESISTANCE_OHM, r1, q, CPE_EXPONENT], FREQUENCIES_HZ, noise_fraction=noise, seed=seed
+    )
+    return spectrum.frequency_hz, spectrum.z_real_ohm + 1j * spectrum.z_imag_ohm
 
 
 def write_mpt(path: Path, frequency_hz: np.ndarray, z_ohm: np.ndarray, comment: str = _NOTE) -> Path:
@@ -221,7 +218,7 @@ def write_raw_lab(
     entries: list[dict[str, Any]] = []
     films = data[data[EXPERIMENT] == "conductivity"]
     for _, row in films.iterrows():
-        frequency, z = film_spectrum(float(row[CONDUCTIVITY]), rng)
+        frequency, z = film_spectrum(float(row[CONDUCTIVITY]), int(rng.integers(2**32)))
         name = f"{row[SAMPLE_ID]}_{float(row[TEST_TEMP_C]):g}C.{eis_format}"
         writer = write_mpt if eis_format == "mpt" else write_eis_csv
         writer(out / "eis" / name, frequency, z)

@@ -28,6 +28,8 @@ column                    meaning
 ``experiment``            metadata: ``conductivity``, ``rate`` or ``cycling``
 ``sample_id``             metadata: film / cell id, groups replicates
 ``source``                metadata: where the row came from
+provenance columns        metadata written by ``surrogate data ingest``
+                          (:data:`PROVENANCE_COLUMNS`): kept as they are, no warning
 ========================  ==========================================================
 
 Columns outside the schema are kept as they are and reported as warnings; no
@@ -105,6 +107,19 @@ TARGET_COLUMNS: tuple[str, ...] = TARGETS
 
 METADATA_COLUMNS: tuple[str, ...] = (EXPERIMENT, SAMPLE_ID, SOURCE)
 """Optional free-text columns, kept as they are (as strings)."""
+
+PROVENANCE_COLUMNS: tuple[str, ...] = (
+    "source_file",
+    "source_sha256",
+    "instrument_format",
+    "reduction_method",
+    "circuit",
+    "fit_rmse_ohm",
+    "conductivity_std_s_cm",
+    "created_at",
+)
+"""Columns ``surrogate data ingest`` adds to every row (file and sha256, format, reduction, circuit, fit
+quality, σ's standard uncertainty in S/cm, time): kept as unknown columns, without a warning."""
 
 OPTIONAL_CATEGORY_COLUMNS: tuple[str, ...] = (MATERIAL,)
 """Optional categorical columns: ``material`` (blank or absent: the paper's LLTO film)."""
@@ -334,7 +349,8 @@ def _rule_structure(df: pd.DataFrame, table: _Table) -> None:
                 Problem(None, None, f"no target column: give at least one of {', '.join(target_columns())}")
             )
     for raw in table.extra:
-        table.warnings.append(f"unknown column {raw!r} kept as is (not part of the schema)")
+        if raw not in PROVENANCE_COLUMNS:
+            table.warnings.append(f"unknown column {raw!r} kept as is (not part of the schema)")
 
 
 def _rule_numbers(table: _Table) -> None:

@@ -129,6 +129,7 @@ def test_spectra_become_conductivity_rows(tmp_path):
 
 
 # ------------------------------------------------------------------ CLI
+@pytest.mark.slow  # creating a fresh MLflow store takes most of its 10-30 s
 def test_cli_ingest_writes_rows_and_one_mlflow_run(cells, tmp_stores, capsys):
     out = tmp_stores / "rows.csv"
     assert main(["data", "ingest", str(cells), "--out", str(out), "--json"]) == 0

@@ -53,28 +53,12 @@ from surrogate.errors import DataValidationError, InputError, Problem
 from surrogate.ingest import cycling
 from surrogate.ingest.conductivity import film_conductivity
 from surrogate.ingest.manifest import FILE, Manifest, ManifestEntry, load_manifest
-from surrogate.schema import EXPERIMENT, SAMPLE_ID, SOURCE, check_frame
+from surrogate.schema import EXPERIMENT, PROVENANCE_COLUMNS, SAMPLE_ID, SOURCE, check_frame
 
-SOURCE_FILE = "source_file"
-SOURCE_SHA256 = "source_sha256"
-INSTRUMENT_FORMAT = "instrument_format"
-REDUCTION_METHOD = "reduction_method"
-CIRCUIT = "circuit"
-FIT_RMSE_OHM = "fit_rmse_ohm"
-CONDUCTIVITY_STD = "conductivity_std_s_cm"
-CREATED_AT = "created_at"
-
-PROVENANCE_COLUMNS: tuple[str, ...] = (
-    SOURCE_FILE,
-    SOURCE_SHA256,
-    INSTRUMENT_FORMAT,
-    REDUCTION_METHOD,
-    CIRCUIT,
-    FIT_RMSE_OHM,
-    CONDUCTIVITY_STD,
-    CREATED_AT,
+SOURCE_FILE, SOURCE_SHA256, INSTRUMENT_FORMAT, REDUCTION_METHOD, CIRCUIT, FIT_RMSE_OHM, CONDUCTIVITY_STD, CREATED_AT = (
+    PROVENANCE_COLUMNS
 )
-"""Columns every ingested row carries besides the schema's (the schema keeps them as unknown columns)."""
+"""The provenance columns, declared in :data:`surrogate.schema.PROVENANCE_COLUMNS`."""
 
 ROW_COLUMNS: tuple[str, ...] = (
     EXPERIMENT,
@@ -94,7 +78,7 @@ ROW_COLUMNS: tuple[str, ...] = (
 )
 """The columns of :attr:`IngestResult.rows`, in order."""
 
-CONDUCTIVITY_METHOD = "equivalent-circuit fit of the EIS spectrum; sigma = thickness / (R_bulk * area)"
+CONDUCTIVITY_METHOD = "{fit}; sigma = thickness / (R_bulk * area)"
 RATE_METHOD = "rate retention: mean discharge capacity of the C-rate step's cycles / that of the 0.1 C step"
 CYCLING_METHOD = "capacity retention: discharge capacity of the cycle / that of reference cycle {reference}"
 
@@ -178,7 +162,7 @@ def _reduce_spectrum(entry: ManifestEntry) -> tuple[SpectrumReduction, dict[str,
     row = _design(entry) | {
         CONDUCTIVITY: sigma.sigma_s_per_cm,
         CONDUCTIVITY_STD: sigma.sigma_std_s_per_cm,
-        REDUCTION_METHOD: CONDUCTIVITY_METHOD,
+        REDUCTION_METHOD: CONDUCTIVITY_METHOD.format(fit=fit.method),
         CIRCUIT: fit.circuit,
         FIT_RMSE_OHM: fit.rmse_ohm,
     }
