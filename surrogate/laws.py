@@ -168,12 +168,18 @@ def _arrhenius_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: 
 
 
 def _rate_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) -> np.ndarray:
-    """logit R: 1/C* = e^(ρ_b + Ea_i·u) + e^(ε + Ea_el·u), R = :func:`relative_rate_retention` (C, C*)."""
+    """logit R: 1/C* = e^(ρ_b + Ea_i·u) + e^(ε + Ea_el·u), R = :func:`relative_rate_retention` (C, C*).
+
+    Coupled to the film (a column :data:`SIGMA_SHIFT`, ln σ(anneal, T) − ln σ(300 °C, 25 °C) from a
+    conductivity model): the electrolyte term is e^(ε − shift), so the film's measured conductivity sets
+    its temperature and anneal dependence (``electrolyte_ea_ev`` is then not a parameter).
+    """
     codes = columns[BUFFER].astype(int).ravel()
     u = inverse_temperature_ev(columns[TEST_TEMP_C])
     rho = theta[0] + theta[1 + codes]
-    ea_i, eps, ea_el = theta[1 + n_slots], theta[2 + n_slots], theta[3 + n_slots]
-    ln_inverse_c_star = np.logaddexp(rho + ea_i * u, eps + ea_el * u)
+    ea_i, eps = theta[1 + n_slots], theta[2 + n_slots]
+    electrolyte = eps - columns[SIGMA_SHIFT] if SIGMA_SHIFT in columns else eps + theta[3 + n_slots] * u
+    ln_inverse_c_star = np.logaddexp(rho + ea_i * u, electrolyte)
     c_star = np.exp(-np.clip(ln_inverse_c_star, -20.0, 20.0))
     retention = relative_rate_retention(columns[C_RATE], c_star)
     return logit(np.minimum(np.maximum(retention, _FRACTION_EPS), 1.0 - _FRACTION_EPS))
@@ -191,6 +197,12 @@ def _fade_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) 
     ln_steps = np.log(np.maximum(columns[CYCLES] - 1.0, 1e-9)) - np.clip(ea_f * u, -30.0, 30.0)
     early_share = np.log(-np.expm1(-np.exp(ln_steps - ln_n0)) + 1e-300)
     return np.logaddexp(ln_early + early_share, ln_linear + ln_steps)
+
+
+SIGMA_SHIFT = "ln_sigma_shift"
+"""Law column of a coupled rate law: ln σ(anneal, T) − ln σ(:data:`COUPLING_REFERENCE`) of the film."""
+COUPLING_REFERENCE = {ANNEAL_TEMP_C: 300.0, TEST_TEMP_C: 25.0}
+"""The film state the coupled electrolyte resistance e^ε refers to (the paper's cells: 300 °C film, 25 °C)."""
 
 
 # ------------------------------------------------------------------ the declaration
@@ -218,6 +230,7 @@ class Law:
     horizon: str | None = None
     knee: bool = False
     narrow_priors: dict[str, Prior] = field(default_factory=dict)
+    coupled_drop: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -229,13 +242,18 @@ class Law:
         """True when the law has per-buffer parameters (names ending in ``buffer_effect``)."""
         return any(name.endswith("buffer_effect") for name in self.priors)
 
-    def parameters(self, n_slots: int, narrow: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def parameters(
+        self, n_slots: int, narrow: bool = False, coupled: bool = False
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Parameter names, prior means and prior sds, with ``n_slots`` copies of each per-buffer effect.
 
         ``narrow``: with the law's narrow-feature terms (:attr:`narrow_priors`, e.g. the crystallisation
-        step of the conductivity law) after the others.
+        step of the conductivity law) after the others. ``coupled``: without :attr:`coupled_drop` (what a
+        coupled conductivity model supplies instead).
         """
         priors = {**self.priors, **(self.narrow_priors if narrow else {})}
+        if coupled:
+            priors = {k: v for k, v in priors.items() if k not in self.coupled_drop}
         names: list[str] = []
         for name in priors:
             names += [f"{name}[{i}]" for i in range(n_slots)] if name.endswith("buffer_effect") else [name]
@@ -310,6 +328,7 @@ RATE = Law(
     amplitude=Prior(float(np.log(0.7)), 1.0, "discrepancy of about 0.7 in logit (other rate-law shapes)"),
     noise=Prior(float(np.log(0.07)), 0.5, "cell-to-cell scatter of about 0.07 in logit"),
     amplitude_floor=0.25,
+    coupled_drop=("electrolyte_ea_ev",),
 )
 
 FADE = Law(

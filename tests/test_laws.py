@@ -161,3 +161,35 @@ def test_narrow_feature_worlds():
     paper_rate = paper_world().truth_arrays("sio2", 300.0, temps, 10.0, 100)[RATE_RETENTION]
     assert np.all(np.diff(paper_rate) > 0)  # the paper's lab: monotone in temperature
     assert "window" in window.describe() and "side reaction" in side.describe()
+
+
+# ------------------------------------------------------------------ coupled physics (issue 15 §1)
+def test_rate_coupled_to_the_film_follows_its_conductivity():
+    """σ data of other anneals informs rate there: the embedded cells are all on the 300 °C film at 25 °C."""
+    from scipy.special import expit
+    from sklearn.base import clone
+
+    from surrogate.dataset import load_default_dataset
+    from surrogate.evaluation import training_xy
+    from surrogate.models.physics_gp import FilmCoupling
+    from surrogate.worlds import paper_world
+
+    data = load_default_dataset()
+    Xc, yc, _ = training_xy(data, CONDUCTIVITY)
+    film = FilmCoupling(PhysicsPriorGP(target=CONDUCTIVITY).fit(Xc, yc))
+    X, y, _ = training_xy(data, RATE_RETENTION)
+    coupled = PhysicsPriorGP(target=RATE_RETENTION, film=film).fit(X, y)
+    uncoupled = PhysicsPriorGP(target=RATE_RETENTION).fit(X, y)
+    assert "electrolyte_ea_ev" not in set(coupled.law_parameters()["name"])  # the film supplies it
+    design = pd.DataFrame({"buffer": "sio2", "anneal_temp_c": 400.0, "test_temp_c": [25.0, 60.0], "c_rate": 10.0})
+    truth = paper_world().truth_arrays("sio2", 400.0, design["test_temp_c"].to_numpy(), 10.0, 100)[RATE_RETENTION]
+    errors = {}
+    for name, model in (("coupled", coupled), ("uncoupled", uncoupled)):
+        mean, sd = model.predict(design, return_std=True)
+        errors[name] = np.abs(expit(mean) - truth)
+        if name == "coupled":  # its 90% interval holds the crystallised film's lower rate
+            assert np.all((expit(mean - 1.645 * sd) <= truth) & (truth <= expit(mean + 1.645 * sd)))
+    assert np.all(errors["coupled"] < errors["uncoupled"])
+    assert clone(coupled).film is not None and hasattr(clone(coupled).film.model, "theta_")
+    with pytest.raises(InputError, match="film"):
+        PhysicsPriorGP(target=CONDUCTIVITY, film=film).fit(Xc, yc)

@@ -71,11 +71,14 @@ from surrogate.design import (
 )
 from surrogate.errors import InputError
 from surrogate.laws import (
+    COUPLING_REFERENCE,
     HYPER_BOUNDS,
     LENGTH_PRIORS,
     NARROW_ANNEAL_AMPLITUDE,
     NARROW_ANNEAL_LENGTH,
     NARROW_ANNEAL_LENGTH_BOUNDS,
+    RATE,
+    SIGMA_SHIFT,
     Law,
     contract_to_model,
     gp_coordinate,
@@ -94,6 +97,27 @@ FEATURE_KINDS: tuple[str, ...] = ("smooth", "narrow")
 
 CONSTANT_PRIOR_SD = 3.0
 """Prior sd (natural units) of the constant mean of ``mean="constant"`` (centred on 0)."""
+
+
+@dataclass
+class FilmCoupling:
+    """A fitted conductivity model (``predict(X)`` → log10 σ) that a rate model's electrolyte term follows.
+
+    :meth:`ln_sigma_shift` is ln σ(anneal, T) − ln σ at :data:`~surrogate.laws.COUPLING_REFERENCE` (the
+    posterior mean; its uncertainty is not propagated). Not an estimator, so ``sklearn.clone`` of a rate
+    model keeps the fitted film model.
+    """
+
+    model: Any
+
+    def ln_sigma_shift(self, anneal_temp_c: np.ndarray, test_temp_c: np.ndarray) -> np.ndarray:
+        """ln σ(anneal, T) − ln σ(reference) of the film (anneal and test temperatures in °C)."""
+        frame = pd.DataFrame(
+            {ANNEAL_TEMP_C: np.asarray(anneal_temp_c, float), TEST_TEMP_C: np.asarray(test_temp_c, float)}
+        )
+        reference = pd.DataFrame({k: [v] for k, v in COUPLING_REFERENCE.items()})
+        shift = np.asarray(self.model.predict(frame), dtype=float) - float(np.asarray(self.model.predict(reference))[0])
+        return np.log(10.0) * shift
 
 
 @dataclass
@@ -164,6 +188,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
     reading_sd : resolution of a retention reading (fraction): its variance, mapped to the modelling space
         (:func:`reading_variance`), is added to each row's noise, so readings that say little weigh little.
     max_iter : L-BFGS-B iterations of the hyper-parameter fit.
+    film : optional :class:`FilmCoupling`: a fitted conductivity model the rate law couples to (its
+        electrolyte resistance follows the film's predicted conductivity at each anneal and temperature,
+        so σ(T) data informs rate(T)); None (default): the law's own electrolyte Arrhenius term.
     features : ``"smooth"`` (default): one smooth kernel and the law without narrow terms (the model before
         issue 15 §3). ``"narrow"``: the discrepancy has, besides its smooth part, an anneal-only part with a
         short length scale (about 20 °C, :data:`~surrogate.laws.NARROW_ANNEAL_LENGTH`), so a ~40 °C anneal
@@ -185,6 +212,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         reading_sd: float = 0.005,
         max_iter: int = 60,
         features: str = "smooth",
+        film: FilmCoupling | None = None,
     ) -> None:
         self.target = target
         self.mean = mean
@@ -193,6 +221,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.reading_sd = reading_sd
         self.max_iter = max_iter
         self.features = features
+        self.film = film
 
     # -------------------------------------------------------------- encoding
     def _check_params(self) -> None:
@@ -201,6 +230,10 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             raise InputError(f"mean: {self.mean!r} must be 'physics' or 'constant'")
         if self.features not in FEATURE_KINDS:
             raise InputError(f"features: {self.features!r} must be one of {', '.join(FEATURE_KINDS)}")
+        if self.film is not None and not (
+            isinstance(self.film, FilmCoupling) and self._law().coupled_drop and self.mean == "physics"
+        ):
+            raise InputError(f"film: a FilmCoupling couples a physics-mean {RATE.name!r} law only, not {self.target}")
         if int(self.max_points) < 2:
             raise InputError(f"max_points: {self.max_points} must be at least 2")
         if not np.isfinite(float(self.reading_sd)) or float(self.reading_sd) < 0:
@@ -230,6 +263,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             if PROTOCOL in frame
             else np.zeros((n, 1)),
         }
+        if self.film is not None:
+            law[SIGMA_SHIFT] = self.film.ln_sigma_shift(law[ANNEAL_TEMP_C][:, 0], law[TEST_TEMP_C][:, 0])[:, None]
         numeric = []
         for column in self.gp_inputs_:
             values = law[PROTOCOL][:, 0] if column == PROTOCOL else frame[column].to_numpy(float)
@@ -366,7 +401,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             )
         else:
             self.param_names_, self.prior_mean_, self.prior_sd_ = self._law().parameters(
-                self.n_slots_, self.narrow_law_
+                self.n_slots_, self.narrow_law_, self.film is not None
             )
         names, h_mean, h_sd, h_low, h_high = self._hyper_layout()
         self.hyper_names_ = names
