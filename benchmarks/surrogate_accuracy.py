@@ -31,6 +31,13 @@ model's own extrapolation flag: RMSE and
 90 % coverage of fresh measurements inside the data and at flagged designs,
 separately (issue 8 goal: ≥ 80 % coverage at flagged designs).
 
+Narrow features (issue 15 §3, ``--narrow-n N``; ``--narrow-only`` runs this section alone): the two
+worlds of :data:`surrogate.worlds.NARROW_FEATURE_WORLDS` (a 40 °C anneal window; a side reaction that
+cuts rate above 70 °C) and the paper's world as a control, each measured on a campaign-like scan
+(:func:`scan_dataset`), fitted by ``physics_gp`` with ``features="smooth"`` (the model before issue 15
+§3, the baseline) and ``features="narrow"`` (an anneal-only short-length discrepancy and the learned
+crystallisation step) in the same run, scored per region with interval score, CRPS, coverage and width.
+
 Run: ``python benchmarks/surrogate_accuracy.py`` (writes
 ``benchmarks/results/surrogate_accuracy.json`` and ``.md``).
 """
@@ -369,6 +376,197 @@ def world_family_section(n_worlds: int, family_seed: int, n: int, seed: int, fam
 def _pooled_coverage(section: dict[str, Any]) -> float:
     n = sum(section[t]["all"]["n"] for t in TARGETS)
     return sum(section[t]["all"]["coverage_of_fresh_measurements"] * section[t]["all"]["n"] for t in TARGETS) / n
+
+
+# ---------------------------------------------------------------------- narrow features (issue 15 §3)
+SCAN_FILM_ANNEALS_C = np.arange(25.0, 506.0, 30.0)
+"""Anneal temperatures (°C) of the scan's films: every 30 °C, so a 40 °C window holds one or two films."""
+SCAN_CELL_ANNEALS_C = np.arange(25.0, 506.0, 30.0)
+SCAN_TEST_TEMPS_C = (25.0, 45.0, 65.0, 85.0, 105.0)
+
+
+def scan_dataset(world: Any, seed: int) -> dict[str, pd.DataFrame]:
+    """A campaign-like data set measured in ``world`` (noisy, seeded), per target (conductivity, rate).
+
+    Films at every :data:`SCAN_FILM_ANNEALS_C` measured at 25 and 80 °C; cells of every buffer at every
+    :data:`SCAN_CELL_ANNEALS_C` and :data:`SCAN_TEST_TEMPS_C` at 10 C. Emulated, not measured.
+    """
+    rng = np.random.default_rng(seed)
+    films = _frame(
+        2 * len(SCAN_FILM_ANNEALS_C),
+        **{
+            ANNEAL_TEMP_C: np.repeat(SCAN_FILM_ANNEALS_C, 2),
+            TEST_TEMP_C: np.tile([25.0, 80.0], len(SCAN_FILM_ANNEALS_C)),
+        },
+    )
+    grid = [(b, a, t) for b in BUFFERS for a in SCAN_CELL_ANNEALS_C for t in SCAN_TEST_TEMPS_C]
+    cells = _frame(
+        len(grid),
+        **{BUFFER: [g[0] for g in grid], ANNEAL_TEMP_C: [g[1] for g in grid], TEST_TEMP_C: [g[2] for g in grid]},
+        **{C_RATE: 10.0},
+    )
+    return {
+        CONDUCTIVITY: world.measure_frame(films, rng),
+        RATE_RETENTION: world.measure_frame(cells, rng),
+    }
+
+
+def _scan_test_designs(n: int, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """Designs across the scan's space and beyond it (test temperature 105-130 °C, anneal 505-550 °C)."""
+    inside = {ANNEAL_TEMP_C: rng.uniform(25.0, 505.0, n), TEST_TEMP_C: rng.uniform(25.0, 105.0, n)}
+    outside = {ANNEAL_TEMP_C: rng.uniform(25.0, 550.0, n), TEST_TEMP_C: rng.uniform(105.0, 130.0, n)}
+    return {
+        CONDUCTIVITY: pd.concat([_frame(n, **inside), _frame(n, **outside)], ignore_index=True),
+        RATE_RETENTION: pd.concat(
+            [
+                _frame(n, **inside, **{BUFFER: rng.choice(BUFFERS, n), C_RATE: rng.choice([10.0, 30.0], n)}),
+                _frame(n, **outside, **{BUFFER: rng.choice(BUFFERS, n), C_RATE: rng.choice([10.0, 30.0], n)}),
+            ],
+            ignore_index=True,
+        ),
+    }
+
+
+def _narrow_world(world: Any, n: int, seed: int, max_points: int) -> dict[str, Any]:
+    """One world, one scan seed: smooth and narrow physics_gp per target, scored per region."""
+    from scipy.stats import norm
+
+    from surrogate.models.physics_gp import FilmCoupling, PhysicsPriorGP
+    from surrogate.scoring import QUANTILE_LEVELS, REGIONS, design_regions, summary
+    from surrogate.targets import get_target
+
+    data = scan_dataset(world, seed)  # conductivity first: the coupled rate model follows its film model
+    films: dict[str, Any] = {}
+    designs = _scan_test_designs(n, np.random.default_rng(seed + 1))
+    noise = np.random.default_rng(seed + 2)
+    entry: dict[str, Any] = {"laws": world.describe()}
+    for target, rows in data.items():
+        declared = get_target(target)
+        inputs = list(declared.inputs)
+        design = designs[target]
+        truth = _score_space(target, world.measure_frame(design, None)[target].to_numpy(float))
+        fresh = _score_space(target, world.measure_frame(design, noise)[target].to_numpy(float))
+        trained = rows[inputs]
+        numeric = [c for c in inputs if c != BUFFER]
+        flagged = np.zeros(len(design), dtype=bool)
+        for c in numeric:
+            values = design[c].to_numpy(float)
+            flagged |= (values < trained[c].min()) | (values > trained[c].max())
+        regions = design_regions(trained, design[inputs], flagged)
+        entry[target] = {}
+        variants: dict[str, tuple[str, Any]] = {"smooth": ("smooth", None), "narrow": ("narrow", None)}
+        if target == RATE_RETENTION:  # the rate law coupled to the smooth conductivity model of the same scan
+            variants["coupled"] = ("smooth", FilmCoupling(films["smooth"]))
+        for variant, (features, film) in variants.items():
+            started = time.perf_counter()
+            model = PhysicsPriorGP(target=target, features=features, max_points=max_points, film=film)
+            model.fit(trained, declared.space.forward(rows[target].to_numpy(float)))
+            fit_s = time.perf_counter() - started
+            if target == CONDUCTIVITY:
+                films[variant] = model
+            mean, sd = model.predict(design[inputs], return_std=True)
+            z = norm.ppf([(1.0 - LEVEL) / 2.0, (1.0 + LEVEL) / 2.0])
+            q = mean[:, None] + sd[:, None] * norm.ppf(QUANTILE_LEVELS)[None, :]
+            to_score = {"log10": lambda v: v, "logit": declared.space.inverse}[declared.space.name]
+            lower, upper = to_score(mean + z[0] * sd), to_score(mean + z[1] * sd)
+            scores = {
+                region: summary(truth[m], fresh[m], to_score(mean)[m], lower[m], upper[m], to_score(q)[m], LEVEL)
+                for region in REGIONS
+                if (m := regions == region).any()
+            }
+            hyper = dict(zip(model.hyper_names_, np.exp(model.hyper_).round(4).tolist(), strict=True))
+            entry[target][variant] = {"fit_seconds": round(fit_s, 2), "hyper": hyper, "scores": scores}
+    return entry
+
+
+def narrow_feature_section(n: int, seed: int, replicates: int = 3, max_points: int = 150) -> dict[str, Any]:
+    """physics_gp smooth (baseline) against narrow on the narrow-feature worlds and the paper's (control).
+
+    Each world is scanned ``replicates`` times (scan seeds ``seed + 100 k``); scores are pooled over the
+    replicates (n-weighted means of each replicate's scores; widths: of each replicate's median width).
+    """
+    from surrogate.worlds import NARROW_FEATURE_WORLDS, paper_world
+
+    out: dict[str, Any] = {}
+    for world in (*NARROW_FEATURE_WORLDS, paper_world()):
+        runs = [_narrow_world(world, n, seed + 100 * k, max_points) for k in range(replicates)]
+        entry: dict[str, Any] = {"laws": world.describe(), "replicates": runs}
+        for target in (CONDUCTIVITY, RATE_RETENTION):
+            entry[target] = {}
+            for features in runs[0][target]:
+                pooled: dict[str, Any] = {}
+                for region in runs[0][target][features]["scores"]:
+                    parts = [
+                        r[target][features]["scores"][region] for r in runs if region in r[target][features]["scores"]
+                    ]
+                    total = sum(p["n"] for p in parts)
+                    pooled[region] = {"n": total} | {
+                        k: sum(p["n"] * p[k] for p in parts) / total for k in parts[0] if k != "n"
+                    }
+                entry[target][features] = {"scores": pooled, "hyper": runs[0][target][features]["hyper"]}
+        out[world.name] = entry
+    return {
+        "note": "physics_gp fitted on a campaign-like scan of each world (scan_dataset; emulated, not measured); "
+        "smooth = the model before issue 15 §3 (baseline), narrow = anneal-only short-length discrepancy + "
+        "learned crystallisation step; scores in decades of σ and fractions of retention; regions: inside/between "
+        "the scan (surrogate.scoring.design_regions), outside = beyond the scan's ranges",
+        "n_per_region_set": n,
+        "replicates": replicates,
+        "worlds": out,
+    }
+
+
+def narrow_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The narrow-feature section: smooth (baseline) against narrow per world, target and region."""
+    if not section:
+        return []
+    lines = [
+        "## Narrow features: physics_gp smooth (baseline) against narrow (issue 15 §3)",
+        "",
+        section["note"] + ".",
+        "",
+        "| world | target | region | n | IS smooth | IS narrow | ratio | CRPS smooth | CRPS narrow | width smooth "
+        "| width narrow | cov. smooth | cov. narrow | RMSE smooth | RMSE narrow |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in section["worlds"].items():
+        for target in (CONDUCTIVITY, RATE_RETENTION):
+            smooth, narrow = entry[target]["smooth"]["scores"], entry[target]["narrow"]["scores"]
+            for region, a in smooth.items():
+                b = narrow[region]
+                lines.append(
+                    f"| {name} | {target} | {region} | {a['n']} | {a['interval_score']:.4f} | {b['interval_score']:.4f} "
+                    f"| {b['interval_score'] / a['interval_score']:.2f} | {a['crps']:.4f} | {b['crps']:.4f} | "
+                    f"{a['median_width']:.4f} | {b['median_width']:.4f} | {a['coverage']:.1%} | {b['coverage']:.1%} | "
+                    f"{a['rmse']:.4f} | {b['rmse']:.4f} |"
+                )
+    lines += [
+        "",
+        "Rate retention coupled to the film (issue 15 §1): the smooth rate model against the same model whose "
+        "electrolyte term follows the smooth conductivity model fitted on the scan's films (FilmCoupling).",
+        "",
+        "| world | region | n | IS smooth | IS coupled | ratio | CRPS smooth | CRPS coupled | width smooth "
+        "| width coupled | cov. smooth | cov. coupled | RMSE smooth | RMSE coupled |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in section["worlds"].items():
+        smooth, coupled = entry[RATE_RETENTION]["smooth"]["scores"], entry[RATE_RETENTION]["coupled"]["scores"]
+        for region, a in smooth.items():
+            b = coupled[region]
+            lines.append(
+                f"| {name} | {region} | {a['n']} | {a['interval_score']:.4f} | {b['interval_score']:.4f} | "
+                f"{b['interval_score'] / a['interval_score']:.2f} | {a['crps']:.4f} | {b['crps']:.4f} | "
+                f"{a['median_width']:.4f} | {b['median_width']:.4f} | {a['coverage']:.1%} | {b['coverage']:.1%} | "
+                f"{a['rmse']:.4f} | {b['rmse']:.4f} |"
+            )
+    lines += ["", "Fitted anneal length scales (anneal/100 °C) and narrow components (first replicate):", ""]
+    for name, entry in section["worlds"].items():
+        for target in (CONDUCTIVITY, RATE_RETENTION):
+            for features in ("smooth", "narrow"):
+                hyper = entry[target][features]["hyper"]
+                keep = {k: v for k, v in hyper.items() if "anneal" in k}
+                lines.append(f"- {name}, {target}, {features}: {keep}")
+    return [*lines, ""]
 
 
 def machine() -> dict[str, Any]:
@@ -740,6 +938,7 @@ def markdown(report: dict[str, Any]) -> str:
         *world_markdown(report.get("world_family")),
         *proper_markdown(report),
         *forecast_markdown(report),
+        *narrow_markdown(report.get("narrow_features")),
         "## Paper facts (champion's means)",
         "",
         "| fact | status | paper | model |",
@@ -759,8 +958,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--world-families", default="physics,gp,trees", help="model families trained in each world (fast ones)"
     )
+    parser.add_argument(
+        "--narrow-n", type=int, default=200, help="designs per region set of the narrow section (0: skip)"
+    )
+    parser.add_argument("--narrow-replicates", type=int, default=3, help="scans per world in the narrow section")
+    parser.add_argument("--narrow-only", action="store_true", help="run the narrow-feature section alone")
     args = parser.parse_args(argv)
+    if args.narrow_only:
+        section = narrow_feature_section(args.narrow_n, args.seed, args.narrow_replicates)
+        section["command"] = (
+            f"{COMMAND} --narrow-only --narrow-n {args.narrow_n} --narrow-replicates {args.narrow_replicates} --seed {args.seed}"
+        )
+        section["machine"] = machine()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "surrogate_accuracy_narrow.json").write_text(json.dumps(section, indent=2) + "\n", encoding="utf-8")
+        text = "\n".join([f"Command: `{section['command']}`", "", *narrow_markdown(section)])
+        (args.out / "surrogate_accuracy_narrow.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
     report = run(args.n, args.seed, args.out, args.worlds, tuple(args.world_families.split(",")))
+    report["narrow_features"] = (
+        narrow_feature_section(args.narrow_n, args.seed, args.narrow_replicates) if args.narrow_n else None
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "surrogate_accuracy.json").write_text(
         json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8"

@@ -15,14 +15,22 @@ campaigns and surrogates learn a system they have never seen:
 * ``fade_onset`` (:data:`FADE_ONSETS`): how the loss grows with (temperature-accelerated) cycles under
   the standard protocol. Every onset keeps the world's 100-cycle retentions at 25 °C, so the paper's
   capacity numbers hold in every world; the long protocol keeps the lab's law with the world's constants;
-* ``noise_scale`` (0.5-2): every noise level of :class:`surrogate.lab.NoiseLevels` times this factor.
+* ``noise_scale`` (0.5-2): every noise level of :class:`surrogate.lab.NoiseLevels` times this factor;
+* ``anneal_window_c`` (°C, or None): the film conducts :data:`ANNEAL_WINDOW_GAIN` times better in a window
+  :data:`ANNEAL_WINDOW_FWHM_C` (40 °C) wide centred there (a narrow anneal feature; rate follows through
+  the electrolyte resistance);
+* ``side_reaction_onset_c`` (°C, or None): above it an interphase grows and the interface resistance
+  rises (×(1 + :data:`SIDE_REACTION_GROWTH` · softplus((T − onset)/:data:`SIDE_REACTION_WIDTH_C`))), so
+  rate retention first rises with the operating temperature and then falls (a non-monotone response).
 
 Each world is re-calibrated like the lab: its rate constants are solved so its rate law meets its
 30 C retentions at the paper's cell conditions (300 °C anneal, 25 °C).
 
 :func:`world_family` gives ``n`` worlds deterministically: world 0 is the paper's lab unchanged, worlds
 1 and 2 are the two worlds users reported (:func:`paper_world`, :data:`REPORTED_WORLDS`), the rest are
-drawn at random. Worlds are emulations: none of their numbers is a measurement.
+drawn at random. :data:`NARROW_FEATURE_WORLDS` are two more named worlds (a 40 °C anneal window, a side
+reaction above 70 °C), kept out of :func:`world_family` so earlier results stay comparable. Worlds are
+emulations: none of their numbers is a measurement.
 """
 
 from __future__ import annotations
@@ -71,6 +79,14 @@ CRYSTALLISATION_WIDTH_C = 100.0
 CRYSTALLISATION_RANGE_C = (200.0, 420.0)
 ACTIVATION_RANGE_EV = (0.1, 0.6)
 NOISE_SCALE_RANGE = (0.5, 2.0)
+ANNEAL_WINDOW_FWHM_C = 40.0
+"""Full width at half maximum (°C) of a world's anneal window (the issue-15 report: a film good only in ~40 °C)."""
+ANNEAL_WINDOW_GAIN = 4.0
+"""How many times better the film conducts at the centre of its anneal window."""
+SIDE_REACTION_WIDTH_C = 8.0
+"""°C over which a world's interfacial side reaction sets in (softplus width)."""
+SIDE_REACTION_GROWTH = 8.0
+"""Growth of the interface resistance per softplus unit above the side reaction's onset."""
 
 
 def _resistance_shape(x: np.ndarray) -> np.ndarray:
@@ -141,6 +157,8 @@ class World:
     rate_law: str = "resistance"
     fade_onset: str = "early_drop"
     noise_scale: float = 1.0
+    anneal_window_c: float | None = None
+    side_reaction_onset_c: float | None = None
     note: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -192,6 +210,12 @@ class World:
             parts.append(f"{self.fade_onset} fade")
         if self.noise_scale != paper.noise_scale:
             parts.append(f"noise x{self.noise_scale:.2f}")
+        if self.anneal_window_c is not None:
+            parts.append(
+                f"film x{ANNEAL_WINDOW_GAIN:g} in a {ANNEAL_WINDOW_FWHM_C:g} °C window at {self.anneal_window_c:g} °C"
+            )
+        if self.side_reaction_onset_c is not None:
+            parts.append(f"interface side reaction above {self.side_reaction_onset_c:g} °C")
         return "; ".join(parts) or "the paper's lab unchanged"
 
     # ------------------------------------------------------------ calibration
@@ -238,18 +262,30 @@ class World:
         return rate_constant, {b: rate_constant / c_star[b] - 1.0 for b in BUFFERS}
 
     # ------------------------------------------------------------ noise-free laws (vectorised)
+    def conductivity_s_cm(self, anneal_temp_c: Any, test_temp_c: Any) -> np.ndarray:
+        """The film's ionic conductivity (S/cm): the lab's law with this world's constants, times its anneal window."""
+        sigma = physics.conductivity_s_cm(anneal_temp_c, test_temp_c, self.params)
+        if self.anneal_window_c is None:
+            return sigma
+        sd = ANNEAL_WINDOW_FWHM_C / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        bump = np.exp(-0.5 * ((np.asarray(anneal_temp_c, dtype=float) - self.anneal_window_c) / sd) ** 2)
+        return sigma * ANNEAL_WINDOW_GAIN**bump
+
     def characteristic_rate_c(self, buffer: Any, anneal_temp_c: Any, test_temp_c: Any) -> np.ndarray:
         """C* (in C) of a cell: K / (R_interface(buffer, T) + R_electrolyte(anneal, T)), as in the lab."""
         p = self.params
         rate_constant, interface = self._rate_calibration
-        reference_sigma = physics.conductivity_s_cm(p.value("cell_anneal_temp_c"), p.value("cell_test_temp_c"), p)
-        r_electrolyte = reference_sigma / physics.conductivity_s_cm(anneal_temp_c, test_temp_c, p)
+        reference_sigma = self.conductivity_s_cm(p.value("cell_anneal_temp_c"), p.value("cell_test_temp_c"))
+        r_electrolyte = reference_sigma / self.conductivity_s_cm(anneal_temp_c, test_temp_c)
         r_interface = np.vectorize(interface.__getitem__, otypes=[float])(np.asarray(buffer))
         speed_up = np.exp(
             self.interface_ea_ev
             / physics.K_B_EV
             * (1.0 / physics.kelvin(p.value("cell_test_temp_c")) - 1.0 / physics.kelvin(test_temp_c))
         )
+        if self.side_reaction_onset_c is not None:
+            excess = (np.asarray(test_temp_c, dtype=float) - self.side_reaction_onset_c) / SIDE_REACTION_WIDTH_C
+            r_interface = r_interface * (1.0 + SIDE_REACTION_GROWTH * np.logaddexp(0.0, excess))
         return rate_constant / (r_interface / speed_up + r_electrolyte)
 
     def relative_rate(self, c_rate: Any, c_star: Any) -> np.ndarray:
@@ -281,7 +317,7 @@ class World:
             np.asarray(cycles) <= REFERENCE_CYCLE, 1.0, self.capacity_retention(buffer, test_temp_c, cycles, protocol)
         )
         return {
-            CONDUCTIVITY: physics.conductivity_s_cm(anneal_temp_c, test_temp_c, self.params),
+            CONDUCTIVITY: self.conductivity_s_cm(anneal_temp_c, test_temp_c),
             RATE_RETENTION: rate,
             CAPACITY_RETENTION: capacity,
         }
@@ -310,7 +346,7 @@ class World:
         buffer, protocol = out[BUFFER].to_numpy(), out[PROTOCOL].to_numpy()
         anneal, temp = out[ANNEAL_TEMP_C].to_numpy(float), out[TEST_TEMP_C].to_numpy(float)
         c_rate, cycles = out[C_RATE].to_numpy(float), out[CYCLES].to_numpy(float)
-        sigma = physics.conductivity_s_cm(anneal, temp, self.params)
+        sigma = self.conductivity_s_cm(anneal, temp)
         c_star = self.characteristic_rate_c(buffer, anneal, temp)
         capacity = self.capacity_retention(buffer, temp, cycles, protocol)
         rate_noise = capacity_noise = 0.0
@@ -421,6 +457,21 @@ REPORTED_WORLDS: tuple[World, ...] = (
     ),
 )
 """The two worlds users reported where campaigns failed (issue 8); always worlds 1 and 2 of the family."""
+
+
+NARROW_FEATURE_WORLDS: tuple[World, ...] = (
+    World(
+        name="window-360",
+        anneal_window_c=360.0,
+        note="issue 15: the film is good only in a ~40 °C anneal window (340-380 °C), 4x the conductivity there",
+    ),
+    World(
+        name="side-reaction-70",
+        side_reaction_onset_c=70.0,
+        note="issue 15: an interfacial side reaction above ~70 °C cuts rate retention (non-monotone in temperature)",
+    ),
+)
+"""Worlds with narrow or non-monotone features (issue 15 §3), not part of :func:`world_family`."""
 
 
 def random_world(index: int, seed: int = 0) -> World:

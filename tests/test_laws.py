@@ -112,3 +112,84 @@ def test_measured_at_conditions_reads_each_targets_declared_conditions():
     fixed = Objective("rate_x_capacity", c_rate=10, cycles=300, test_temp_c=25.0)
     assert fixed.measured_at_conditions(observed, 0.5).index.tolist() == [0]
     assert Objective("rate_retention", c_rate=30).measured_at_conditions(observed, 0.5).index.tolist() == [1]
+
+
+# ------------------------------------------------------------------ narrow features (issue 15 §3)
+def _film_scan(world, seed: int = 1) -> pd.DataFrame:
+    """Films every 30 °C of anneal (25-505 °C) at 25 and 80 °C, measured in ``world`` (emulated)."""
+    anneals = np.arange(25.0, 506.0, 30.0)
+    films = pd.DataFrame(
+        {
+            "buffer": "none",
+            "anneal_temp_c": np.repeat(anneals, 2),
+            "test_temp_c": np.tile([25.0, 80.0], len(anneals)),
+            "c_rate": 0.1,
+            "cycles": 1,
+            "protocol": "standard",
+        }
+    )
+    return world.measure_frame(films, np.random.default_rng(seed))
+
+
+def test_narrow_features_fit_the_crystallisation_onset():
+    """The conductivity law's crystallisation step is learned: the lab's film crystallises 300→400 °C (mid 350)."""
+    from surrogate.worlds import paper_world
+
+    films = _film_scan(paper_world())
+    X, y = films[["anneal_temp_c", "test_temp_c"]], np.log10(films[CONDUCTIVITY].to_numpy())
+    narrow = PhysicsPriorGP(target=CONDUCTIVITY, features="narrow").fit(X, y)
+    table = narrow.law_parameters().set_index("name")
+    assert 335.0 <= table.loc["crystallisation_onset_c", "mean"] <= 365.0
+    assert table.loc["crystallisation_ln_step", "mean"] < 0  # the crystalline film conducts less
+    assert {"narrow_anneal_amplitude", "narrow_anneal_length"} <= set(narrow.hyper_names_)
+    smooth = PhysicsPriorGP(target=CONDUCTIVITY).fit(X, y)
+    assert "crystallisation_onset_c" not in set(smooth.law_parameters()["name"])
+    with pytest.raises(InputError, match="features"):
+        PhysicsPriorGP(target=CONDUCTIVITY, features="wiggly").fit(X, y)
+
+
+def test_narrow_feature_worlds():
+    from surrogate.worlds import NARROW_FEATURE_WORLDS, paper_world
+
+    window, side = NARROW_FEATURE_WORLDS
+    anneal = np.array([300.0, 340.0, 360.0, 380.0, 420.0])
+    gain = window.conductivity_s_cm(anneal, 25.0) / paper_world().conductivity_s_cm(anneal, 25.0)
+    assert np.allclose(gain, [1.0, 2.0, 4.0, 2.0, 1.0], atol=0.01)  # ×4 at the centre, ×2 at ±20 °C
+    temps = np.array([25.0, 55.0, 90.0, 120.0])
+    rate = side.truth_arrays("sio2", 300.0, temps, 10.0, 100)[RATE_RETENTION]
+    assert rate[1] > rate[0] and rate[1] > rate[2] > 0  # rises, then the side reaction cuts it
+    paper_rate = paper_world().truth_arrays("sio2", 300.0, temps, 10.0, 100)[RATE_RETENTION]
+    assert np.all(np.diff(paper_rate) > 0)  # the paper's lab: monotone in temperature
+    assert "window" in window.describe() and "side reaction" in side.describe()
+
+
+# ------------------------------------------------------------------ coupled physics (issue 15 §1)
+def test_rate_coupled_to_the_film_follows_its_conductivity():
+    """σ data of other anneals informs rate there: the embedded cells are all on the 300 °C film at 25 °C."""
+    from scipy.special import expit
+    from sklearn.base import clone
+
+    from surrogate.dataset import load_default_dataset
+    from surrogate.evaluation import training_xy
+    from surrogate.models.physics_gp import FilmCoupling
+    from surrogate.worlds import paper_world
+
+    data = load_default_dataset()
+    Xc, yc, _ = training_xy(data, CONDUCTIVITY)
+    film = FilmCoupling(PhysicsPriorGP(target=CONDUCTIVITY).fit(Xc, yc))
+    X, y, _ = training_xy(data, RATE_RETENTION)
+    coupled = PhysicsPriorGP(target=RATE_RETENTION, film=film).fit(X, y)
+    uncoupled = PhysicsPriorGP(target=RATE_RETENTION).fit(X, y)
+    assert "electrolyte_ea_ev" not in set(coupled.law_parameters()["name"])  # the film supplies it
+    design = pd.DataFrame({"buffer": "sio2", "anneal_temp_c": 400.0, "test_temp_c": [25.0, 60.0], "c_rate": 10.0})
+    truth = paper_world().truth_arrays("sio2", 400.0, design["test_temp_c"].to_numpy(), 10.0, 100)[RATE_RETENTION]
+    errors = {}
+    for name, model in (("coupled", coupled), ("uncoupled", uncoupled)):
+        mean, sd = model.predict(design, return_std=True)
+        errors[name] = np.abs(expit(mean) - truth)
+        if name == "coupled":  # its 90% interval holds the crystallised film's lower rate
+            assert np.all((expit(mean - 1.645 * sd) <= truth) & (truth <= expit(mean + 1.645 * sd)))
+    assert np.all(errors["coupled"] < errors["uncoupled"])
+    assert clone(coupled).film is not None and hasattr(clone(coupled).film.model, "theta_")
+    with pytest.raises(InputError, match="film"):
+        PhysicsPriorGP(target=CONDUCTIVITY, film=film).fit(Xc, yc)

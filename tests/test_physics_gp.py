@@ -77,6 +77,7 @@ def test_params_round_trip_and_clone():
         "categories": {"buffer": ["sio2"]},
         "reading_sd": 0.005,
         "max_iter": 60,
+        "features": "smooth",
     }
     copy = clone(model)
     assert copy.get_params() == params and copy is not model

@@ -59,11 +59,26 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
-from surrogate.design import BUFFER, C_RATE, CONDUCTIVITY, CYCLES, PROTOCOL, TEST_TEMP_C, canonical_buffer
+from surrogate.design import (
+    ANNEAL_TEMP_C,
+    BUFFER,
+    C_RATE,
+    CONDUCTIVITY,
+    CYCLES,
+    PROTOCOL,
+    TEST_TEMP_C,
+    canonical_buffer,
+)
 from surrogate.errors import InputError
 from surrogate.laws import (
+    COUPLING_REFERENCE,
     HYPER_BOUNDS,
     LENGTH_PRIORS,
+    NARROW_ANNEAL_AMPLITUDE,
+    NARROW_ANNEAL_LENGTH,
+    NARROW_ANNEAL_LENGTH_BOUNDS,
+    RATE,
+    SIGMA_SHIFT,
     Law,
     contract_to_model,
     gp_coordinate,
@@ -77,8 +92,32 @@ from surrogate.targets import get_target
 
 _JITTER = 1e-8
 
+FEATURE_KINDS: tuple[str, ...] = ("smooth", "narrow")
+"""The ``features`` a model can see: narrow (anneal windows, a crystallisation step) or smooth only."""
+
 CONSTANT_PRIOR_SD = 3.0
 """Prior sd (natural units) of the constant mean of ``mean="constant"`` (centred on 0)."""
+
+
+@dataclass
+class FilmCoupling:
+    """A fitted conductivity model (``predict(X)`` → log10 σ) that a rate model's electrolyte term follows.
+
+    :meth:`ln_sigma_shift` is ln σ(anneal, T) − ln σ at :data:`~surrogate.laws.COUPLING_REFERENCE` (the
+    posterior mean; its uncertainty is not propagated). Not an estimator, so ``sklearn.clone`` of a rate
+    model keeps the fitted film model.
+    """
+
+    model: Any
+
+    def ln_sigma_shift(self, anneal_temp_c: np.ndarray, test_temp_c: np.ndarray) -> np.ndarray:
+        """ln σ(anneal, T) − ln σ(reference) of the film (anneal and test temperatures in °C)."""
+        frame = pd.DataFrame(
+            {ANNEAL_TEMP_C: np.asarray(anneal_temp_c, float), TEST_TEMP_C: np.asarray(test_temp_c, float)}
+        )
+        reference = pd.DataFrame({k: [v] for k, v in COUPLING_REFERENCE.items()})
+        shift = np.asarray(self.model.predict(frame), dtype=float) - float(np.asarray(self.model.predict(reference))[0])
+        return np.log(10.0) * shift
 
 
 @dataclass
@@ -149,6 +188,15 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
     reading_sd : resolution of a retention reading (fraction): its variance, mapped to the modelling space
         (:func:`reading_variance`), is added to each row's noise, so readings that say little weigh little.
     max_iter : L-BFGS-B iterations of the hyper-parameter fit.
+    film : optional :class:`FilmCoupling`: a fitted conductivity model the rate law couples to (its
+        electrolyte resistance follows the film's predicted conductivity at each anneal and temperature,
+        so σ(T) data informs rate(T)); None (default): the law's own electrolyte Arrhenius term.
+    features : ``"smooth"`` (default): one smooth kernel and the law without narrow terms (the model before
+        issue 15 §3). ``"narrow"``: the discrepancy has, besides its smooth part, an anneal-only part with a
+        short length scale (about 20 °C, :data:`~surrogate.laws.NARROW_ANNEAL_LENGTH`), so a ~40 °C anneal
+        window can be represented, and the law gets its narrow-feature terms (conductivity: a crystallisation
+        step whose onset and width are fitted, :data:`~surrogate.laws.CRYSTALLISATION_PRIORS`). Measured in
+        ``benchmarks/results/surrogate_accuracy_narrow.md``; tuning (``surrogate tune``) chooses between them.
 
     ``fit(X, y)``: X has design columns (those of the target's declared ``inputs`` present are used), y the target
     in natural space. ``predict(X, return_std=True)``: mean and the std of a fresh measurement (natural
@@ -163,6 +211,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         categories: dict[str, Any] | None = None,
         reading_sd: float = 0.005,
         max_iter: int = 60,
+        features: str = "smooth",
+        film: FilmCoupling | None = None,
     ) -> None:
         self.target = target
         self.mean = mean
@@ -170,12 +220,20 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.categories = categories
         self.reading_sd = reading_sd
         self.max_iter = max_iter
+        self.features = features
+        self.film = film
 
     # -------------------------------------------------------------- encoding
     def _check_params(self) -> None:
         self._law()  # an undeclared target, or one without a law, is an InputError naming it
         if self.mean not in ("physics", "constant"):
             raise InputError(f"mean: {self.mean!r} must be 'physics' or 'constant'")
+        if self.features not in FEATURE_KINDS:
+            raise InputError(f"features: {self.features!r} must be one of {', '.join(FEATURE_KINDS)}")
+        if self.film is not None and not (
+            isinstance(self.film, FilmCoupling) and self._law().coupled_drop and self.mean == "physics"
+        ):
+            raise InputError(f"film: a FilmCoupling couples a physics-mean {RATE.name!r} law only, not {self.target}")
         if int(self.max_points) < 2:
             raise InputError(f"max_points: {self.max_points} must be at least 2")
         if not np.isfinite(float(self.reading_sd)) or float(self.reading_sd) < 0:
@@ -194,6 +252,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         else:
             buffer = np.zeros(n, dtype=int)
         law = {
+            ANNEAL_TEMP_C: frame[ANNEAL_TEMP_C].to_numpy(float)[:, None]
+            if ANNEAL_TEMP_C in frame
+            else np.full((n, 1), 300.0),
             TEST_TEMP_C: frame[TEST_TEMP_C].to_numpy(float)[:, None] if TEST_TEMP_C in frame else np.full((n, 1), 25.0),
             BUFFER: buffer[:, None],
             C_RATE: frame[C_RATE].to_numpy(float)[:, None] if C_RATE in frame else np.full((n, 1), 1.0),
@@ -202,6 +263,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             if PROTOCOL in frame
             else np.zeros((n, 1)),
         }
+        if self.film is not None:
+            law[SIGMA_SHIFT] = self.film.ln_sigma_shift(law[ANNEAL_TEMP_C][:, 0], law[TEST_TEMP_C][:, 0])[:, None]
         numeric = []
         for column in self.gp_inputs_:
             values = law[PROTOCOL][:, 0] if column == PROTOCOL else frame[column].to_numpy(float)
@@ -242,6 +305,11 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             mean.append(prior.mean)
             sd.append(prior.sd)
             bounds.append(HYPER_BOUNDS["length"])
+        if self.narrow_kernel_:
+            names += ["narrow_anneal_amplitude", "narrow_anneal_length"]
+            mean += [NARROW_ANNEAL_AMPLITUDE.mean, NARROW_ANNEAL_LENGTH.mean]
+            sd += [NARROW_ANNEAL_AMPLITUDE.sd, NARROW_ANNEAL_LENGTH.sd]
+            bounds += [HYPER_BOUNDS["amplitude"], NARROW_ANNEAL_LENGTH_BOUNDS]
         names.append("noise")
         mean.append(noise.mean)
         sd.append(noise.sd)
@@ -251,8 +319,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
 
     def _kernel_parts(
         self, h: np.ndarray, a: _Inputs, b: _Inputs
-    ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray]]:
-        """(shared part, buffer part or None, squared differences per input / length²) of k(a, b)."""
+    ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        """(shared part, buffer part or None, squared differences per input / length², narrow part and its
+        squared anneal differences / length², or None) of k(a, b)."""
         k = 1 + int(self.use_buffer_)
         lengths = np.exp(h[k : k + len(self.gp_inputs_)])
         scaled = [((a.z[:, [d]] - b.z[:, d][None, :]) / lengths[d]) ** 2 for d in range(len(lengths))]
@@ -262,14 +331,24 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         if self.use_buffer_:
             same = a.buffer[:, None] == b.buffer[None, :]
             per_buffer = np.exp(2 * h[1]) * rbf * same
-        return shared, per_buffer, scaled
+        narrow = None
+        if self.narrow_kernel_:  # anneal-only, short length scale: a narrow window of the film
+            d = self.gp_inputs_.index(ANNEAL_TEMP_C)
+            i = k + len(self.gp_inputs_)
+            sq = ((a.z[:, [d]] - b.z[:, d][None, :]) / np.exp(h[i + 1])) ** 2
+            narrow = (np.exp(2 * h[i]) * np.exp(-0.5 * sq), sq)
+        return shared, per_buffer, scaled, narrow
 
     def _kernel(self, h: np.ndarray, a: _Inputs, b: _Inputs) -> np.ndarray:
-        shared, per_buffer, _ = self._kernel_parts(h, a, b)
-        return shared if per_buffer is None else shared + per_buffer
+        shared, per_buffer, _, narrow = self._kernel_parts(h, a, b)
+        total = shared if per_buffer is None else shared + per_buffer
+        return total if narrow is None else total + narrow[0]
 
     def _prior_variance(self, h: np.ndarray) -> float:
-        return float(np.exp(2 * h[0]) + (np.exp(2 * h[1]) if self.use_buffer_ else 0.0))
+        variance = np.exp(2 * h[0]) + (np.exp(2 * h[1]) if self.use_buffer_ else 0.0)
+        if self.narrow_kernel_:
+            variance += np.exp(2 * h[1 + int(self.use_buffer_) + len(self.gp_inputs_)])
+        return float(variance)
 
     # -------------------------------------------------------------- fitting
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsPriorGP:
@@ -311,6 +390,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.categories_ = {BUFFER: vocabulary} if self.use_buffer_ else {}
         self.n_slots_ = len(self.categories_.get(BUFFER, ())) + 1
         self.gp_inputs_ = tuple(c for c in used if c != BUFFER)
+        narrow = self.features == "narrow" and self.mean == "physics"
+        self.narrow_kernel_ = narrow and ANNEAL_TEMP_C in self.gp_inputs_
+        self.narrow_law_ = narrow and ANNEAL_TEMP_C in used and bool(self._law().narrow_priors)
         if self.mean == "constant":
             self.param_names_, self.prior_mean_, self.prior_sd_ = (
                 ["constant"],
@@ -318,7 +400,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
                 np.full(1, CONSTANT_PRIOR_SD),
             )
         else:
-            self.param_names_, self.prior_mean_, self.prior_sd_ = self._law().parameters(self.n_slots_)
+            self.param_names_, self.prior_mean_, self.prior_sd_ = self._law().parameters(
+                self.n_slots_, self.narrow_law_, self.film is not None
+            )
         names, h_mean, h_sd, h_low, h_high = self._hyper_layout()
         self.hyper_names_ = names
         inputs = self._encode(frame)
@@ -384,8 +468,11 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         k_buffer = 1 + int(self.use_buffer_)
 
         def negative_log_posterior(h: np.ndarray) -> tuple[float, np.ndarray]:
-            shared, per_buffer, scaled = self._kernel_parts(h, inputs, inputs)
+            shared, per_buffer, scaled, narrow = self._kernel_parts(h, inputs, inputs)
             signal = shared if per_buffer is None else shared + per_buffer
+            smooth = signal
+            if narrow is not None:
+                signal = signal + narrow[0]
             noise = np.exp(2 * h[-1])
             c = signal + basis
             c[np.diag_indices(n)] += noise + self.train_reading_variance_ + _JITTER
@@ -401,7 +488,11 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             if per_buffer is not None:
                 grad[1] = np.sum(w * per_buffer)
             for d, sq in enumerate(scaled):
-                grad[k_buffer + d] = 0.5 * np.sum(w * signal * sq)
+                grad[k_buffer + d] = 0.5 * np.sum(w * smooth * sq)
+            if narrow is not None:
+                i = k_buffer + len(scaled)
+                grad[i] = np.sum(w * narrow[0])
+                grad[i + 1] = 0.5 * np.sum(w * narrow[0] * narrow[1])
             grad[-1] = np.trace(w) * noise
             z = (h - h_mean) / h_sd
             return float(value + 0.5 * z @ z), grad + z / h_sd

@@ -106,7 +106,10 @@ def _make_physics_gp(target: str, **params: Any) -> Any:
 
 
 def _suggest_physics_gp(trial: optuna.Trial, target: str) -> dict[str, Any]:
-    return {"max_points": trial.suggest_int("max_points", 100, 400, step=50)}
+    return {
+        "max_points": trial.suggest_int("max_points", 100, 400, step=50),
+        "features": trial.suggest_categorical("features", ["smooth", "narrow"]),
+    }
 
 
 FAMILIES: dict[str, FamilySpec] = {
