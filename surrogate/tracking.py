@@ -60,6 +60,9 @@ _BUNDLE_ARTIFACT = "surrogate"
 _PIP_PACKAGES = ("mlflow", "scikit-learn", "torch", "pandas", "numpy", "scipy", "joblib", "cloudpickle")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# With an MLflow server MLflow writes "View run … at: <url>" on stdout at each run's end, which breaks `--json`
+# (one JSON document on stdout, nothing else): the CLI prints the run's UI link itself.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def tracking_uri() -> str:
