@@ -827,7 +827,10 @@ def target_outlook(data: pd.DataFrame, target: str, families: list[str] | None =
     """
     if target not in data.columns or not data[target].notna().any():
         return None
-    X, y, meta = training_xy(data, target)
+    try:
+        X, y, meta = training_xy(data, target)
+    except InputError as exc:  # e.g. a column the target's features need
+        return TargetOutlook(target, 0, "none", str(exc))
     smallest = min(FAMILIES[name].min_rows for name in check_families(families))
     if len(y) < smallest:
         why = f"{len(y)} training row(s); cross-validation needs ≥ {smallest}"
@@ -836,7 +839,8 @@ def target_outlook(data: pd.DataFrame, target: str, families: list[str] | None =
         if len(short) < n_plans:
             names = ", ".join(p.name for p in short)
             return TargetOutlook(target, len(y), "select", f"split(s) {names} cannot be scored" if short else "")
-        why = "too few groups for cross-validation (" + "; ".join(f"{p.name}: {p.skipped}" for p in short) + ")"
+        reasons = "; ".join(f"{p.name}: {p.skipped}" for p in short) or "no selecting split is declared"
+        why = f"too few groups for cross-validation ({reasons})"
     try:
         _small_data_fallback(target, X, y, meta, {})
     except InputError as exc:

@@ -262,8 +262,8 @@ def test_cli_validate_good_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert run_cli(["data", "validate", str(GOOD_FILE)], monkeypatch) == 0
     out, err = capsys.readouterr()
     assert "valid, 8 row(s)" in out and "conductivity_s_cm (3)" in out and "25 to 80 °C" in out
-    # 8 rows are too few to cross-validate: the warnings say so ahead of training, the file is still valid
-    assert "cross-validation needs ≥ 4" in err and "physics law will be fitted to all rows" in err
+    # 8 rows are too few to train anything: the warning gives train's reason ahead of it, the file is still valid
+    assert "surrogate train will refuse this file" in err and "cross-validation needs ≥ 4" in err
 
 
 def test_cli_validate_good_file_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

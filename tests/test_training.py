@@ -494,6 +494,15 @@ def test_a_champion_whose_data_is_gone_is_not_compared_and_says_why(tmp_path) ->
     assert not better and "gone.csv" in why and "cannot be read again" in why
 
 
+def test_the_champions_rows_that_the_new_data_also_has_are_not_held_out() -> None:
+    from surrogate.dataset import load_default_dataset
+    from training.train import _held_out
+
+    champion_rows = load_default_dataset()
+    assert _held_out(champion_rows, champion_rows).empty
+    assert len(_held_out(champion_rows, champion_rows.iloc[:100])) == len(champion_rows) - 100
+
+
 # ------------------------------------------------------------------ validate and train agree
 def _table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
     from surrogate.schema import validate_frame

@@ -406,9 +406,9 @@ def champion_validation_rows(champion: Surrogate) -> tuple[pd.DataFrame | None, 
 def _held_out(champion_rows: pd.DataFrame, new_data: pd.DataFrame) -> pd.DataFrame:
     """The champion's rows that are not rows of the new training data (same values in every shared column)."""
     shared = [c for c in champion_rows.columns if c in new_data.columns]
-    keys = new_data[shared].drop_duplicates()
-    merged = champion_rows.merge(keys, on=shared, how="left", indicator=True)
-    return champion_rows[(merged["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
+    seen = set(new_data[shared].astype(str).itertuples(index=False, name=None))
+    rows = champion_rows[shared].astype(str).itertuples(index=False, name=None)
+    return champion_rows[[row not in seen for row in rows]].reset_index(drop=True)
 
 
 def compare_on_champion_split(
