@@ -21,7 +21,8 @@ once it has one). ``SURROGATE_ACCESS_LOG=1`` turns on BentoML's per-request acce
 :data:`ACCESS_LOG_ENV`).
 
 Errors: every answer of 400 or more is JSON ``{"error": ..., "detail": [...]}`` (:class:`serving.schemas.ErrorResponse`);
-library errors map as InputError → 400, NotFoundError → 404, ConflictError → 409 (with ``trial``); bad token 401,
+library errors map as InputError → 400, NotFoundError → 404, ConflictError → 409 (with ``trial``), BusyError
+→ 503 with ``Retry-After`` (a campaign busy for longer than its lock wait); bad token 401,
 oversized bodies 413, non-JSON bodies 415 and unexpected errors 500 (with ``request_id``) come from
 :mod:`serving.middleware`.
 """
@@ -76,7 +77,7 @@ from serving.schemas import (
 )
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
 from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
-from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError
+from surrogate.errors import BusyError, ConflictError, DataValidationError, InputError, NotFoundError
 from surrogate.models.base import DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
 from surrogate.settings import get_settings
@@ -117,6 +118,10 @@ def error_answer(exc: Exception) -> JSONResponse:
     """The JSON answer for any exception: library and service errors by kind, anything else a logged 500."""
     if isinstance(exc, ServiceError):
         return _error(exc.status, str(exc), exc.detail)
+    if isinstance(exc, BusyError):  # a campaign's lock stayed taken: nothing was done, retry later
+        busy = _error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+        busy.headers["Retry-After"] = str(exc.retry_after_s)
+        return busy
     if isinstance(exc, NotFoundError):
         return _error(HTTPStatus.NOT_FOUND, str(exc))
     if isinstance(exc, ConflictError):

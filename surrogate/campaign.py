@@ -238,7 +238,7 @@ class Campaign:
         """Hold the campaign's lock (every process and host sharing the storage)."""
         from surrogate.storage import exclusive
 
-        with exclusive(self.storage, LOCK_PREFIX + self.name):
+        with exclusive(self.storage, LOCK_PREFIX + self.name, what=f"campaign {self.name!r}"):
             yield
 
     # ---------------------------------------------------------------- create / load
@@ -380,6 +380,11 @@ class Campaign:
         if start is None:
             start = (trial.datetime_start or datetime.now()).astimezone(UTC)
         return start + timedelta(seconds=self.lease_s)
+
+    def _any_expired(self) -> bool:
+        """Whether a pending suggestion is past its lease (read without the lock; reclaiming re-reads under it)."""
+        now = datetime.now(UTC)
+        return any(self._lease_expiry(t) <= now for t in self._trials((TrialState.RUNNING,)))
 
     def _reclaim_expired(self) -> list[int]:
         """Return suggestions past their lease to the pool (their trials FAIL, ``lease_expired``); call locked."""
@@ -910,8 +915,9 @@ class Campaign:
         larger than the differences near the optimum, the two differ, and the recommendation is the better
         bet. ``recommend=False`` skips fitting the model (a quick status).
         """
-        with self._locked():
-            self._reclaim_expired()
+        if self._any_expired():  # the lock only when there is something to reclaim: a status waits for no one
+            with self._locked():
+                self._reclaim_expired()
         trials = self.study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         expired = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("lease_expired")]

@@ -52,3 +52,14 @@ class ConflictError(InputError):
     def __init__(self, message: str, trial: int | None = None) -> None:
         super().__init__(message)
         self.trial = trial
+
+
+class BusyError(InputError):
+    """A shared resource (a campaign's lock) stayed taken longer than the caller waits: retry later.
+
+    CLI exit 2 with the message; HTTP 503 with ``Retry-After: retry_after_s`` (seconds). Nothing was written.
+    """
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -465,39 +466,139 @@ def storage_connection(storage: optuna.storages.RDBStorage) -> Iterator[Any]:
         yield connection
 
 
+LOCK_WAIT_S = 30.0
+"""Seconds :func:`exclusive` waits for a lock before it raises :class:`~surrogate.errors.BusyError`."""
+LOCK_RETRY_AFTER_S = 5
+"""Seconds a caller that got :class:`~surrogate.errors.BusyError` is told to wait (HTTP ``Retry-After``)."""
+LOCK_POOL_SIZE = 2
+LOCK_POOL_OVERFLOW = 8
+"""Connections of the engine that holds PostgreSQL advisory locks (per storage URL and process): one per lock
+held at the same time; a waiter holds none."""
+_POLL_FIRST_S = 0.02
+_POLL_MAX_S = 0.25
+
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
+_LOCK_ENGINES: dict[str, Any] = {}
+
+
+def _lock_engine(url: str) -> Any:
+    """The process's engine for advisory locks on ``url``: its own small pool, autocommit (no open transaction)."""
+    import sqlalchemy
+
+    with _PROCESS_LOCKS_GUARD:
+        engine = _LOCK_ENGINES.get(url)
+        if engine is None:
+            engine = sqlalchemy.create_engine(
+                database_url(url),
+                pool_size=LOCK_POOL_SIZE,
+                max_overflow=LOCK_POOL_OVERFLOW,
+                pool_timeout=_POLL_MAX_S,
+                pool_pre_ping=True,
+                isolation_level="AUTOCOMMIT",
+            )
+            _LOCK_ENGINES[url] = engine
+        return engine
+
+
+def _busy(what: str, wait_s: float) -> Exception:
+    from surrogate.errors import BusyError
+
+    return BusyError(
+        f"{what} is busy: another call (a suggestion being computed, or a large observe) has held it for more "
+        f"than {wait_s:g} s; nothing was done: retry in a few seconds",
+        retry_after_s=LOCK_RETRY_AFTER_S,
+    )
+
+
+def _polling(try_once: Any, what: str, wait_s: float) -> Any:
+    """Call ``try_once()`` until it returns something other than None, sleeping in between (backing off, with
+    jitter), for up to ``wait_s`` seconds; :class:`~surrogate.errors.BusyError` after that."""
+    import random
+
+    deadline = time.monotonic() + wait_s
+    pause = _POLL_FIRST_S
+    while True:
+        got = try_once()
+        if got is not None:
+            return got
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _busy(what, wait_s)
+        time.sleep(min(left, pause * random.uniform(0.5, 1.0)))
+        pause = min(pause * 2, _POLL_MAX_S)
 
 
 @contextmanager
-def exclusive(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]:
+def _advisory_lock(url: str, number: int, what: str, wait_s: float) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock ``number`` on a connection of :func:`_lock_engine`."""
+    import sqlalchemy
+
+    engine = _lock_engine(url)
+
+    def try_once() -> Any:
+        try:
+            connection = engine.connect()
+        except sqlalchemy.exc.TimeoutError:  # every lock connection is holding a lock: wait as for the lock
+            return None
+        try:
+            if connection.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": number}).scalar():
+                return connection
+        except BaseException:
+            connection.close()
+            raise
+        connection.close()  # not ours yet: the connection goes back to the pool while we wait
+        return None
+
+    connection = _polling(try_once, what, wait_s)
+    try:
+        yield
+    finally:
+        try:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+        except BaseException:
+            connection.invalidate()  # closing the session releases the lock; it never returns to the pool
+            raise
+        finally:
+            connection.close()
+
+
+@contextmanager
+def exclusive(
+    storage: optuna.storages.BaseStorage, key: str, wait_s: float | None = None, what: str | None = None
+) -> Iterator[None]:
     """Hold a lock named ``key`` across every process (and host) using ``storage`` while the block runs.
 
-    PostgreSQL: a session advisory lock (``pg_advisory_lock``) on a 64-bit hash of ``key``, held on a
-    connection of the storage's engine, so it works across hosts. SQLite files: an exclusive ``flock`` on
+    Waits up to ``wait_s`` seconds (default :data:`LOCK_WAIT_S`), then raises
+    :class:`~surrogate.errors.BusyError` naming ``what`` (default: the key). PostgreSQL: a session advisory
+    lock on a 64-bit hash of ``key``, taken with ``pg_try_advisory_lock`` on a connection of a small engine of
+    its own (:func:`_lock_engine`), so it works across hosts; a waiter polls and holds no connection, and the
+    storage's own pool is never used for locks. SQLite files: an exclusive ``flock`` on
     ``<database>.<hash>.lock`` next to the database (processes of one host, which is all SQLite serves).
     Other storages (in-memory, MySQL, ...): a lock within this process only.
     """
+    wait = LOCK_WAIT_S if wait_s is None else float(wait_s)
+    what = what or f"lock {key!r}"
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     url = storage.url if isinstance(storage, optuna.storages.RDBStorage) else ""
     if url.startswith("postgresql"):
-        import sqlalchemy
-
-        number = int.from_bytes(digest[:8], "big", signed=True)
-        with storage.engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": number})
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
-                connection.commit()
+        with _advisory_lock(url, int.from_bytes(digest[:8], "big", signed=True), what, wait):
+            yield
         return
     database = url.split(":///", 1)[1] if url.startswith("sqlite:///") else ""
     if database and database != ":memory:":
         import fcntl
 
         with open(f"{database}.{digest[:6].hex()}.lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+
+            def try_once() -> bool | None:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return None
+                return True
+
+            _polling(try_once, what, wait)
             try:
                 yield
             finally:
@@ -505,8 +606,12 @@ def exclusive(storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]:
         return
     with _PROCESS_LOCKS_GUARD:
         lock = _PROCESS_LOCKS.setdefault(key, threading.Lock())
-    with lock:
+    if not lock.acquire(timeout=wait):
+        raise _busy(what, wait)
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def _redact(url: str) -> str:

@@ -603,3 +603,36 @@ def test_listing_and_creating_campaigns_read_no_trials(store, monkeypatch):
     again = create(instance, name, "conductivity", test_temp_c=60.0, **options)
     assert again.status_code == 409 and "already exists" in json.loads(again.body)["error"]
     assert campaign.study_id not in read
+
+
+def test_a_lock_held_too_long_is_a_busy_error_and_other_keys_are_free(store):
+    """Finding 3 of issue 18: a waiter gives up after its wait with BusyError (HTTP 503), on every storage."""
+    from surrogate.errors import BusyError
+    from surrogate.storage import exclusive, get_storage
+
+    url, name = store
+    storage = get_storage(url)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with exclusive(get_storage(url), f"test:{name}"):
+            held.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(timeout=30)
+        with (
+            pytest.raises(BusyError, match=f"campaign '{name}' is busy") as caught,
+            exclusive(storage, f"test:{name}", wait_s=0.3, what=f"campaign {name!r}"),
+        ):
+            pytest.fail("entered a lock another thread holds")
+        assert caught.value.retry_after_s > 0
+        with exclusive(storage, f"test:{name}-other", wait_s=0.3):  # another campaign's lock is free
+            pass
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    with exclusive(storage, f"test:{name}", wait_s=5):  # released: taken again at once
+        pass

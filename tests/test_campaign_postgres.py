@@ -131,3 +131,73 @@ def test_simultaneous_suggest_with_one_new_client_id_creates_one_batch_on_postgr
     results = concurrent_same_client_suggest(pg_url, study_name)
     assert all(r == results[0] for r in results) and len(results[0]) == 2
     assert [s.trial for s in campaign.pending()] == results[0]
+
+
+def test_concurrent_status_calls_never_exhaust_the_pool_and_busy_is_a_clean_503(pg_url, study_name, monkeypatch):
+    """Finding 3 of issue 18: 32 concurrent GET /campaigns/NAME while another call holds the campaign's lock.
+
+    Before, each status waited on ``pg_advisory_lock`` holding a pooled connection of the storage, so the
+    pool ran dry and answered 500s (with a pool of 2 here, as with 5 + 10 under 32 requests). Now a waiter
+    holds no connection: every answer is a 200 or a clean 503 with ``Retry-After``, and another campaign
+    answers 200 meanwhile. The service's route body runs on a stand-in for the service instance.
+    """
+    import threading
+    import types
+
+    import serving.service as service
+    from surrogate import storage as storage_module
+    from surrogate.campaign import LOCK_PREFIX, Campaign
+    from surrogate.objectives import Objective
+    from surrogate.storage import database_url, exclusive, get_storage
+
+    objective = Objective("conductivity", test_temp_c=60.0)
+    busy = Campaign.create(study_name, objective, storage=pg_url, lease_s=0.5)
+    busy.suggest(2)
+    other = Campaign.create(study_name + "-b", objective, storage=pg_url)
+    time.sleep(0.6)  # the suggestions' leases ran out: a status must take the lock to reclaim them
+    small_pool = optuna.storages.RDBStorage(
+        database_url(pg_url),
+        engine_kwargs={"pool_size": 2, "max_overflow": 0, "pool_timeout": 20, "pool_pre_ping": True},
+    )
+    instance = types.SimpleNamespace(_storage=lambda: small_pool)
+    instance._campaign = lambda name: service.Surrogate.inner._campaign(instance, name)
+    monkeypatch.setattr(storage_module, "LOCK_WAIT_S", 1.5, raising=False)
+
+    def answer(name: str) -> tuple[int, str | None]:
+        try:
+            service.Surrogate.inner.campaign_status(instance, name)
+        except Exception as exc:  # noqa: BLE001 - mapped exactly as the service maps it
+            response = service.error_answer(exc)
+            return response.status_code, response.headers.get("retry-after")
+        return 200, None
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another worker computing a long suggestion for the busy campaign
+        with exclusive(get_storage(pg_url), LOCK_PREFIX + study_name):
+            held.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(timeout=30)
+        results: list[tuple[int, str | None]] = [(0, None)] * 32
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, answer(study_name))) for i in range(32)]
+        for t in threads:
+            t.start()
+        other_answer = answer(other.name)  # another campaign is not blocked, and the pool is not dry
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert other_answer == (200, None)
+    assert {code for code, _ in results} <= {200, 503}, results
+    assert all(retry == str(storage_module.LOCK_RETRY_AFTER_S) for code, retry in results if code == 503)
+    assert sum(code == 503 for code, _ in results) == 32  # the lock stayed taken past every wait
+    assert answer(study_name) == (200, None)  # once free, the status reclaims the expired suggestions
+    status = Campaign.load(study_name, pg_url).status(recommend=False)
+    assert status["expired"] == 2 and status["pending"] == 0
+    with contextlib.suppress(KeyError):
+        optuna.delete_study(study_name=study_name + "-b", storage=get_storage(pg_url))
