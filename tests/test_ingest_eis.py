@@ -85,6 +85,22 @@ def test_csv_with_named_columns_and_minus_imaginary(tmp_path):
     assert np.all(spectrum.z_imag_ohm < 0)
 
 
+def test_minimal_crlf_mpt_as_a_virtual_lab_would_write_it(tmp_path):
+    simulated = simulate_spectrum(PAPER_CIRCUIT, [50, 2000, 1e-9, 0.85], FREQUENCY_HZ, 0.01, seed=1)
+    rows = [
+        f"{f:.7E}\t{zr:.7E}\t{-zi:.7E}"
+        for f, zr, zi in zip(simulated.frequency_hz, simulated.z_real_ohm, simulated.z_imag_ohm, strict=True)
+    ]
+    text = "\r\n".join(["EC-Lab ASCII FILE", "Nb header lines : 3", "freq/Hz\tRe(Z)/Ohm\t-Im(Z)/Ohm\t", *rows]) + "\r\n"
+    path = tmp_path / "lab.mpt"
+    path.write_bytes(text.encode("latin-1"))
+    spectrum = read_spectrum(path)
+    assert spectrum.source_format == "biologic-mpt"
+    np.testing.assert_allclose(spectrum.impedance_ohm, simulated.impedance_ohm, rtol=1e-6)
+    f_ref, z_ref = preprocessing.readFile(str(path), instrument="biologic")
+    np.testing.assert_allclose(spectrum.impedance_ohm, z_ref)
+
+
 # ------------------------------------------------------------------ readers: bad input
 def test_unknown_format_names_the_file(tmp_path):
     path = tmp_path / "notes.txt"
@@ -119,7 +135,7 @@ def test_truncated_last_row_is_named(tmp_path):
         read_spectrum(path)
     row, reason = _problem(exc)
     assert row == len(lines)
-    assert "truncated" in reason
+    assert reason == "3 fields where the first data row has 11: the file looks truncated"
 
 
 def test_truncated_header_is_named(tmp_path):
