@@ -252,7 +252,7 @@ def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, ...]:
             continue
         if len(cells) < expected_fields or len(cells) <= max(table.columns):
             truncated = index == last_index
-            reason = f"{len(cells)} fields where the rows above have {expected_fields}"
+            reason = f"{len(cells)} fields where the first data row has {expected_fields}"
             problems.append(Problem(row, None, reason + (": the file looks truncated" if truncated else "")))
             continue
         numbers = []
