@@ -89,6 +89,16 @@ def test_cycler_files_become_schema_rows_with_provenance(cells):
     assert len(result.sources) == 2
 
 
+def test_trial_numbers_are_copied_for_campaign_observe(cells):
+    _edit(cells, lambda d: d["files"][0].update({"trial": 4}))
+    rows = ingest(cells).rows
+    assert rows.loc[rows["sample_id"] == "rate-sio2", "trial"].tolist() == [4] * 6
+    assert rows.loc[rows["sample_id"] == "cycle-lipon", "trial"].isna().all()
+    _edit(cells, lambda d: d["files"][0].update({"trial": "x"}))
+    with pytest.raises(DataValidationError, match=r"row 1, column 'trial': 'x' is not a trial number"):
+        ingest(cells)
+
+
 def test_bad_files_are_all_reported_with_their_entry(cells, tmp_path):
     folder = cells.parent
     shutil.copy(RAW / "eis" / "exampleDataBioLogic.mpt", folder / "spectrum.mpt")

@@ -37,6 +37,8 @@ field                  meaning
 ``reference_cycle``    cycling: the cycle retention is measured against (default: the first
                        complete one); it becomes ``cycles`` = 1 in the rows
 ``format``             rate / cycling: the cycler format, when detection from the header is not wanted
+``trial``              the campaign suggestion this file answers (its trial number): copied to the
+                       rows' ``trial`` column, which ``surrogate campaign observe`` matches
 =====================  =====================================================================
 
 :func:`load_manifest` checks every entry and raises one :class:`~surrogate.errors.DataValidationError`
@@ -81,6 +83,7 @@ C_RATE_STEPS = "c_rate_steps"
 FIRST_CYCLE = "first_cycle"
 REFERENCE_CYCLE = "reference_cycle"
 FORMAT = "format"
+TRIAL = "trial"
 
 DEFAULT_CIRCUIT = "R0-p(R1,CPE1)"
 """The paper's equivalent circuit: a series resistance and the film's bulk resistance parallel to a CPE."""
@@ -103,6 +106,7 @@ FIELDS: tuple[str, ...] = (
     PROTOCOL,
     REFERENCE_CYCLE,
     FORMAT,
+    TRIAL,
 )
 """Every manifest field, in the order of a CSV manifest's columns."""
 
@@ -133,6 +137,7 @@ class ManifestEntry:
     protocol: str = DEFAULT_PROTOCOL
     reference_cycle: int | None = None
     format: str | None = None
+    trial: int | None = None
 
     @property
     def is_spectrum(self) -> bool:
@@ -316,13 +321,14 @@ def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[
                 problem(C_RATE_STEPS, str(exc).removeprefix(f"{C_RATE_STEPS}: "))
 
     integers: dict[str, int | None] = {}
-    for column in (FIRST_CYCLE, REFERENCE_CYCLE):
+    for column in (FIRST_CYCLE, REFERENCE_CYCLE, TRIAL):
         integers[column] = None
         if get.get(column) is not None:
             try:
                 integers[column] = _whole(get[column])
             except (TypeError, ValueError):
-                problem(column, f"{get[column]!r} is not a cycle number (a whole number >= 0)")
+                what = "a trial number" if column == TRIAL else "a cycle number"
+                problem(column, f"{get[column]!r} is not {what} (a whole number >= 0)")
 
     c_rate = None
     if get.get(C_RATE) is not None:
@@ -367,6 +373,7 @@ def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[
         protocol=protocol,
         reference_cycle=integers[REFERENCE_CYCLE],
         format=fmt,
+        trial=integers[TRIAL],
     )
 
 

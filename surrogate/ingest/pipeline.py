@@ -15,7 +15,8 @@
 
 Every row carries the schema's columns (:mod:`surrogate.schema`) and :data:`PROVENANCE_COLUMNS`: the
 source file's name and sha256, its instrument format, the reduction method, the circuit and the fit
-quality (RMSE of the fit, ohm; empty for cycler rows), and when the ingest ran (UTC, ISO 8601). The
+quality (RMSE of the fit, ohm; empty for cycler rows), and when the ingest ran (UTC, ISO 8601); and
+``trial`` when the manifest says which campaign suggestion a file answers. The
 rows are checked by the schema before anything is returned; every problem of every file is collected
 and raised at once (:class:`~surrogate.errors.DataValidationError`, one problem per file, naming the
 manifest entry). :func:`write_rows` writes atomically: nothing is written on failure.
@@ -52,7 +53,7 @@ from surrogate.design import (
 from surrogate.errors import DataValidationError, InputError, Problem
 from surrogate.ingest import cycling
 from surrogate.ingest.conductivity import film_conductivity
-from surrogate.ingest.manifest import FILE, Manifest, ManifestEntry, load_manifest
+from surrogate.ingest.manifest import FILE, TRIAL, Manifest, ManifestEntry, load_manifest
 from surrogate.schema import EXPERIMENT, PROVENANCE_COLUMNS, SAMPLE_ID, SOURCE, check_frame
 
 SOURCE_FILE, SOURCE_SHA256, INSTRUMENT_FORMAT, REDUCTION_METHOD, CIRCUIT, FIT_RMSE_OHM, CONDUCTIVITY_STD, CREATED_AT = (
@@ -254,12 +255,17 @@ def ingest(
             INSTRUMENT_FORMAT: fmt,
             CREATED_AT: created_at,
         }
+        if entry.trial is not None:
+            provenance[TRIAL] = entry.trial
         rows.extend(row | provenance for row in new_rows)
         result.sources.append({"file": display, "sha256": digest, "format": fmt, "experiment": entry.experiment})
     if problems:
         raise DataValidationError(problems, manifest.path.name)
-    frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    with_trial = any(entry.trial is not None for entry in manifest.entries)
+    frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS) + ([TRIAL] if with_trial else []))
     frame[CYCLES] = frame[CYCLES].astype("Int64")
+    if with_trial:
+        frame[TRIAL] = frame[TRIAL].astype("Int64")
     checked = check_frame(frame.astype(object).where(frame.notna(), None), f"rows of {manifest.path.name}")
     if checked.problems:
         raise DataValidationError(checked.problems, f"the rows reduced from {manifest.path.name}")

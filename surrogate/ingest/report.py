@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, CYCLES, TEST_TEMP_C  # noqa: E402
+from surrogate.design import ANNEAL_TEMP_C, CONDUCTIVITY, TEST_TEMP_C  # noqa: E402
 from surrogate.ingest import cycling  # noqa: E402
 from surrogate.ingest.pipeline import (  # noqa: E402
     FIT_RMSE_OHM,
@@ -165,13 +165,14 @@ def log_ingest_run(result: IngestResult, out_name: str, experiment: str = INGEST
         ea = arrhenius_by_sample(result)
         if len(ea):
             mlflow.log_text(ea.to_csv(index=False), "ingest/activation_energies.csv")
-        frame = result.rows.astype({CYCLES: float})  # nullable integers make MLflow warn about missing values
-        with warnings.catch_warnings():
+        integers = [c for c in result.rows.columns if str(result.rows[c].dtype) == "Int64"]
+        frame = result.rows.astype(dict.fromkeys(integers, float))  # nullable integers make MLflow warn
+        with warnings.catch_warnings():  # and a local source matches two source types, harmlessly
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(
                 frame, source=str(result.manifest.path.resolve()), name=out_name, digest=digest[:16]
             )
-        mlflow.log_input(dataset, context="ingest", tags={"source_digest_sha256": digest})
+            mlflow.log_input(dataset, context="ingest", tags={"source_digest_sha256": digest})
         mlflow.set_tag(NOTE_TAG, _note(result, digest))
         return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
 
