@@ -26,7 +26,11 @@ A :class:`Law` holds:
 * ``amplitude``, ``noise``: log-normal hyper-priors of the discrepancy's amplitude and the noise sd;
   ``amplitude_floor``: the least amplitude of the discrepancy (why: :data:`AMPLITUDE_FLOOR_REASON`);
 * ``horizon``: the condition the law forecasts along (cycles for fade), or None;
-* ``knee``: whether the baseline's form has an optional knee (a tuning choice).
+* ``knee``: whether the baseline's form has an optional knee (a tuning choice);
+* ``narrow_priors``: the law's narrow-feature terms (conductivity: a crystallisation step), used by
+  ``physics_gp`` with ``features="narrow"``;
+* ``coupled_to``, ``coupled_drop``: the law whose target's model this law can follow (rate → the film's
+  conductivity law) and the parameters that model then supplies.
 
 Units: temperatures in °C, activation energies in eV, rates in C, ln of dimensionless ratios.
 """
@@ -231,6 +235,7 @@ class Law:
     knee: bool = False
     narrow_priors: dict[str, Prior] = field(default_factory=dict)
     coupled_drop: tuple[str, ...] = ()
+    coupled_to: str | None = None
     notes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -329,6 +334,7 @@ RATE = Law(
     noise=Prior(float(np.log(0.07)), 0.5, "cell-to-cell scatter of about 0.07 in logit"),
     amplitude_floor=0.25,
     coupled_drop=("electrolyte_ea_ev",),
+    coupled_to="arrhenius",
 )
 
 FADE = Law(
@@ -390,6 +396,17 @@ def gp_coordinate(column: str, values: np.ndarray) -> np.ndarray:
     if column in (C_RATE, CYCLES):
         return np.log10(values)
     return values  # protocol: 0 standard, 1 long
+
+
+def coupled_source(target: str) -> str | None:
+    """The target whose model ``target``'s law can follow (rate retention → conductivity), or None."""
+    law = law_of(target)
+    if law.coupled_to is None:
+        return None
+    from surrogate.targets import TARGETS
+
+    sources = [t.name for t in TARGETS.values() if t.physics_law == law.coupled_to]
+    return sources[0] if sources else None
 
 
 def law_of(target: str) -> Law:

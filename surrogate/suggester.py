@@ -5,7 +5,10 @@ Model: per target of the objective, the model family ``physics_gp``
 cross-validation selects and ``/predict`` serves), fitted on the campaign's own observations plus any
 warm-start rows: the physics law as a prior mean with uncertain parameters plus a GP discrepancy over
 buffer, anneal temperature, test temperature and the condition (C-rate, cycles, protocol), so the
-data can override a wrong law. Nothing is fitted at import time and nothing is read from packaged data.
+data can override a wrong law. When the observations carry film conductivity (at least
+:data:`MIN_FILM_ROWS` readings at two or more temperatures), the rate model follows a conductivity model
+fitted on them (:class:`~surrogate.models.physics_gp.FilmCoupling`), so σ(T) informs rate(T). Nothing is
+fitted at import time and nothing is read from packaged data.
 The objective (a product of targets, :mod:`surrogate.objectives`) is sampled from the targets' joint
 posteriors (Monte Carlo; targets independent given the data).
 
@@ -37,9 +40,9 @@ from threadpoolctl import threadpool_limits
 
 from surrogate.design import ANNEAL_TEMP_C, BUFFER, TEST_TEMP_C, DesignSpace
 from surrogate.errors import InputError
-from surrogate.laws import law_of
+from surrogate.laws import coupled_source, law_of
 from surrogate.models.base import TARGET_SPACES
-from surrogate.models.physics_gp import PhysicsPriorGP, model_to_contract
+from surrogate.models.physics_gp import FilmCoupling, PhysicsPriorGP, model_to_contract
 from surrogate.objectives import Objective
 from surrogate.targets import get_target
 
@@ -68,6 +71,8 @@ N_PRUNE_SAMPLES = 512
 """Quasi-Monte-Carlo samples (seeded) for choosing those baseline designs."""
 HEDGE_EVERY = 4
 """For one-at-a-time suggestions, every HEDGE_EVERY-th campaign design comes from the model-free GP."""
+MIN_FILM_ROWS = 6
+"""Film (conductivity) readings, at two or more test temperatures, before a rate model follows the film's model."""
 MAX_MODEL_ROWS = 300
 """Rows a target model is fitted on at most (the family's stratified subsample above that)."""
 _DESIGN = [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C]
@@ -86,6 +91,24 @@ def _target_rows(observed: pd.DataFrame, target: str, objective: Objective) -> p
     if horizon is not None and horizon in rows:
         rows = rows[rows[horizon].astype(float) >= min(MIN_FADE_CYCLES, objective.conditions()[horizon])]
     return rows
+
+
+def _film_coupling(observed: pd.DataFrame, target: str) -> FilmCoupling | None:
+    """The film model ``target``'s law follows (rate → conductivity), fitted on the observed films, or None.
+
+    Only when the observations carry at least :data:`MIN_FILM_ROWS` readings of the source target at two or
+    more test temperatures (a lab measures its films by EIS anyway); otherwise the law's own priors.
+    """
+    source = coupled_source(target)
+    if source is None or observed.empty or source not in observed:
+        return None
+    rows = observed[observed[source].notna()]
+    if len(rows) < MIN_FILM_ROWS or rows[TEST_TEMP_C].astype(float).nunique() < 2:
+        return None
+    columns = list(get_target(source).inputs)
+    values = TARGET_SPACES[source].forward(rows[source].to_numpy(float))
+    model = PhysicsPriorGP(target=source, max_points=MAX_MODEL_ROWS)
+    return FilmCoupling(model.fit(rows[columns].reset_index(drop=True), values))
 
 
 @dataclass
@@ -112,7 +135,10 @@ class ObjectivePosterior:
             rows = _target_rows(observed, target, objective)
             columns = list(get_target(target).inputs)
             frame = objective.full_designs(pd.DataFrame(columns=_DESIGN)) if rows.empty else rows
-            model = PhysicsPriorGP(target=target, mean=mean, max_points=MAX_MODEL_ROWS, categories={BUFFER: buffers})
+            film = _film_coupling(observed, target) if mean == "physics" else None
+            model = PhysicsPriorGP(
+                target=target, mean=mean, max_points=MAX_MODEL_ROWS, categories={BUFFER: buffers}, film=film
+            )
             values = TARGET_SPACES[target].forward(rows[target].to_numpy(float)) if not rows.empty else np.zeros(0)
             models[target] = model.fit(frame[columns].reset_index(drop=True), values)
         return cls(objective, models)

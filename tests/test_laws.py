@@ -193,3 +193,32 @@ def test_rate_coupled_to_the_film_follows_its_conductivity():
     assert clone(coupled).film is not None and hasattr(clone(coupled).film.model, "theta_")
     with pytest.raises(InputError, match="film"):
         PhysicsPriorGP(target=CONDUCTIVITY, film=film).fit(Xc, yc)
+
+
+def test_suggester_couples_rate_to_observed_films_only_when_there_are_films():
+    from surrogate.design import DesignSpace
+    from surrogate.lab import VirtualLab
+    from surrogate.suggester import MIN_FILM_ROWS, ObjectivePosterior
+
+    rng = np.random.default_rng(3)
+    n = MIN_FILM_ROWS + 2
+    designs = pd.DataFrame(
+        {
+            "buffer": rng.choice(["sio2", "none"], n),
+            "anneal_temp_c": rng.uniform(100.0, 450.0, n),
+            "test_temp_c": rng.choice([25.0, 60.0], n),
+            "c_rate": 10.0,
+            "cycles": 300,
+            "protocol": "standard",
+        }
+    )
+    measured = VirtualLab(seed=3).measure_frame(designs)
+    objective = Objective("rate_retention", c_rate=10)
+    cells_only = measured.drop(columns=[CONDUCTIVITY])
+    space = DesignSpace()
+    assert ObjectivePosterior.fit(objective, cells_only, space).models[RATE_RETENTION].film is None
+    with_films = ObjectivePosterior.fit(objective, measured, space)
+    assert with_films.models[RATE_RETENTION].film is not None
+    assert "electrolyte_ea_ev" not in set(with_films.models[RATE_RETENTION].law_parameters()["name"])
+    hedge = ObjectivePosterior.fit(objective, measured, space, mean="constant")
+    assert hedge.models[RATE_RETENTION].film is None  # the model-free hedge stays model-free

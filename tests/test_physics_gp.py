@@ -78,6 +78,7 @@ def test_params_round_trip_and_clone():
         "reading_sd": 0.005,
         "max_iter": 60,
         "features": "smooth",
+        "film": None,
     }
     copy = clone(model)
     assert copy.get_params() == params and copy is not model

@@ -6,17 +6,18 @@ models it in its law's modelling space (:func:`model_space`: the same, except ln
 
     y(x) = m(x; θ) + g(x) + ε,   θ ~ N(μ₀, diag(s₀²)),   g ~ GP(0, k),   ε ~ N(0, σ² + reading²)
 
-* ``m(x; θ)`` is the project's law for the target (the functional forms of
-  :mod:`surrogate.physics`), with every parameter uncertain around a weakly
-  informative prior centre (the law's priors in :mod:`surrogate.laws`, each with its source; none is read from the virtual
-  lab's calibration):
+* ``m(x; θ)`` is the target's law (declared once in :mod:`surrogate.laws`, keyed by the target's
+  ``physics_law``), with every parameter uncertain around a weakly informative prior centre (the
+  law's priors, each with its source; none is read from the virtual lab's calibration):
 
-  - conductivity: Arrhenius in the σ·T form, ln σT = a₂₅ − Ea·(1/kT − 1/kT₂₅);
-    no anneal dependence (the discrepancy learns it);
+  - conductivity: Arrhenius in the σ·T form, ln σT = a₂₅ − Ea·(1/kT − 1/kT₂₅); no anneal dependence
+    (the discrepancy learns it), or with ``features="narrow"`` a crystallisation step whose size, onset
+    and width are fitted;
   - rate retention: the resistance-limited rate law
     (:func:`~surrogate.physics.relative_rate_retention`) with 1/C* = e^(ρ_b + Ea_i·u) + e^(ε + Ea_el·u),
     u = (1/T − 1/T₂₅)/k_B: an interface resistance per buffer (ρ_b = ρ̄ + δ_b, hierarchical) and an
-    electrolyte resistance, each Arrhenius; no anneal dependence in the law;
+    electrolyte resistance, each Arrhenius; no anneal dependence in the law, unless coupled to a film
+    model (``film``: the electrolyte term then follows the film's predicted conductivity);
   - capacity retention: log-space fade, −ln R = e^(γ_b)(1 − e^(−(n−1)/n₀)) + e^(λ_b)(n − 1), with the
     cycle count n Arrhenius-accelerated by temperature (Ea_f) and a long-protocol offset of γ and λ.
 
