@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -291,6 +292,13 @@ def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, re
         versions = [version for u, _, version in answers if u == url]
         switch = versions.index(str(new.version))
         assert set(versions[switch:]) == {str(new.version)} and set(versions[:switch]) <= {str(current.version)}
+
+    for url in replicas:  # the header names the version too
+        request = urllib.request.Request(
+            f"{url}/predict", json.dumps({"designs": [GOOD]}).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.headers["x-model-version"] == str(new.version)
 
     # POST /admin/reload: the admin token only; it reports the version in force
     assert _http(f"{replicas[0]}/admin/reload", {}, TOKEN)[0] == 401
