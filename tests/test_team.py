@@ -11,8 +11,9 @@
 - Hot promotion: ``@champion`` moved to a new version while clients keep predicting; both replicas answer with
   it within 30 s and no request fails.
 
-Marked ``team`` (and ``postgres``, ``server``, ``slow``): with CI=true it must run; without CI it skips, saying
-why, when PostgreSQL on 127.0.0.1:5432 is unreachable.
+The tests with real processes are marked ``team`` (and ``postgres``, ``server``, ``slow``): with CI=true they must
+run; without CI they skip, saying why, when PostgreSQL on 127.0.0.1:5432 is unreachable. The swap itself
+(:class:`serving.champion.ModelHolder`) is also tested in-process, fast, at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +34,13 @@ from pathlib import Path
 import pytest
 from test_service_server import _free_port, _http, start_server, stop_server, wait_for_answer
 
-pytestmark = [pytest.mark.team, pytest.mark.postgres, pytest.mark.server, pytest.mark.slow]
+
+def deployment(test):
+    """The marks of a test with real processes: ``team``, ``postgres``, ``server``, ``slow``."""
+    for mark in (pytest.mark.team, pytest.mark.postgres, pytest.mark.server, pytest.mark.slow):
+        test = mark(test)
+    return test
+
 
 SURROGATE = str(Path(sys.executable).parent / "surrogate")
 TOKEN = "team-token"
@@ -125,6 +133,7 @@ def team(tmp_path_factory) -> Iterator[Team]:
             stop_server(server)
 
 
+@deployment
 def test_train_register_and_predict_against_the_tracking_server(team: Team):
     model = team.trained["registered_model"]
     assert model["version"] == "1" and team.trained["tracking_uri"] == team.mlflow_url
@@ -147,6 +156,7 @@ def test_train_register_and_predict_against_the_tracking_server(team: Team):
     assert team.mlflow_url in printed
 
 
+@deployment
 def test_campaign_store_refuses_the_mlflow_database(team: Team):
     env = dict(team.env, SURROGATE_OPTUNA_STORAGE=team.mlflow_db)
     done = subprocess.run(
@@ -198,6 +208,7 @@ def _observe(url: str, campaign: str, suggestion: dict, value: float) -> dict:
     return answer
 
 
+@deployment
 def test_two_replicas_share_the_champion_and_the_campaigns_exactly_once(team: Team, replicas: list[str]):
     first, second = replicas
     for url in replicas:
@@ -231,6 +242,7 @@ def test_two_replicas_share_the_champion_and_the_campaigns_exactly_once(team: Te
     assert status == 200 and campaign["observed"] == 12 and campaign["pending"] == 0
 
 
+@deployment
 def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, replicas: list[str]):
     import mlflow
 
@@ -239,9 +251,14 @@ def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, re
     client = mlflow.MlflowClient(tracking_uri=team.mlflow_url, registry_uri=team.mlflow_url)
     current = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS)
     # A new version of the same trained model (retraining would take minutes and prove nothing more about the swap).
-    new = client.create_model_version(
-        REGISTERED_MODEL_NAME, current.source, run_id=current.run_id, model_id=current.model_id
-    )
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(team.mlflow_url)
+    mlflow.set_registry_uri(team.mlflow_url)
+    try:
+        new = mlflow.register_model(current.source, REGISTERED_MODEL_NAME)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     assert str(new.version) != str(current.version)
 
     answers: list[tuple[str, int, str | None]] = []
@@ -276,7 +293,96 @@ def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, re
         switch = versions.index(str(new.version))
         assert set(versions[switch:]) == {str(new.version)} and set(versions[:switch]) <= {str(current.version)}
 
+    for url in replicas:  # the header names the version too
+        request = urllib.request.Request(
+            f"{url}/predict", json.dumps({"designs": [GOOD]}).encode(), {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.headers["x-model-version"] == str(new.version)
+
     # POST /admin/reload: the admin token only; it reports the version in force
     assert _http(f"{replicas[0]}/admin/reload", {}, TOKEN)[0] == 401
     status, body = _http(f"{replicas[0]}/admin/reload", {}, ADMIN_TOKEN)
     assert status == 200 and body["version"] == str(new.version) and body["changed"] is False
+
+
+# ------------------------------------------------------------------ the swap, in-process (fast)
+class _Registry:
+    """A stand-in registry: the version ``@champion`` names, and a record of the versions loaded."""
+
+    def __init__(self) -> None:
+        self.champion = "1"
+        self.loaded: list[str | None] = []
+        self.broken: set[str] = set()
+
+    def load(self, version: str | None) -> tuple[object, dict]:
+        version = version or self.champion
+        if version in self.broken:
+            raise RuntimeError(f"version {version} does not load")
+        self.loaded.append(version)
+        return f"model-{version}", {"version": version}
+
+
+def _holder(registry: _Registry):
+    from serving.champion import Loaded, ModelHolder
+
+    return ModelHolder(
+        load=registry.load,
+        wrap=lambda model, info: Loaded(model=model, info=info, notice=None, batcher=None),
+        champion_version=lambda: registry.champion,
+    )
+
+
+def test_holder_swaps_in_a_new_champion_whole_and_keeps_the_old_one_for_requests_in_flight():
+    registry = _Registry()
+    holder = _holder(registry)
+    holder.load()
+    in_flight = holder.current
+    assert in_flight.version == "1" and holder.check() == {
+        "version": "1",
+        "previous": "1",
+        "changed": False,
+        "following": True,
+    }
+    registry.champion = "2"
+    assert holder.check()["changed"] is True
+    assert holder.current.version == "2" and holder.current.model == "model-2"
+    assert in_flight.model == "model-1" and in_flight.info == {"version": "1"}  # untouched: answered as version 1
+    assert registry.loaded == ["1", "2"]
+
+
+def test_holder_keeps_the_current_model_when_the_new_one_fails_to_load():
+    registry = _Registry()
+    holder = _holder(registry)
+    holder.load()
+    registry.champion, registry.broken = "3", {"3"}
+    with pytest.raises(RuntimeError, match="does not load"):
+        holder.check()
+    assert holder.current.version == "1"
+
+
+def test_holder_with_a_fixed_model_never_swaps():
+    from serving.champion import Loaded, ModelHolder
+
+    holder = ModelHolder(
+        load=lambda version: ("fixed", {"version": None, "model_uri": "runs:/abc/model"}),
+        wrap=lambda model, info: Loaded(model=model, info=info, notice=None, batcher=None),
+        champion_version=lambda: None,
+    )
+    holder.load()
+    assert holder.check() == {"version": None, "previous": None, "changed": False, "following": False}
+
+
+def test_holder_polls_in_a_thread_until_stopped():
+    registry = _Registry()
+    holder = _holder(registry)
+    holder.load()
+    holder.watch(0.05)
+    try:
+        registry.champion = "2"
+        deadline = time.monotonic() + 30
+        while holder.current.version != "2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.current.version == "2"
+    finally:
+        holder.stop()

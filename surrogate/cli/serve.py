@@ -49,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--model", default=None, help="MLflow model URI to serve (default models:/llto-surrogate@champion)"
     )
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; 2 on 2 cores)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: the workers setting, 1; 2 on 2 cores)"
+    )
     serve.add_argument(
         "--build",
         action="store_true",
@@ -62,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> None:
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port: {args.port} is not a TCP port (1-65535)")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers: {args.workers} must be at least 1")
     if args.model is not None and not args.model.strip():
         raise InputError("--model: give an MLflow model URI, e.g. models:/llto-surrogate/3")
@@ -78,7 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
         return _build(args)
     from serving.service import MODEL_URI_ENV, WORKERS_ENV
 
-    env = dict(os.environ, **{WORKERS_ENV: str(args.workers)})
+    env = dict(os.environ)
+    if args.workers is not None:  # the flag wins over SURROGATE_WORKERS and the settings file
+        env[WORKERS_ENV] = str(args.workers)
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     if args.model:
         env[MODEL_URI_ENV] = args.model
