@@ -154,11 +154,10 @@ def script_of(block: Block, pid_folder: Path) -> str:
             command = command.replace(_SETUP, _SETUP_CHECK)
         if _SERVICE.match(stripped) and "--build" not in shlex.split(stripped, comments=True):
             kind, port = _service_port(stripped)
-            service = shlex.join(shlex.split(stripped, comments=True))  # without its trailing comment
             log = pid_folder / f"service-{block.line}-{number}.log"
             path = "/readyz" if kind == "serve" else "/"
             lines += [
-                f"setsid {service} >{shlex.quote(str(log))} 2>&1 &",
+                f"setsid bash -c {shlex.quote(stripped)} >{shlex.quote(str(log))} 2>&1 &",  # its own process group
                 f"echo $! >{shlex.quote(str(pid_folder / f'service-{block.line}-{number}.pid'))}",
                 f"_docs_wait http://127.0.0.1:{port}{path} $! {kind} || {{ tail -50 {shlex.quote(str(log))}; exit 1; }}",
             ]
@@ -245,7 +244,7 @@ def test_scripts_background_services_and_make_the_two_stated_substitutions(tmp_p
     script = script_of(block, tmp_path)
     assert "test -x .venv/bin/surrogate && .venv/bin/surrogate run" in script
     assert "-m pytest" not in script
-    assert "setsid surrogate serve --port 3001 --workers 2" in script
+    assert "setsid bash -c 'surrogate serve --port 3001 --workers 2   # the service' >" in script
     assert "_docs_wait http://127.0.0.1:3001/readyz $! serve" in script
     assert "\nsurrogate serve --build\n" in script  # a build ends by itself: run in the foreground
     assert "_docs_wait http://127.0.0.1:8080/ $! dashboard" in script
