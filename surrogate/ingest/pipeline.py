@@ -149,7 +149,10 @@ def _reduce_spectrum(entry: ManifestEntry) -> tuple[SpectrumReduction, dict[str,
     from surrogate.ingest.eis import fit_spectrum  # the fitting stack (impedance.py) only when spectra come
     from surrogate.ingest.formats import read_spectrum
 
-    cycler_format = cycling.detect_format(entry.file)
+    try:
+        cycler_format = cycling.detect_format(entry.file)
+    except InputError:  # binary or unreadable as text: the spectrum reader decides (e.g. a BioLogic .mpr)
+        cycler_format = None
     if cycler_format is not None:
         raise InputError(
             f"{entry.file.name}: a {cycler_format} cycler file, listed as an EIS spectrum (experiment "
