@@ -56,6 +56,7 @@ from surrogate.design import (
     CAPACITY_RETENTION,
     CONDUCTIVITY,
     CYCLES,
+    MATERIAL,
     PROTOCOL,
     RATE_RETENTION,
     REFERENCE_C_RATE,
@@ -63,6 +64,7 @@ from surrogate.design import (
     DesignSpace,
 )
 from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError, Problem
+from surrogate.materials import declare_carried, entries_in
 from surrogate.objectives import Objective
 from surrogate.parameters import CYCLES_PARAMETER
 from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batch, space_filling
@@ -70,6 +72,9 @@ from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batc
 CAMPAIGN_ATTR = "campaign"
 """Study user attribute holding the campaign's configuration (JSON)."""
 CAMPAIGN_FORMAT = 1
+CATALOGUE_KEY = "catalogue"
+"""Key of the configuration holding the declared (non-default) buffers and material of the campaign's space, as
+a materials document (:func:`surrogate.materials.entries_in`); absent in campaigns made before it existed."""
 TRIAL_COLUMN = "trial"
 STATUS_COLUMN = "status"
 REASON_COLUMN = "reason"
@@ -157,6 +162,12 @@ def default_lease_s() -> float:
     return check_lease_s(text, LEASE_ENV) if text else DEFAULT_LEASE_S
 
 
+def space_catalogue(space: DesignSpace) -> dict[str, list[dict[str, Any]]]:
+    """The catalogue entries of the space's buffers and material that are not packaged defaults (a materials
+    document): what a campaign carries, so that any process opens it without the materials file."""
+    return entries_in(pd.DataFrame({BUFFER: list(space.buffers), MATERIAL: space.material}))
+
+
 def _distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:
     dists: dict[str, Any] = {
         BUFFER: CategoricalDistribution(list(space.buffers)),
@@ -218,8 +229,12 @@ class Campaign:
         self.storage = storage
         """The storage the study lives in (as opened by :func:`surrogate.storage.get_storage`)."""
         self.study_id = storage.get_study_id_from_name(study.study_name)
+        declare_carried(config.get(CATALOGUE_KEY), f"campaign {study.study_name!r}'s catalogue")
         self.space = DesignSpace.from_dict(config["space"])
         self.objective = Objective.from_dict(config["objective"])
+        self.lock_wait_s: float | None = None
+        """Seconds a change of state waits for the campaign's lock before :class:`~surrogate.errors.BusyError`
+        (None: :data:`surrogate.storage.LOCK_WAIT_S`)."""
 
     @property
     def name(self) -> str:
@@ -237,7 +252,7 @@ class Campaign:
         """Hold the campaign's lock (every process and host sharing the storage)."""
         from surrogate.storage import exclusive
 
-        with exclusive(self.storage, LOCK_PREFIX + self.name, what=f"campaign {self.name!r}"):
+        with exclusive(self.storage, LOCK_PREFIX + self.name, self.lock_wait_s, f"campaign {self.name!r}"):
             yield
 
     # ---------------------------------------------------------------- create / load
@@ -269,6 +284,7 @@ class Campaign:
             "format": CAMPAIGN_FORMAT,
             "created": _now(),
             "space": space.to_dict(),
+            CATALOGUE_KEY: space_catalogue(space),
             "objective": objective.to_dict(),
             "seed": int(seed),
             "warm_start": {
