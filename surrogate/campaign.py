@@ -100,6 +100,12 @@ DEFAULT_LEASE_S = 24 * 3600.0
 """Lease of a suggestion when neither the campaign nor ``$SURROGATE_LEASE_S`` sets one: 24 h."""
 MAX_LEASE_S = 366 * 24 * 3600.0
 
+MAX_SUGGEST_OBSERVATIONS = 400
+"""Observation rows the suggester is given at most (:func:`capped_observations` above that): its cost grows
+with the rows it gets (every measured design is in the baseline of its expected improvement) and stops here."""
+REGION_BINS = 8
+"""Bins per temperature axis of the design regions :func:`capped_observations` keeps one row of each."""
+
 
 # ==================================================================== film conductivity (Gaussian process)
 
@@ -176,6 +182,52 @@ def _distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:
     if objective.test_temp_c is None:
         dists[TEST_TEMP_C] = FloatDistribution(*space.effective_test_temp_c)
     return dists
+
+
+def capped_observations(
+    observed: pd.DataFrame, space: DesignSpace, cap: int = MAX_SUGGEST_OBSERVATIONS, seed: int = 0
+) -> pd.DataFrame:
+    """At most ``cap`` rows of a campaign's observations (:meth:`Campaign.observations`), as the suggester sees them.
+
+    All rows when there are no more than ``cap``. Else a stratified subsample: the best fifth by objective,
+    then the best row of every design region not yet covered (buffer x :data:`REGION_BINS` anneal x
+    :data:`REGION_BINS` test-temperature bins of the space), then a seeded random draw of the rest. The number
+    of campaign rows (with a ``trial``) keeps its remainder modulo the suggester's ``HEDGE_EVERY``, so the
+    one-in-four hedged suggestion comes when it would with every row.
+    """
+    from surrogate.suggester import HEDGE_EVERY
+
+    if len(observed) <= cap:
+        return observed
+    rows = observed.reset_index(drop=True)
+    score = rows["objective"].astype(float).fillna(-np.inf) if "objective" in rows else pd.Series(-np.inf, rows.index)
+    by_score = list(score.sort_values(ascending=False, kind="stable").index)
+    chosen = dict.fromkeys(by_score[: cap // 5])
+    cells = [rows[BUFFER].astype(str)]
+    for name, (low, high) in (
+        (ANNEAL_TEMP_C, space.effective_anneal_temp_c),
+        (TEST_TEMP_C, space.effective_test_temp_c),
+    ):
+        scaled = (rows[name].astype(float) - low) / max(high - low, 1e-9)
+        cells.append(np.clip(np.floor(scaled * REGION_BINS), 0, REGION_BINS - 1).astype(int).astype(str))
+    cell = cells[0] + "|" + cells[1] + "|" + cells[2]
+    covered = set(cell[list(chosen)])
+    rng = np.random.default_rng(seed)
+    firsts = []  # the best row of each region the best fifth does not cover
+    for i in by_score:
+        if cell[i] not in covered:
+            covered.add(cell[i])
+            firsts.append(i)
+    for i in rng.permutation(firsts)[: max(cap - len(chosen), 0)]:
+        chosen[int(i)] = None
+    rest = [i for i in range(len(rows)) if i not in chosen]
+    for i in rng.permutation(rest)[: max(cap - len(chosen), 0)]:
+        chosen[int(i)] = None
+    trial_rows = rows["trial"].notna() if "trial" in rows else pd.Series(False, rows.index)
+    surplus = (int(trial_rows[list(chosen)].sum()) - int(trial_rows.sum())) % HEDGE_EVERY
+    for i in [i for i in reversed(chosen) if trial_rows[i]][:surplus]:  # the last added: the random draw
+        del chosen[i]
+    return rows.loc[sorted(chosen)].reset_index(drop=True)
 
 
 def _open_storage(storage: str | optuna.storages.BaseStorage | None) -> optuna.storages.BaseStorage:
@@ -538,8 +590,9 @@ class Campaign:
             designs.append(space_filling(self.space, self.objective, n_designs, n_fill, seed))
         if n > n_fill:
             held = pd.concat([pending, *designs], ignore_index=True)
+            shown = capped_observations(observed, self.space, seed=seed + n_designs)
             designs.append(
-                propose_batch(self.space, self.objective, observed, n - n_fill, held, failed, seed=seed + n_designs)
+                propose_batch(self.space, self.objective, shown, n - n_fill, held, failed, seed=seed + n_designs)
             )
         frame = pd.concat(designs, ignore_index=True)
         # propose_batch says which model chose each design (the physics-prior GP or the model-free hedge).
