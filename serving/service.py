@@ -94,6 +94,8 @@ ACCESS_LOG_ENV = "SURROGATE_ACCESS_LOG"
 """Set to ``1``/``true`` to log every request (BentoML's access log). Off by default: each log line goes through a
 pipe to BentoML's supervisor process, and under load those writes stalled the worker (measured: p99 of one
 sequential client 22-28 ms with it, 1.3 ms without; 32 clients 2,760 → 3,400 requests/s). Errors are logged either way."""
+CAMPAIGN_LOCK_WAIT_S = 30.0
+"""Seconds a campaign request waits for the campaign's lock (held by another call) before answering 503."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _INLINE_ROWS = 200
@@ -501,13 +503,15 @@ class Surrogate:
         from surrogate.campaign import Campaign
 
         try:
-            return Campaign.load(name, storage=self._storage())
+            campaign = Campaign.load(name, storage=self._storage())
         except NotFoundError:  # a bad name is an InputError (400) raised before any storage access
             raise ServiceError(
                 HTTPStatus.NOT_FOUND,
                 f"campaign {name!r} does not exist (create it with POST /campaigns or `surrogate campaign create`)",
                 [{"loc": ["campaign"], "msg": "no such campaign"}],
             ) from None
+        campaign.lock_wait_s = CAMPAIGN_LOCK_WAIT_S  # a 503 with Retry-After well before the 60 s request timeout
+        return campaign
 
     def campaign_list(self) -> dict[str, Any]:
         """The GET /campaigns answer."""

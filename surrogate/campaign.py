@@ -55,6 +55,7 @@ from surrogate.design import (
     CAPACITY_RETENTION,
     CONDUCTIVITY,
     CYCLES,
+    MATERIAL,
     PROTOCOL,
     RATE_RETENTION,
     REFERENCE_C_RATE,
@@ -62,6 +63,7 @@ from surrogate.design import (
     DesignSpace,
 )
 from surrogate.errors import ConflictError, DataValidationError, InputError, NotFoundError, Problem
+from surrogate.materials import declare_carried, entries_in
 from surrogate.objectives import Objective
 from surrogate.parameters import CYCLES_PARAMETER
 from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batch, space_filling
@@ -69,6 +71,9 @@ from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batc
 CAMPAIGN_ATTR = "campaign"
 """Study user attribute holding the campaign's configuration (JSON)."""
 CAMPAIGN_FORMAT = 1
+CATALOGUE_KEY = "catalogue"
+"""Key of the configuration holding the declared (non-default) buffers and material of the campaign's space, as
+a materials document (:func:`surrogate.materials.entries_in`); absent in campaigns made before it existed."""
 TRIAL_COLUMN = "trial"
 STATUS_COLUMN = "status"
 REASON_COLUMN = "reason"
@@ -93,6 +98,12 @@ LEASE_ENV = "SURROGATE_LEASE_S"
 DEFAULT_LEASE_S = 24 * 3600.0
 """Lease of a suggestion when neither the campaign nor ``$SURROGATE_LEASE_S`` sets one: 24 h."""
 MAX_LEASE_S = 366 * 24 * 3600.0
+
+MAX_SUGGEST_OBSERVATIONS = 400
+"""Observation rows the suggester is given at most (:func:`capped_observations` above that): its cost grows
+with the rows it gets (every measured design is in the baseline of its expected improvement) and stops here."""
+REGION_BINS = 8
+"""Bins per temperature axis of the design regions :func:`capped_observations` keeps one row of each."""
 
 
 # ==================================================================== film conductivity (Gaussian process)
@@ -158,6 +169,12 @@ def default_lease_s() -> float:
     return check_lease_s(lease, LEASE_ENV) if lease is not None else DEFAULT_LEASE_S
 
 
+def space_catalogue(space: DesignSpace) -> dict[str, list[dict[str, Any]]]:
+    """The catalogue entries of the space's buffers and material that are not packaged defaults (a materials
+    document): what a campaign carries, so that any process opens it without the materials file."""
+    return entries_in(pd.DataFrame({BUFFER: list(space.buffers), MATERIAL: space.material}))
+
+
 def _distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:
     dists: dict[str, Any] = {
         BUFFER: CategoricalDistribution(list(space.buffers)),
@@ -166,6 +183,52 @@ def _distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:
     if objective.test_temp_c is None:
         dists[TEST_TEMP_C] = FloatDistribution(*space.effective_test_temp_c)
     return dists
+
+
+def capped_observations(
+    observed: pd.DataFrame, space: DesignSpace, cap: int = MAX_SUGGEST_OBSERVATIONS, seed: int = 0
+) -> pd.DataFrame:
+    """At most ``cap`` rows of a campaign's observations (:meth:`Campaign.observations`), as the suggester sees them.
+
+    All rows when there are no more than ``cap``. Else a stratified subsample: the best fifth by objective,
+    then the best row of every design region not yet covered (buffer x :data:`REGION_BINS` anneal x
+    :data:`REGION_BINS` test-temperature bins of the space), then a seeded random draw of the rest. The number
+    of campaign rows (with a ``trial``) keeps its remainder modulo the suggester's ``HEDGE_EVERY``, so the
+    one-in-four hedged suggestion comes when it would with every row.
+    """
+    from surrogate.suggester import HEDGE_EVERY
+
+    if len(observed) <= cap:
+        return observed
+    rows = observed.reset_index(drop=True)
+    score = rows["objective"].astype(float).fillna(-np.inf) if "objective" in rows else pd.Series(-np.inf, rows.index)
+    by_score = list(score.sort_values(ascending=False, kind="stable").index)
+    chosen = dict.fromkeys(by_score[: cap // 5])
+    cells = [rows[BUFFER].astype(str)]
+    for name, (low, high) in (
+        (ANNEAL_TEMP_C, space.effective_anneal_temp_c),
+        (TEST_TEMP_C, space.effective_test_temp_c),
+    ):
+        scaled = (rows[name].astype(float) - low) / max(high - low, 1e-9)
+        cells.append(np.clip(np.floor(scaled * REGION_BINS), 0, REGION_BINS - 1).astype(int).astype(str))
+    cell = cells[0] + "|" + cells[1] + "|" + cells[2]
+    covered = set(cell[list(chosen)])
+    rng = np.random.default_rng(seed)
+    firsts = []  # the best row of each region the best fifth does not cover
+    for i in by_score:
+        if cell[i] not in covered:
+            covered.add(cell[i])
+            firsts.append(i)
+    for i in rng.permutation(firsts)[: max(cap - len(chosen), 0)]:
+        chosen[int(i)] = None
+    rest = [i for i in range(len(rows)) if i not in chosen]
+    for i in rng.permutation(rest)[: max(cap - len(chosen), 0)]:
+        chosen[int(i)] = None
+    trial_rows = rows["trial"].notna() if "trial" in rows else pd.Series(False, rows.index)
+    surplus = (int(trial_rows[list(chosen)].sum()) - int(trial_rows.sum())) % HEDGE_EVERY
+    for i in [i for i in reversed(chosen) if trial_rows[i]][:surplus]:  # the last added: the random draw
+        del chosen[i]
+    return rows.loc[sorted(chosen)].reset_index(drop=True)
 
 
 def _open_storage(storage: str | optuna.storages.BaseStorage | None) -> optuna.storages.BaseStorage:
@@ -219,8 +282,12 @@ class Campaign:
         self.storage = storage
         """The storage the study lives in (as opened by :func:`surrogate.storage.get_storage`)."""
         self.study_id = storage.get_study_id_from_name(study.study_name)
+        declare_carried(config.get(CATALOGUE_KEY), f"campaign {study.study_name!r}'s catalogue")
         self.space = DesignSpace.from_dict(config["space"])
         self.objective = Objective.from_dict(config["objective"])
+        self.lock_wait_s: float | None = None
+        """Seconds a change of state waits for the campaign's lock before :class:`~surrogate.errors.BusyError`
+        (None: :data:`surrogate.storage.LOCK_WAIT_S`)."""
 
     @property
     def name(self) -> str:
@@ -238,7 +305,7 @@ class Campaign:
         """Hold the campaign's lock (every process and host sharing the storage)."""
         from surrogate.storage import exclusive
 
-        with exclusive(self.storage, LOCK_PREFIX + self.name, what=f"campaign {self.name!r}"):
+        with exclusive(self.storage, LOCK_PREFIX + self.name, self.lock_wait_s, f"campaign {self.name!r}"):
             yield
 
     # ---------------------------------------------------------------- create / load
@@ -270,6 +337,7 @@ class Campaign:
             "format": CAMPAIGN_FORMAT,
             "created": _now(),
             "space": space.to_dict(),
+            CATALOGUE_KEY: space_catalogue(space),
             "objective": objective.to_dict(),
             "seed": int(seed),
             "warm_start": {
@@ -523,8 +591,9 @@ class Campaign:
             designs.append(space_filling(self.space, self.objective, n_designs, n_fill, seed))
         if n > n_fill:
             held = pd.concat([pending, *designs], ignore_index=True)
+            shown = capped_observations(observed, self.space, seed=seed + n_designs)
             designs.append(
-                propose_batch(self.space, self.objective, observed, n - n_fill, held, failed, seed=seed + n_designs)
+                propose_batch(self.space, self.objective, shown, n - n_fill, held, failed, seed=seed + n_designs)
             )
         frame = pd.concat(designs, ignore_index=True)
         # propose_batch says which model chose each design (the physics-prior GP or the model-free hedge).

@@ -466,8 +466,9 @@ def storage_connection(storage: optuna.storages.RDBStorage) -> Iterator[Any]:
         yield connection
 
 
-LOCK_WAIT_S = 30.0
-"""Seconds :func:`exclusive` waits for a lock before it raises :class:`~surrogate.errors.BusyError`."""
+LOCK_WAIT_S = 300.0
+"""Seconds :func:`exclusive` waits for a lock by default before it raises :class:`~surrogate.errors.BusyError`
+(the CLI and the library; the service waits less, ``serving.service.CAMPAIGN_LOCK_WAIT_S``)."""
 LOCK_RETRY_AFTER_S = 5
 """Seconds a caller that got :class:`~surrogate.errors.BusyError` is told to wait (HTTP ``Retry-After``)."""
 LOCK_POOL_SIZE = 2

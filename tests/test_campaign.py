@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -311,3 +312,30 @@ def test_status_reports_the_recommended_design_beside_the_best_reading(tmp_store
     assert recommended["level"] == 0.9
     assert not campaign.space.violations(recommended["design"])
     assert campaign.status(recommend=False)["recommended"] is None
+
+
+def test_campaign_create_with_materials_puts_the_declared_buffers_into_the_space(tmp_stores, capsys):
+    """Issue 17 item 2: `campaign create --materials FILE` campaigns over the declared buffers too (unless the
+    space file lists its own), and the campaign carries them: a process that never read the file opens it and
+    its first suggestions include the fifth buffer."""
+    from surrogate.materials import CATALOGUE, DEFAULT_BUFFERS, buffer_ids
+
+    materials = str(Path(__file__).resolve().parents[1] / "examples" / "materials.yaml")
+    (tmp_stores / "space.yaml").write_text("buffers: [sio2, al2o3]\n")
+    before = CATALOGUE.snapshot()
+    try:
+        command = ["campaign", "create", "al", "--objective", "rate_retention", "--c-rate", "10", "--json"]
+        assert main([*command, "--materials", materials]) == 0
+        assert json.loads(capsys.readouterr().out)["space"]["buffers"] == [*DEFAULT_BUFFERS, "al2o3", "linbo3"]
+        command[2] = "own-space"
+        assert main([*command, "--materials", materials, "--space", "space.yaml"]) == 0
+        assert json.loads(capsys.readouterr().out)["space"]["buffers"] == ["sio2", "al2o3"]  # the file says
+    finally:
+        CATALOGUE.restore(before)  # as in a new process that was never given the file
+    try:
+        assert "al2o3" not in buffer_ids()
+        suggested = Campaign.load("al").suggest(10)
+        assert {"al2o3", "linbo3"} <= {s.design["buffer"] for s in suggested}
+        assert Campaign.load("own-space").space.buffers == ("sio2", "al2o3")
+    finally:
+        CATALOGUE.restore(before)

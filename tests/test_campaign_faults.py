@@ -272,10 +272,12 @@ def test_kill_9_of_a_worker_holding_a_suggestion_returns_it_to_the_pool_after_th
 
 def test_unanswered_suggestions_expire_and_a_late_answer_is_a_conflict(store):
     url, name = store
-    campaign = Campaign.create(name, OBJECTIVE, storage=url, lease_s=0.5)
+    campaign = Campaign.create(name, OBJECTIVE, storage=url, lease_s=600.0)
     batch = campaign.suggest(3, client_id="robot")
     assert all(s.lease_expires_at for s in batch)
-    time.sleep(1.0)
+    for s in batch:  # their lease ran out (set in the past, not waited for: the rest runs well inside 600 s)
+        trial_id = campaign.storage.get_trial_id_from_study_id_trial_number(campaign.study_id, s.trial)
+        campaign.storage.set_trial_user_attr(trial_id, "lease_expires_at", "2026-01-01T00:00:00.000+00:00")
     again = campaign.suggest(3, client_id="robot")  # the old batch expired: a new one, not the old one
     assert {s.trial for s in again}.isdisjoint(s.trial for s in batch)
     assert [s.trial for s in campaign.pending()] == [s.trial for s in again]  # fantasies: live leases only
@@ -554,15 +556,24 @@ def _with_observations(campaign: Campaign, n: int) -> None:
 
     dists = _distributions(campaign.space, campaign.objective)
     buffers = campaign.space.buffers
-    trials = [
-        optuna.trial.create_trial(
-            value=0.2 + 0.5 * ((i * 37) % 101) / 101,
-            params={"buffer": buffers[i % len(buffers)], "anneal_temp_c": 25.0 + (i * 7) % 475, "test_temp_c": 25.0},
-            distributions=dists,
-            user_attrs={"observed_at": "2026-01-01T00:00:00+00:00"},
+    trials = []
+    for i in range(n):
+        rate, capacity = 0.2 + 0.6 * ((i * 37) % 101) / 101, 0.5 + 0.4 * ((i * 13) % 97) / 97
+        trials.append(
+            optuna.trial.create_trial(
+                value=rate * capacity,
+                params={
+                    "buffer": buffers[i % len(buffers)],
+                    "anneal_temp_c": 25.0 + (i * 7) % 475,
+                    "test_temp_c": 25.0 + (i * 3) % 95,
+                },
+                distributions=dists,
+                user_attrs={
+                    "observed_at": "2026-01-01T00:00:00+00:00",
+                    "measured": json.dumps({"rate_retention": rate, "capacity_retention": capacity}),
+                },
+            )
         )
-        for i in range(n)
-    ]
     write_trials(campaign.storage, campaign.study_id, new=trials)
 
 
@@ -636,3 +647,49 @@ def test_a_lock_held_too_long_is_a_busy_error_and_other_keys_are_free(store):
         holder.join(timeout=30)
     with exclusive(storage, f"test:{name}", wait_s=5):  # released: taken again at once
         pass
+
+
+def test_the_suggester_gets_a_capped_stratified_subsample_of_many_observations(store, monkeypatch):
+    """Finding 4 of issue 18: suggest(1) cost grew with the observations (105 s and 4.5 GB at 10,000); the
+    suggester now sees at most MAX_SUGGEST_OBSERVATIONS rows: the best ones and one of every design region."""
+    import surrogate.campaign as campaign_module
+    from surrogate.suggester import HEDGE_EVERY
+
+    url, name = store
+    campaign = Campaign.create(name, OBJECTIVE, storage=url)
+    _with_observations(campaign, 1201)
+    given: list[pd.DataFrame] = []
+    real = campaign_module.propose_batch
+
+    def recording(space, objective, observed, n, *args, **kwargs):
+        given.append(observed)
+        return pd.DataFrame(
+            {"buffer": ["sio2"] * n, "anneal_temp_c": [300.0] * n, "test_temp_c": [25.0] * n, "method": ["x"] * n}
+        )
+
+    monkeypatch.setattr(campaign_module, "propose_batch", recording)
+    (suggestion,) = campaign.suggest(1)
+    everything = campaign.observations()
+    (shown,) = given
+    cap = campaign_module.MAX_SUGGEST_OBSERVATIONS
+    assert len(everything) == 1201 and cap - HEDGE_EVERY < len(shown) <= cap
+    assert shown["trial"].notna().sum() % HEDGE_EVERY == 1201 % HEDGE_EVERY  # the hedge cadence is kept
+    best = everything.sort_values("objective", ascending=False)["trial"].head(cap // 5)
+    assert set(best) <= set(shown["trial"])
+
+    def regions(frame):
+        bins = campaign_module.REGION_BINS
+        return set(
+            zip(
+                frame["buffer"],
+                np.minimum((frame["anneal_temp_c"] - 25.0) // (475.0 / bins), bins - 1),
+                np.minimum((frame["test_temp_c"] - 25.0) // (95.0 / bins), bins - 1),
+                strict=True,
+            )
+        )
+
+    assert regions(shown) == regions(everything)  # every design region measured is in what the model sees
+    assert suggestion.design["buffer"] == "sio2"
+    small = everything.head(50)
+    assert campaign_module.capped_observations(small, campaign.space) is small  # a small campaign: every row
+    monkeypatch.setattr(campaign_module, "propose_batch", real)

@@ -161,7 +161,7 @@ def test_concurrent_status_calls_never_exhaust_the_pool_and_busy_is_a_clean_503(
     )
     instance = types.SimpleNamespace(_storage=lambda: small_pool)
     instance._campaign = lambda name: service.Surrogate.inner._campaign(instance, name)
-    monkeypatch.setattr(storage_module, "LOCK_WAIT_S", 1.5, raising=False)
+    monkeypatch.setattr(service, "CAMPAIGN_LOCK_WAIT_S", 1.5, raising=False)
 
     def answer(name: str) -> tuple[int, str | None]:
         try:

@@ -219,11 +219,6 @@ def test_declared_materials_survive_every_step_with_no_file(scratch) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="`campaign create --materials` putting the declared buffers into the space is the `campaign` "
-    "engineer's work (issue 17 item 1); passes once that branch is merged",
-)
 def test_a_campaign_created_with_materials_suggests_the_fifth_buffer(scratch) -> None:
     folder, env = scratch
     run(

@@ -171,6 +171,26 @@ def _space(args: argparse.Namespace):
         raise InputError(f"--space: cannot read {args.space} ({exc.strerror or exc})") from None
 
 
+def _campaign_space(args: argparse.Namespace):
+    """The space of ``campaign create``: ``--space`` (default the paper's), plus the buffers the ``--materials``
+    files declare, unless the space file lists its own ``buffers``."""
+    from dataclasses import replace
+
+    import yaml
+
+    from surrogate.materials import BUFFER_KIND, read_materials_file
+
+    space = _space(args)
+    declared = [m.id for path in args.materials or [] for m in read_materials_file(path) if m.kind == BUFFER_KIND]
+    if not declared:
+        return space
+    if args.space:
+        with open(args.space, encoding="utf-8") as handle:  # read (and checked) by _space just before
+            if "buffers" in (yaml.safe_load(handle) or {}):
+                return space
+    return replace(space, buffers=(*space.buffers, *(b for b in declared if b not in space.buffers)))
+
+
 def _objective(args: argparse.Namespace, kind: str, statistic: str = "mean"):
     from surrogate.objectives import Objective
 
@@ -278,7 +298,14 @@ def _create(args: argparse.Namespace) -> int:
 
             warm, source = load_measurements(args.warm_start), args.warm_start
     campaign = Campaign.create(
-        args.name, _objective(args, args.objective), _space(args), args.storage, warm, source, args.seed, args.lease_s
+        args.name,
+        _objective(args, args.objective),
+        _campaign_space(args),
+        args.storage,
+        warm,
+        source,
+        args.seed,
+        args.lease_s,
     )
     status = campaign.status()
     if args.json:
