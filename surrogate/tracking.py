@@ -118,7 +118,8 @@ def configure_mlflow(experiment: str | None = None) -> str:
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(registry_uri())
+    if get_settings().registry_uri:  # only when configured: MLflow exports it to os.environ, where every later
+        mlflow.set_registry_uri(registry_uri())  # process (and this one's settings) would read it as configured
     if experiment is not None:
         found = mlflow.get_experiment_by_name(experiment)
         if found is None:

@@ -39,6 +39,8 @@ def store_env(folder: Path) -> dict[str, str]:
     """Environment variables that put MLflow and Optuna stores under ``folder``."""
     return {
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+        # mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI to os.environ; an earlier test's would win here
+        "MLFLOW_REGISTRY_URI": f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
         "SURROGATE_HOME": str(folder),
     }
 
