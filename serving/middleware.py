@@ -2,13 +2,13 @@
 one error shape, and no request left hanging by an unexpected error.
 
 - ``SURROGATE_API_TOKEN``: when set, every endpoint that reads or writes campaign or study state
-  (:func:`is_protected`: ``/suggest``, ``/observe``, ``/search``, ``/campaigns...``) requires
+  (:func:`is_protected`: ``/suggest``, ``/observe``, ``/search``, ``/campaigns...``, ``/ingest``) requires
   ``Authorization: Bearer <token>``; a missing, wrong or non-ASCII token is answered 401 at once.
   ``/metrics`` needs it too unless ``SURROGATE_METRICS_PUBLIC`` is ``1``/``true``/``yes`` (for a scraper
   without the token). Read-only endpoints (predict, model information, health, docs) stay open.
 - ``SURROGATE_MAX_BODY_BYTES`` (default :data:`DEFAULT_MAX_BODY_BYTES`): a larger request body is answered 413,
   whether announced by ``Content-Length`` or streamed in chunks.
-- A request body that is not ``application/json`` is answered 415.
+- A request body that is not ``application/json`` is answered 415 (``POST /ingest`` takes ``multipart/form-data``).
 - Every answer of 400 or more has the body ``{"error": str, "detail": [...]}`` (BentoML's and Starlette's own
   error bodies are rewritten into it; see :class:`serving.schemas.ErrorResponse`).
 - An unexpected exception is logged with a request id and answered at once with a 500
@@ -40,8 +40,12 @@ METRICS_PUBLIC_ENV = "SURROGATE_METRICS_PUBLIC"
 METRICS_PATH = "/metrics"
 MAX_BODY_ENV = "SURROGATE_MAX_BODY_BYTES"
 JSON_MEDIA_TYPE = "application/json"
-PROTECTED_PATHS: frozenset[str] = frozenset({"/suggest", "/observe", "/search", "/campaigns"})
-"""Endpoints that read or write campaign or study state (plus everything under ``/campaigns/``)."""
+MULTIPART_MEDIA_TYPE = "multipart/form-data"
+PROTECTED_PATHS: frozenset[str] = frozenset({"/suggest", "/observe", "/search", "/campaigns", "/ingest"})
+"""Endpoints that read or write campaign or study state (plus everything under ``/campaigns/``), and the costly
+``/ingest`` upload."""
+MULTIPART_PATHS: frozenset[str] = frozenset({"/ingest"})
+"""Endpoints whose body is ``multipart/form-data`` (file uploads) instead of JSON."""
 PROTECTED_PREFIXES: tuple[str, ...] = ("/campaigns/",)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _NO_NORMALISE = frozenset({"/metrics"})
@@ -163,7 +167,7 @@ class GuardMiddleware:
         method = scope.get("method")
         length = self._content_length(scope)
         chunked = length is None and method in _BODY_METHODS
-        if method in _BODY_METHODS and (chunked or (length or 0) > 0) and not self._is_json(scope):
+        if method in _BODY_METHODS and (chunked or (length or 0) > 0) and not self._accepted(scope, path):
             media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()
             what = f"{media_type} bodies are" if media_type else "a body without a content type is"
             body = error_body(
@@ -199,6 +203,14 @@ class GuardMiddleware:
             if name == wanted:
                 return value.decode("latin-1")
         return ""
+
+    def _accepted(self, scope: Scope, path: str) -> bool:
+        """JSON bodies everywhere; ``multipart/form-data`` on the upload paths (:data:`MULTIPART_PATHS`)."""
+        if path in MULTIPART_PATHS:
+            media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()
+            if media_type == MULTIPART_MEDIA_TYPE:
+                return True
+        return self._is_json(scope)
 
     def _is_json(self, scope: Scope) -> bool:
         media_type = self._header(scope, b"content-type").split(";")[0].strip().lower()

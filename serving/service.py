@@ -8,6 +8,7 @@ units as in docs/contract.md; the full reference is docs/service.md):
 - ``POST /suggest``, ``POST /observe``: ask/tell campaigns kept in Optuna storage.
 - ``POST /campaigns`` (create), ``GET /campaigns`` (list), ``GET /campaigns/{name}`` (status).
 - ``POST /search``: a bounded search on the surrogate (best designs or the Pareto set).
+- ``POST /ingest``: a manifest and its raw files (multipart upload) → the reduced rows (:mod:`serving.upload`).
 - ``GET /``: Swagger UI (served from BentoML's bundled assets, no outside request); ``GET /docs.json``: the
   OpenAPI 3.0 document (:mod:`serving.openapi`).
 - BentoML's own ``/healthz``, ``/livez``, ``/readyz`` (503 until a model is loaded), ``/metrics``.
@@ -75,6 +76,7 @@ from serving.schemas import (
     SuggestRequest,
     SuggestResponse,
 )
+from serving.upload import ingest_endpoint
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
 from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
 from surrogate.errors import BusyError, ConflictError, DataValidationError, InputError, NotFoundError
@@ -726,6 +728,7 @@ extra_routes = Starlette(
         Route("/docs.json", _openapi, methods=["GET"]),
         Route("/model_info", _model_info, methods=["GET"]),
         Route("/admin/reload", _admin_reload, methods=["POST"]),
+        Route("/ingest", ingest_endpoint, methods=["POST"]),
         Route("/campaigns", _get_json(lambda _: _instance().campaign_list()), methods=["GET"]),
         Route(
             "/campaigns/{name}",
@@ -734,7 +737,8 @@ extra_routes = Starlette(
         ),
     ]
 )
-"""Routes BentoML 1.4 APIs cannot express (GET) and the project's own Swagger page and OpenAPI document.
+"""Routes BentoML 1.4 APIs cannot express (GET, the multipart ``/ingest`` upload) and the project's own Swagger page
+and OpenAPI document.
 
 Mounted with :meth:`bentoml.Service.mount_asgi_app`; BentoML matches mounted routes before its own index page
 and ``/docs.json``, and a POST to ``/model_info`` or ``/campaigns`` still reaches the BentoML API of that path.

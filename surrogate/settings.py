@@ -28,6 +28,9 @@ Command-line flags (``--storage``, ``--model``, ``--materials``) still win over 
 | ``max_body_bytes`` | ``SURROGATE_MAX_BODY_BYTES`` | 16 MiB | request body limit, bytes |
 | ``request_timeout_s`` | ``SURROGATE_REQUEST_TIMEOUT_S`` | 60 | service answer timeout, seconds |
 | ``model_retry_s`` | ``SURROGATE_MODEL_RETRY_S`` | 10 | seconds between loads while the service has no model |
+| ``ingest_max_files`` | ``SURROGATE_INGEST_MAX_FILES`` | 100 | raw files in one ``POST /ingest`` |
+| ``ingest_max_file_bytes`` | ``SURROGATE_INGEST_MAX_FILE_BYTES`` | 4 MiB | one uploaded file of ``POST /ingest``, bytes |
+| ``ingest_max_total_bytes`` | ``SURROGATE_INGEST_MAX_TOTAL_BYTES`` | 12 MiB | all files of one ``POST /ingest``, bytes |
 | ``champion_poll_s`` | ``SURROGATE_CHAMPION_POLL_S`` | 30 | seconds between registry checks for a new ``@champion`` (0: off) |
 
 A bad value raises :class:`~surrogate.errors.InputError` naming the variable (or the file key) and why; the CLI
@@ -117,6 +120,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="request body limit, bytes")
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="service answer timeout, seconds")
     model_retry_s: float = Field(10.0, ge=0, le=3600, description="seconds between loads while there is no model")
+    ingest_max_files: int = Field(100, ge=1, le=10_000, description="raw files in one POST /ingest")
+    ingest_max_file_bytes: int = Field(4 * 1024 * 1024, gt=0, description="one uploaded file of POST /ingest, bytes")
+    ingest_max_total_bytes: int = Field(
+        12 * 1024 * 1024, gt=0, description="all uploaded files of one POST /ingest, bytes (the body limit applies too)"
+    )
     champion_poll_s: float = Field(
         30.0, ge=0, le=86400, description="seconds between registry checks for a new @champion (0: never)"
     )

@@ -377,6 +377,14 @@ def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[
     )
 
 
+def listed_files(path: str | Path) -> list[tuple[int, Any]]:
+    """Each entry's number (from 1, as :func:`load_manifest` counts) and its ``file`` value as written, unchecked.
+
+    For callers that must vet the names before any file is looked up (the service's upload); None when missing.
+    """
+    return [(row, record.get(FILE)) for row, record in enumerate(_read_entries(Path(path)), start=1)]
+
+
 def load_manifest(path: str | Path) -> Manifest:
     """Read and check a manifest (CSV or YAML); raises :class:`DataValidationError` listing every problem.
 
