@@ -102,14 +102,21 @@ async def read_upload(request: Request) -> tuple[UploadFile, list[UploadFile]]:
     seen: set[str] = {manifest_name}
     for part in files:
         if not isinstance(part, UploadFile) or not part.filename:
-            raise _refuse(HTTPStatus.BAD_REQUEST, f"every {FILES_PART!r} part is a file", ["body", FILES_PART], "not a file")
+            raise _refuse(
+                HTTPStatus.BAD_REQUEST, f"every {FILES_PART!r} part is a file", ["body", FILES_PART], "not a file"
+            )
         name = part.filename
         reason = unsafe_name_reason(name)
         if reason is not None:
-            raise _refuse(HTTPStatus.BAD_REQUEST, f"uploaded file {name!r}: {reason}", ["body", FILES_PART, name], reason)
+            raise _refuse(
+                HTTPStatus.BAD_REQUEST, f"uploaded file {name!r}: {reason}", ["body", FILES_PART, name], reason
+            )
         if name in seen:
             raise _refuse(
-                HTTPStatus.BAD_REQUEST, f"uploaded file {name!r}: sent twice", ["body", FILES_PART, name], "duplicate name"
+                HTTPStatus.BAD_REQUEST,
+                f"uploaded file {name!r}: sent twice",
+                ["body", FILES_PART, name],
+                "duplicate name",
             )
         seen.add(name)
         size = part.size or 0

@@ -95,7 +95,12 @@ def test_upload_returns_the_rows_the_cli_makes_and_removes_its_folder(client, la
     assert {row["source_file"] for row in body["rows"]} == {RATE_FILE}
     assert {row["source_sha256"] for row in body["rows"]} == {hashlib.sha256(content).hexdigest()}
     assert body["sources"] == [
-        {"file": RATE_FILE, "sha256": hashlib.sha256(content).hexdigest(), "format": "battery_archive", "experiment": "rate"}
+        {
+            "file": RATE_FILE,
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "format": "battery_archive",
+            "experiment": "rate",
+        }
     ]
     assert body["tracked"] is False
     assert len(upload_folders) == 1 and not upload_folders[0].exists()
@@ -193,4 +198,4 @@ def test_a_bad_spectrum_is_a_400_naming_the_file_and_the_entry(client, lab):
     assert body["error"].startswith("manifest.yaml: ")
     (problem,) = body["detail"]
     assert problem["row"] == 2 and problem["column"] == "file"
-    assert problem["reason"].startswith("film_25C.mpt: ")
+    assert problem["reason"].startswith("film_25C.mpt: ") and "EC-Lab" in problem["reason"]
