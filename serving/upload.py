@@ -61,6 +61,11 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
+def normal_name(name: str) -> str:
+    """A safe name in one spelling (``eis//a.mpt`` and ``./eis/a.mpt`` are ``eis/a.mpt``), to compare names."""
+    return str(PurePosixPath(name.strip()))
+
+
 def _refuse(status: int, message: str, loc: list[Any], msg: str) -> UploadError:
     return UploadError(status, message, [{"loc": loc, "msg": msg}])
 
@@ -107,6 +112,7 @@ async def read_upload(request: Request) -> tuple[UploadFile, list[UploadFile]]:
             )
         name = part.filename
         reason = unsafe_name_reason(name)
+        name = normal_name(name)
         if reason is not None:
             raise _refuse(
                 HTTPStatus.BAD_REQUEST, f"uploaded file {name!r}: {reason}", ["body", FILES_PART, name], reason
@@ -147,7 +153,7 @@ def check_listed_files(manifest_path: Path, uploaded: set[str]) -> None:
             continue  # load_manifest names the missing field
         name = str(value).strip()
         reason = unsafe_name_reason(name)
-        if reason is None and name not in uploaded:
+        if reason is None and normal_name(name) not in uploaded:
             reason = f"not among the uploaded files ({', '.join(sorted(uploaded)) or 'none'})"
         if reason is not None:
             problems.append(Problem(row, FILE, f"{name}: {reason}"))
@@ -164,10 +170,18 @@ def ingest_uploaded(manifest: UploadFile, files: list[UploadFile]) -> dict[str, 
         manifest_path = folder / PurePosixPath(manifest.filename or "manifest.yaml").name
         _save(manifest, manifest_path)
         for part in files:
-            target = folder / PurePosixPath(part.filename or "")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _save(part, target)
-        check_listed_files(manifest_path, {part.filename or "" for part in files})
+            name = normal_name(part.filename or "")
+            try:
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                _save(part, folder / name)
+            except OSError:  # "a" and "a/b", or a name that is a folder ("eis/."): not two files side by side
+                raise _refuse(
+                    HTTPStatus.BAD_REQUEST,
+                    f"uploaded file {name!r}: cannot be saved beside the other files (a file and a folder of one name?)",
+                    ["body", FILES_PART, name],
+                    "not a file name",
+                ) from None
+        check_listed_files(manifest_path, {normal_name(part.filename or "") for part in files})
         result = ingest(manifest_path)
         return {
             "rows": json.loads(result.rows.to_json(orient="records", double_precision=15)),

@@ -199,3 +199,10 @@ def test_a_bad_spectrum_is_a_400_naming_the_file_and_the_entry(client, lab):
     (problem,) = body["detail"]
     assert problem["row"] == 2 and problem["column"] == "file"
     assert problem["reason"].startswith("film_25C.mpt: ") and "EC-Lab" in problem["reason"]
+
+
+def test_a_file_and_a_folder_of_one_name_are_a_400_not_a_500(client, lab, upload_folders):
+    response = _post(client, lab.read_bytes(), {"cycling": b"x", RATE_FILE: b"y"})
+    assert response.status_code == 400
+    assert _problems(response)[0]["loc"] == ["body", "files", RATE_FILE]
+    assert not any(folder.exists() for folder in upload_folders)
