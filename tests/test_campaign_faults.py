@@ -675,7 +675,10 @@ def test_read_trials_gives_what_optuna_gives(store):
         if stored_storage is storage:
             assert [t.datetime_start for t in got] == [t.datetime_start for t in expected]
         only = read_trials(stored_storage, study_id, (optuna.trial.TrialState.RUNNING,), ("client_id",))
-        assert [(t.number, t.user_attrs) for t in only] == [(5, {"client_id": "robot-2"}), (6, {"client_id": "robot-2"})]
+        assert [(t.number, t.user_attrs) for t in only] == [
+            (5, {"client_id": "robot-2"}),
+            (6, {"client_id": "robot-2"}),
+        ]
 
 
 def test_a_lock_held_too_long_is_a_busy_error_and_other_keys_are_free(store):
