@@ -6,8 +6,11 @@ many completed observations spread over the space (written as ``campaign observe
 same run:
 
 * capped (now): the suggester sees at most ``MAX_SUGGEST_OBSERVATIONS`` rows
-  (:func:`surrogate.campaign.capped_observations`);
-* all rows (the baseline, as in ddca1da): the suggester sees every observation (the cap turned off).
+  (:func:`surrogate.campaign.capped_observations`), and the campaign reads its trials with
+  :func:`surrogate.storage.read_trials`;
+* all rows (the baseline, as in ddca1da): the suggester sees every observation (the cap turned off);
+* capped, Optuna reads (the baseline of the trial reads, as in 7ec7238): capped, but the campaign reads its
+  trials with Optuna's ``study.get_trials`` (its cached storage reads every trial of the study first).
 
 The goal of issue 18 is ``suggest(1)`` at 10,000 observations in at most 5 s and 1 GB. The baseline at 10,000
 took 105 s and 4.5 GB in the probe, so by default it runs at the smaller sizes only (``--baseline-sizes``).
@@ -15,7 +18,7 @@ took 105 s and 4.5 GB in the probe, so by default it runs at the smaller sizes o
 Run::
 
     python benchmarks/suggest_scaling.py
-    python benchmarks/suggest_scaling.py --sizes 500 --baseline-sizes 500 --quick   # smoke test
+    python benchmarks/suggest_scaling.py --sizes 500 --baseline-sizes 500 --optuna-read-sizes 500 --quick
 
 Writes benchmarks/results/suggest_scaling.{json,md}. Timings depend on the machine; compare the ratios of one
 run.
@@ -74,12 +77,17 @@ def fill(url: str, n: int) -> None:
     write_trials(campaign.storage, campaign.study_id, new=trials)
 
 
-def child(url: str, capped: bool) -> None:
-    """One suggest(1) in this process; prints seconds and peak RSS (MB) as JSON."""
+WAYS = ("capped", "all rows", "capped, Optuna reads")
+
+
+def child(url: str, way: str) -> None:
+    """One suggest(1) in this process, one of :data:`WAYS`; prints seconds and peak RSS (MB) as JSON."""
     import surrogate.campaign as campaign_module
 
-    if not capped:  # the baseline: every observation goes to the suggester, as before the cap
+    if way == "all rows":  # the baseline: every observation goes to the suggester, as before the cap
         campaign_module.capped_observations = lambda observed, space, cap=0, seed=0: observed
+    if way == "capped, Optuna reads":  # the baseline of the trial reads: Optuna's get_trials, as before
+        campaign_module.Campaign._trials = lambda self, states: self.study.get_trials(deepcopy=False, states=states)
     campaign = campaign_module.Campaign.load("bench", url)
     start = time.perf_counter()
     (suggestion,) = campaign.suggest(1)
@@ -88,41 +96,44 @@ def child(url: str, capped: bool) -> None:
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "method": suggestion.method}))
 
 
-def measure(n: int, capped: bool, folder: Path) -> dict:
-    url = f"sqlite:///{folder / f'bench-{n}-{int(capped)}.db'}"
+def measure(n: int, way: str, folder: Path) -> dict:
+    url = f"sqlite:///{folder / f'bench-{n}-{WAYS.index(way)}.db'}"
     fill(url, n)
     done = subprocess.run(
-        [sys.executable, __file__, "--child", url, "--capped" if capped else "--all-rows"],
+        [sys.executable, __file__, "--child", url, "--way", way],
         capture_output=True,
         text=True,
         check=True,
         timeout=3600,
     )
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"observations": n, "way": "capped" if capped else "all rows"} | out
+    return {"observations": n, "way": way} | out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 10000], help="observations (capped)")
-    parser.add_argument("--baseline-sizes", type=int, nargs="+", default=[1000, 4000], help="sizes of the baseline")
+    parser.add_argument("--baseline-sizes", type=int, nargs="*", default=[1000, 4000], help="sizes of all rows")
+    parser.add_argument(
+        "--optuna-read-sizes", type=int, nargs="*", default=[1000, 10000], help="sizes of capped, Optuna reads"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: results not written")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--capped", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--all-rows", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--way", choices=WAYS, default="capped", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, capped=args.capped)
+        child(args.child, args.way)
         return
     from surrogate.campaign import MAX_SUGGEST_OBSERVATIONS
 
     load_start = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sorted(set(args.sizes) | set(args.baseline_sizes)):
-            for capped in (True, False):
-                if n in (args.sizes if capped else args.baseline_sizes):
-                    rows.append(measure(n, capped, Path(tmp)))
+        sizes = dict(zip(WAYS, (args.sizes, args.baseline_sizes, args.optuna_read_sizes), strict=True))
+        for n in sorted(set().union(*sizes.values())):
+            for way in WAYS:
+                if n in sizes[way]:
+                    rows.append(measure(n, way, Path(tmp)))
                     print(json.dumps(rows[-1]), flush=True)
     import optuna
 
@@ -154,8 +165,10 @@ def main() -> None:
         "",
         f"Each row: a fresh SQLite campaign with that many observations, one `suggest(1)` in a fresh process "
         f"(wall time of the call; peak resident memory of the process, imports included). *Capped*: the "
-        f"suggester sees at most {MAX_SUGGEST_OBSERVATIONS} rows (a stratified subsample); *all rows*: the "
-        "baseline, every observation (as in ddca1da).",
+        f"suggester sees at most {MAX_SUGGEST_OBSERVATIONS} rows (a stratified subsample) and the campaign "
+        "reads its trials with `surrogate.storage.read_trials`; *all rows*: the baseline of the cap, every "
+        "observation (as in ddca1da); *capped, Optuna reads*: the baseline of the trial reads, Optuna's "
+        "`study.get_trials` (as in 7ec7238).",
         "",
         "| observations | way | suggest(1) (s) | peak RSS (MB) | method |",
         "|---|---|---|---|---|",

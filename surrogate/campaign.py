@@ -66,6 +66,7 @@ from surrogate.errors import ConflictError, DataValidationError, InputError, Not
 from surrogate.materials import declare_carried, entries_in
 from surrogate.objectives import Objective
 from surrogate.parameters import CYCLES_PARAMETER
+from surrogate.storage import StoredTrial
 from surrogate.suggester import MATCH_TOLERANCE_C, MIN_FADE_CYCLES, propose_batch, space_filling
 
 CAMPAIGN_ATTR = "campaign"
@@ -388,10 +389,17 @@ class Campaign:
         return cls(study, json.loads(raw), store)
 
     # ---------------------------------------------------------------- data
-    def _trials(self, states: tuple[TrialState, ...]) -> list[optuna.trial.FrozenTrial]:
-        return self.study.get_trials(deepcopy=False, states=states)
+    def _trials(self, states: tuple[TrialState, ...]) -> list[StoredTrial]:
+        """The campaign's trials in ``states`` with every user attribute, in order of number.
 
-    def _design_of(self, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        Read with :func:`surrogate.storage.read_trials`, never Optuna's ``get_trials``: its cached storage reads
+        every trial of the study on the first call, whatever states are asked for.
+        """
+        from surrogate.storage import read_trials
+
+        return read_trials(self.storage, self.study_id, states, None)
+
+    def _design_of(self, trial: StoredTrial) -> dict[str, Any]:
         design = {
             BUFFER: trial.params[BUFFER],
             ANNEAL_TEMP_C: float(trial.params[ANNEAL_TEMP_C]),
@@ -438,7 +446,7 @@ class Campaign:
         return out
 
     # ---------------------------------------------------------------- leases
-    def _lease_expiry(self, trial: optuna.trial.FrozenTrial) -> datetime:
+    def _lease_expiry(self, trial: StoredTrial) -> datetime:
         """When a pending trial's lease ends: its ``lease_expires_at``, else (format 1 suggestions) its
         suggestion time plus the campaign's lease."""
         expiry = _parse_time(trial.user_attrs.get("lease_expires_at"))
@@ -567,6 +575,8 @@ class Campaign:
             return self._suggest_new(n, client_id, lease)
 
     def _suggest_new(self, n: int, client_id: str | None, lease_s: float) -> list[Suggestion]:
+        from surrogate.storage import count_trials
+
         observed = self.observations()
         pending = pd.DataFrame([s.design for s in self.pending()], columns=[BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C])
         failed = pd.DataFrame(
@@ -582,7 +592,7 @@ class Campaign:
             if not observed.empty
             else False
         )
-        n_designs = len(self.study.get_trials(deepcopy=False))
+        n_designs = count_trials(self.storage, [self.name])[self.name]
         seed = int(self.config.get("seed", 0))
         # Space-filling while nothing can be modelled yet; then the model (its priors cover untried buffers).
         n_fill = 0 if modelled else n
@@ -808,7 +818,7 @@ class Campaign:
         given: int | None | str,
         design: dict[str, Any],
         row: dict[str, Any],
-        finished: dict[int, optuna.trial.FrozenTrial],
+        finished: dict[int, StoredTrial],
         index: _DesignIndex,
     ) -> int | None:
         """A row already in the campaign: its trial number (a retry, nothing to write), -1 if that trial
@@ -910,7 +920,7 @@ class Campaign:
         self,
         given: int | str | None,
         design: dict[str, Any],
-        pending: dict[int, optuna.trial.FrozenTrial],
+        pending: dict[int, StoredTrial],
         claimed: set[int],
         row_no: int,
         problems: list[Problem],
@@ -987,7 +997,7 @@ class Campaign:
         if self._any_expired():  # the lock only when there is something to reclaim: a status waits for no one
             with self._locked():
                 self._reclaim_expired()
-        trials = self.study.get_trials(deepcopy=False)
+        trials = self._trials((TrialState.COMPLETE, TrialState.FAIL))
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         expired = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("lease_expired")]
         best = None
@@ -1114,8 +1124,8 @@ def _store_warm_start_studies(
 class _DesignIndex:
     """Finished trials by design, to find those within :data:`MATCH_TOLERANCE_C` of a design quickly."""
 
-    def __init__(self, trials: list[tuple[optuna.trial.FrozenTrial, dict[str, Any]]]) -> None:
-        self._cells: dict[tuple[str, int, int], list[optuna.trial.FrozenTrial]] = {}
+    def __init__(self, trials: list[tuple[StoredTrial, dict[str, Any]]]) -> None:
+        self._cells: dict[tuple[str, int, int], list[StoredTrial]] = {}
         for trial, design in trials:
             self._cells.setdefault(self._key(design), []).append(trial)
 
@@ -1127,7 +1137,7 @@ class _DesignIndex:
             math.floor(design[TEST_TEMP_C] / MATCH_TOLERANCE_C),
         )
 
-    def near(self, design: dict[str, Any]) -> list[optuna.trial.FrozenTrial]:
+    def near(self, design: dict[str, Any]) -> list[StoredTrial]:
         buffer, a, t = self._key(design)
         out = []
         for da in (-1, 0, 1):
@@ -1136,7 +1146,7 @@ class _DesignIndex:
         return out
 
 
-def _conflict_reason(trial: optuna.trial.FrozenTrial) -> str:
+def _conflict_reason(trial: StoredTrial) -> str:
     if trial.user_attrs.get("lease_expired"):
         return (
             f"suggestion {trial.number}'s lease expired ({trial.user_attrs.get('failure_reason', '')}); it went back "

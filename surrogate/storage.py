@@ -371,29 +371,42 @@ def _write_trials_one_by_one(
 
 @dataclass(frozen=True)
 class StoredTrial:
-    """The parts of a trial :func:`read_trials` returns: number, state, params (external values), user attributes."""
+    """The parts of a trial :func:`read_trials` returns: number, state, params (external values), user attributes,
+    value (the first objective's; None when it has none) and start time (naive, as Optuna stores it)."""
 
     number: int
     state: optuna.trial.TrialState
     params: dict[str, Any]
     user_attrs: dict[str, Any]
+    value: float | None = None
+    datetime_start: datetime | None = None
 
 
 def read_trials(
     storage: optuna.storages.BaseStorage,
     study_id: int,
     states: Sequence[optuna.trial.TrialState],
-    attr_keys: Sequence[str],
+    attr_keys: Sequence[str] | None,
 ) -> list[StoredTrial]:
-    """The trials of ``study_id`` in ``states``, with their params and the user attributes ``attr_keys``.
+    """The trials of ``study_id`` in ``states``, with their params, value and the user attributes ``attr_keys``
+    (``None``: every user attribute), in order of number.
 
-    RDB storages: three plain queries, which reads 10,000 trials about ten times faster than Optuna's
-    ``get_trials`` (it loads every relation of every trial through the ORM). Other storages: ``get_all_trials``.
+    RDB storages: four plain queries, which reads 10,000 trials about ten times faster than Optuna's
+    ``get_trials`` (it loads every relation of every trial through the ORM, and its cached storage reads
+    every trial of the study on the first call, whatever states are asked for). Other storages:
+    ``get_all_trials``.
     """
     backend = getattr(storage, "_backend", storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
         return [
-            StoredTrial(t.number, t.state, dict(t.params), {k: t.user_attrs[k] for k in attr_keys if k in t.user_attrs})
+            StoredTrial(
+                t.number,
+                t.state,
+                dict(t.params),
+                {k: v for k, v in t.user_attrs.items() if attr_keys is None or k in attr_keys},
+                t.values[0] if t.values else None,
+                t.datetime_start,
+            )
             for t in storage.get_all_trials(study_id, deepcopy=False, states=tuple(states))
         ]
     import sqlalchemy
@@ -402,14 +415,24 @@ def read_trials(
 
     trials = models.TrialModel.__table__
     params = models.TrialParamModel.__table__
+    values = models.TrialValueModel.__table__
     user_attrs = models.TrialUserAttributeModel.__table__
     chosen = sqlalchemy.and_(trials.c.study_id == study_id, trials.c.state.in_(list(states)))
-    with storage_connection(backend) as connection:
-        found = {
-            trial_id: StoredTrial(number, state, {}, {})
-            for trial_id, number, state in connection.execute(
-                sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state).where(chosen)
+    with storage_connection(backend, snapshot=True) as connection:
+        rows = connection.execute(
+            sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state, trials.c.datetime_start).where(chosen)
+        ).all()
+        value_of = {
+            trial_id: models.TrialValueModel.stored_repr_to_value(value, kind)
+            for trial_id, value, kind in connection.execute(
+                sqlalchemy.select(values.c.trial_id, values.c.value, values.c.value_type)
+                .join(trials, trials.c.trial_id == values.c.trial_id)
+                .where(chosen, values.c.objective == 0)
             )
+        }
+        found = {
+            trial_id: StoredTrial(number, state, {}, {}, value_of.get(trial_id), start)
+            for trial_id, number, state, start in rows
         }
         distributions: dict[str, Any] = {}
         for trial_id, name, value, dist_json in connection.execute(
@@ -419,14 +442,19 @@ def read_trials(
         ):
             if dist_json not in distributions:
                 distributions[dist_json] = json_to_distribution(dist_json)
-            found[trial_id].params[name] = distributions[dist_json].to_external_repr(value)
-        if attr_keys:
-            for trial_id, key, value_json in connection.execute(
+            if trial_id in found:  # not a trial added since the first query
+                found[trial_id].params[name] = distributions[dist_json].to_external_repr(value)
+        if attr_keys is None or attr_keys:
+            query = (
                 sqlalchemy.select(user_attrs.c.trial_id, user_attrs.c.key, user_attrs.c.value_json)
                 .join(trials, trials.c.trial_id == user_attrs.c.trial_id)
-                .where(chosen, user_attrs.c.key.in_(list(attr_keys)))
-            ):
-                found[trial_id].user_attrs[key] = json.loads(value_json)
+                .where(chosen)
+            )
+            if attr_keys is not None:
+                query = query.where(user_attrs.c.key.in_(list(attr_keys)))
+            for trial_id, key, value_json in connection.execute(query):
+                if trial_id in found:
+                    found[trial_id].user_attrs[key] = json.loads(value_json)
     return sorted(found.values(), key=lambda t: t.number)
 
 
@@ -460,9 +488,15 @@ def count_trials(storage: optuna.storages.BaseStorage, study_names: Sequence[str
 
 
 @contextmanager
-def storage_connection(storage: optuna.storages.RDBStorage) -> Iterator[Any]:
-    """A connection of the storage's engine for reading (closed at the end of the block)."""
+def storage_connection(storage: optuna.storages.RDBStorage, snapshot: bool = False) -> Iterator[Any]:
+    """A connection of the storage's engine for reading (closed at the end of the block).
+
+    ``snapshot``: on PostgreSQL every query of the block sees the same snapshot (REPEATABLE READ). SQLite runs
+    each query on its own snapshot: readers such as :func:`read_trials` skip rows of trials added in between.
+    """
     with storage.engine.connect() as connection:
+        if snapshot and storage.engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
         yield connection
 
 
