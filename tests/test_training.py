@@ -537,3 +537,25 @@ def test_one_temperature_is_refused_by_validate_and_train_with_the_same_reason(t
     assert reason in capsys.readouterr().err
     assert main(["train", "--data", str(path), "--models", "physics"]) == 2
     assert reason in capsys.readouterr().err and _runs().empty
+
+
+def test_a_sigterm_whose_exception_python_swallows_still_ends_training():
+    """A SIGTERM handled inside a weakref callback (as SQLAlchemy's, seen in CI) raises where Python ignores it."""
+    import weakref
+
+    from training.train import Terminated, _sigterm_raises
+
+    class Thing:
+        pass
+
+    def kill_me(_ref: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecode inside the callback: the handler runs (and raises) here
+            pass
+
+    with pytest.raises(Terminated):
+        with _sigterm_raises():
+            thing = Thing()
+            ref = weakref.ref(thing, kill_me)
+            del thing  # the callback runs, the Terminated raised in it is "ignored" by Python
+            assert ref() is None

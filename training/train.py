@@ -489,13 +489,26 @@ def _sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        _TERMINATION.set()  # kept: a raise inside a GC or weakref callback is printed and swallowed by Python
         raise Terminated(f"terminated by signal {signum}")
 
+    _TERMINATION.clear()
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+        check_terminated()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_TERMINATION = threading.Event()
+"""Set by the SIGTERM handler of :func:`_sigterm_raises`, so a Terminated that Python swallowed is not lost."""
+
+
+def check_terminated() -> None:
+    """Raise :class:`Terminated` if SIGTERM arrived during training (called before anything is registered)."""
+    if _TERMINATION.is_set():
+        raise Terminated("terminated by signal 15")
 
 
 def stop_worker_processes() -> None:
@@ -724,6 +737,7 @@ def _train_run(
         _log_plots(data, selection, ea, level, note)
         promotion = final_promotion(promotion, surrogate, data, current, kept)
         mlflow.set_tag(NOTE_TAG, champion_description(surrogate, level, kept))
+        check_terminated()  # never register after a SIGTERM, even one whose exception Python swallowed
         model_uri, version = log_surrogate(
             surrogate,
             register=register,
