@@ -7,6 +7,7 @@ them, not here, so that collecting the suite stays fast.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -138,3 +139,13 @@ needs_chromium = pytest.mark.skipif(
     _browser_missing() is not None and not running_in_ci(), reason=_browser_missing() or "chromium is installed"
 )
 """Mark for browser tests: skipped, saying why, without chromium or playwright; run (and fail) with CI=true."""
+
+
+@functools.cache
+def surrogate_asgi_app():
+    """The service's ASGI app, built once per process: a second ``Surrogate.to_asgi()`` in one process registers
+    BentoML's Prometheus metrics twice (DuplicateTimeseries). Tests that need another model loader patch
+    ``serving.service.load_surrogate`` before they open a TestClient (the loader runs at lifespan start)."""
+    import serving.service as service
+
+    return service.Surrogate.to_asgi()

@@ -64,6 +64,7 @@ DOUBLE_INFO = {"name": "test-double", "version": "1", "data_hash": "test-double"
 
 
 def _client(monkeypatch, loader, token: str | None = None, max_bytes: int | None = None):
+    from conftest import surrogate_asgi_app
     from starlette.testclient import TestClient
 
     import serving.service as service
@@ -79,7 +80,7 @@ def _client(monkeypatch, loader, token: str | None = None, max_bytes: int | None
         monkeypatch.setenv("SURROGATE_MAX_BODY_BYTES", str(max_bytes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return TestClient(service.Surrogate.to_asgi(), raise_server_exceptions=False)
+        return TestClient(surrogate_asgi_app(), raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")

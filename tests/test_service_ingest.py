@@ -14,7 +14,7 @@ from surrogate.errors import InputError
 from surrogate.ingest.pipeline import ingest
 from surrogate.lab_raw import write_raw_lab
 
-TOKEN = "upload-test-token"
+TOKEN = "s3cret-token"  # as tests/test_service.py: one app per process (conftest.surrogate_asgi_app) reads it once
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 MAX_FILE_BYTES = 200_000
 RATE_FILE = "cycling/rate-sio2_timeseries.csv"
@@ -26,6 +26,7 @@ def _no_model(*_args):
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
+    from conftest import surrogate_asgi_app
     from starlette.testclient import TestClient
 
     import serving.service as service
@@ -35,11 +36,11 @@ def client(tmp_path_factory):
         mp.setenv("SURROGATE_HOME", str(tmp_path_factory.mktemp("home")))
         mp.setenv("SURROGATE_API_TOKEN", TOKEN)
         mp.setenv("SURROGATE_INGEST_MAX_FILE_BYTES", str(MAX_FILE_BYTES))
-        mp.delenv("SURROGATE_MAX_BODY_BYTES", raising=False)
+        mp.setenv("SURROGATE_MAX_BODY_BYTES", "4000000")  # as tests/test_service.py, for the same reason
         mp.setattr(service, "load_surrogate", _no_model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            test_client = TestClient(service.Surrogate.to_asgi(), raise_server_exceptions=False)
+            test_client = TestClient(surrogate_asgi_app(), raise_server_exceptions=False)
         with test_client:
             yield test_client
 

@@ -553,9 +553,8 @@ def test_a_sigterm_whose_exception_python_swallows_still_ends_training():
         for _ in range(1000):  # bytecode inside the callback: the handler runs (and raises) here
             pass
 
-    with pytest.raises(Terminated):
-        with _sigterm_raises():
-            thing = Thing()
-            ref = weakref.ref(thing, kill_me)
-            del thing  # the callback runs, the Terminated raised in it is "ignored" by Python
-            assert ref() is None
+    with pytest.raises(Terminated), _sigterm_raises():
+        thing = Thing()
+        ref = weakref.ref(thing, kill_me)
+        del thing  # the callback runs, the Terminated raised in it is "ignored" by Python
+        assert ref() is None
