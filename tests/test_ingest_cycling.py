@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,39 @@ def test_short_real_files_are_read_and_have_no_complete_cycle(name, fmt):
     assert (table.frame[CHARGE_AH] >= 0).all()
 
 
+def test_biologic_mpr_through_galvani_gives_capacity_per_cycle():
+    """A real EC-Lab GCPL .mpr (yadg's test data): four charge/discharge cycles of about 83 nAh."""
+    from galvani import BioLogic
+
+    path = RAW / "gcpl.issue_149.mpr"
+    assert detect_format(path) == "biologic"
+    data = read_cycler(path)
+    assert data.format == "biologic"
+    table = reduce_cycles(data)
+    raw = BioLogic.MPRfile(str(path)).data
+    q_mah = pd.Series(raw["Q charge/discharge/mA.h"])
+    half_cycle = pd.Series(raw["half cycle"])
+    discharge = (-q_mah[q_mah < 0]).groupby(half_cycle[q_mah < 0] // 2 + 1).max() / 1000.0  # one counter per half cycle
+    assert table.frame[CYCLE].tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(table.frame[DISCHARGE_AH], discharge.to_numpy(), rtol=1e-12)
+    assert (table.frame["flag"] == "").all() and table.reference_cycle == 1
+    np.testing.assert_allclose(table.frame["capacity_retention"], discharge.to_numpy() / discharge.iloc[0])
+    assert table.frame["coulombic_efficiency"].between(0.99, 1.0).all()
+
+
+def test_mpr_cycler_file_without_galvani_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "galvani", None)
+    with pytest.raises(
+        InputError, match=r'gcpl.issue_149.mpr: .*optional galvani package \(GPL-3\): pip install -e "\.\[mpr\]"'
+    ):
+        read_cycler(RAW / "gcpl.issue_149.mpr")
+
+
+def test_a_spectrum_mpr_given_as_a_cycler_file_is_refused():
+    with pytest.raises(InputError, match=r"peis.issue_149.mpr: a BioLogic .mpr file without the cycling columns.*EIS"):
+        read_cycler(RAW.parent / "eis" / "peis.issue_149.mpr")
+
+
 def test_arbin_file_without_cycle_numbers_is_an_error_naming_the_line():
     with pytest.raises(InputError, match=r"2017-05-09_test-TC-contact_CH33.csv: line 2: column 'cycle_index' is empty"):
         read_cycler(RAW / "2017-05-09_test-TC-contact_CH33.csv")
@@ -178,10 +212,14 @@ def test_unknown_binary_and_spectrum_files_are_refused(tmp_path):
     spectrum.write_text("freq/Hz,Re(Z)/Ohm,-Im(Z)/Ohm\n1000,50,10\n")
     with pytest.raises(InputError, match=r"film.csv: not a cycler file.*impedance spectrum"):
         read_cycler(spectrum)
-    binary = tmp_path / "cell.mpr"
-    binary.write_bytes(b"BIO-LOGIC MODULAR FILE\x00\x00\x01")
-    with pytest.raises(InputError, match=r"cell.mpr: a binary file"):
+    binary = tmp_path / "cell.res"
+    binary.write_bytes(b"\x00\x01\x00\x00Standard Jet DB\x00")
+    with pytest.raises(InputError, match=r"cell.res: a binary file"):
         read_cycler(binary)
+    damaged = tmp_path / "cell.mpr"
+    damaged.write_bytes(b"BIO-LOGIC MODULAR FILE\x00\x00\x01")
+    with pytest.raises(InputError, match=r"cell.mpr: galvani .* cannot read this .mpr file"):
+        read_cycler(damaged)
     with pytest.raises(InputError, match=r"unknown cycler format 'gamry'"):
         read_cycler(RAW / "neware_uio.csv.gz", fmt="gamry")
     with pytest.raises(InputError, match=r"the manifest says format 'arbin'.*'neware'"):

@@ -3,6 +3,7 @@
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ FIXTURES = {
     "exampleDataZPlot.z": ("zview-z", 21, "zplot"),
     "exampleData.csv": ("csv", 66, None),
 }
+"""The text fixtures (impedance.py's data); the .mpr fixture has tests of its own below."""
 
 
 def _problem(exc: pytest.ExceptionInfo[DataValidationError]) -> tuple[int | None, str]:
@@ -111,11 +113,54 @@ def test_unknown_format_names_the_file(tmp_path):
     assert "unknown format" in _problem(exc)[1]
 
 
-def test_binary_mpr_is_refused_with_advice(tmp_path):
+def test_damaged_mpr_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "run.mpr"
     path.write_bytes(b"BIO-LOGIC MODULAR FILE\x1a\x00\x00\x00binary")
-    with pytest.raises(DataValidationError, match="export it as .mpt"):
+    with pytest.raises(InputError, match=r"run.mpr: galvani 0\.5\.0 cannot read this .mpr file .*export it as .mpt"):
         read_spectrum(path)
+    truncated = tmp_path / "cut.mpr"
+    truncated.write_bytes((RAW / MPR).read_bytes()[:5000])
+    with pytest.raises(InputError, match="cut.mpr: galvani .* cannot read"):
+        read_spectrum(truncated)
+
+
+# ------------------------------------------------------------------ BioLogic .mpr through galvani (optional)
+MPR = "peis.issue_149.mpr"
+
+
+def test_mpr_spectrum_is_read_per_sweep_and_fits():
+    """A real EC-Lab PEIS .mpr of four sweeps (yadg's test data): each sweep is read, and fits the paper's circuit."""
+    from galvani import BioLogic
+
+    with pytest.raises(DataValidationError, match=r"4 sweeps in one file \(cycle number 1 to 4\).*'sweep: N'"):
+        read_spectrum(RAW / MPR)
+    reference = BioLogic.MPRfile(str(RAW / MPR)).data
+    for sweep in (1, 4):
+        spectrum = read_spectrum(RAW / MPR, sweep=sweep)
+        rows = reference[reference["cycle number"] == sweep]
+        assert spectrum.source_format == "biologic-mpr" and len(spectrum) == 21
+        np.testing.assert_allclose(spectrum.frequency_hz, rows["freq/Hz"])
+        np.testing.assert_allclose(spectrum.z_imag_ohm, -rows["-Im(Z)/Ohm"])
+        fit = fit_spectrum(spectrum)
+        assert fit.converged
+        assert fit.r_bulk_ohm == pytest.approx(87.5, rel=0.03)  # 89.1 and 86.4 ohm: the cell drifts
+        assert fit.parameters["R0"] == pytest.approx(12.0, rel=0.03)
+    with pytest.raises(DataValidationError, match=r"sweep 9: not in the file \(cycle number 1 to 4\)"):
+        read_spectrum(RAW / MPR, sweep=9)
+
+
+def test_mpr_without_galvani_names_the_file_and_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "galvani", None)  # as if the optional extra were not installed
+    with pytest.raises(InputError) as exc:
+        read_spectrum(RAW / MPR)
+    message = str(exc.value)
+    assert message.startswith(f"{MPR}: a BioLogic .mpr file")
+    assert 'pip install -e ".[mpr]"' in message and "GPL-3" in message
+
+
+def test_a_cycling_mpr_given_as_spectrum_is_refused():
+    with pytest.raises(DataValidationError, match=r"a cycler file .*'Q charge/discharge/mA.h'.*give it as a cycling"):
+        read_spectrum(RAW.parent / "cycling" / "gcpl.issue_149.mpr")
 
 
 def test_missing_and_empty_files(tmp_path):

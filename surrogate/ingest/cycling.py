@@ -18,6 +18,13 @@ format              what identifies it (column names; case and spacing do not ma
                     ``Q charge/mA.h``, ``Q discharge/mA.h``
 ==================  ==============================================================================
 
+BioLogic's binary ``.mpr`` (GCPL, MB) is read through galvani (GPL-3, an optional extra:
+``pip install -e ".[mpr]"``; :func:`surrogate.ingest.formats.load_mpr`), as format ``biologic``: the
+cycle is EC-Lab's ``cycle number`` when the file has one, else ``half cycle`` // 2 + 1 (a charge and a
+discharge per cycle); ``Q charge/discharge/mA.h`` (EC-Lab's per-half-cycle counter, positive on charge,
+negative on discharge) is split by its sign; ``Ns`` is the step. Without galvani the file is refused
+with the install command.
+
 Every reader produces the same frame: ``cycle_index`` (int), ``step_index`` (int, or a single step
 when the file has none), ``charge_capacity_ah`` and ``discharge_capacity_ah`` (Ah). Files may be
 gzip-compressed (``.gz``). The column mappings were written from the instruments' manuals and from
@@ -62,6 +69,7 @@ import pandas as pd
 
 from surrogate.design import REFERENCE_C_RATE
 from surrogate.errors import InputError
+from surrogate.ingest.formats import MPR_MAGIC, load_mpr
 
 CYCLE = "cycle_index"
 STEP = "step_index"
@@ -262,6 +270,9 @@ def _detect(positions: dict[str, int]) -> str | None:
 
 def detect_format(path: str | Path) -> str | None:
     """The cycler format of ``path`` from its header (None when it is none of :data:`FORMATS`)."""
+    if _is_mpr(Path(path)):
+        names = load_mpr(path).data.dtype.names or ()
+        return "biologic" if _mpr_capacity_columns(names) else None
     lines = _open_text(Path(path)).splitlines()
     found = _find_header(lines)
     return found[3] if found else None
@@ -286,6 +297,10 @@ def read_cycler(path: str | Path, fmt: str | None = None) -> CyclerData:
     path = Path(path)
     if fmt is not None and fmt not in _FORMATS:
         raise InputError(f"{path.name}: unknown cycler format {fmt!r}; known: {', '.join(FORMATS)}")
+    if _is_mpr(path):
+        if fmt not in (None, "biologic"):
+            raise InputError(f"{path.name}: the manifest says format {fmt!r}, but it is a BioLogic .mpr file")
+        return _checked(path, "biologic", _read_mpr_frame(path))
     lines = _open_text(path).splitlines()
     found = _find_header(lines)
     if found is None:
@@ -358,6 +373,11 @@ def read_cycler(path: str | Path, fmt: str | None = None) -> CyclerData:
         raise InputError(f"{path.name}: a {spec.display} header but no data rows")
     frame = pd.DataFrame(rows)
     frame["line"] = line_numbers
+    return _checked(path, detected, frame, per_cycle)
+
+
+def _checked(path: Path, detected: str, frame: pd.DataFrame, per_cycle: bool = False) -> CyclerData:
+    """The frame of a file after the checks every format shares: whole cycle numbers that never go down."""
     cycles = frame[CYCLE]
     if cycles.isna().any():
         first = int(frame.loc[cycles.isna(), "line"].iloc[0])
@@ -376,6 +396,49 @@ def read_cycler(path: str | Path, fmt: str | None = None) -> CyclerData:
     frame[CYCLE] = cycles.astype(int)
     frame[STEP] = frame[STEP].fillna(0).astype(int)
     return CyclerData(path=path, format=detected, frame=frame, per_cycle=per_cycle)
+
+
+def _is_mpr(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(MPR_MAGIC)) == MPR_MAGIC
+    except OSError:
+        return False
+
+
+def _mpr_capacity_columns(names: tuple[str, ...]) -> bool:
+    return ("Q charge/discharge/mA.h" in names or {"Q charge/mA.h", "Q discharge/mA.h"} <= set(names)) and (
+        "cycle number" in names or "half cycle" in names
+    )
+
+
+def _read_mpr_frame(path: Path) -> pd.DataFrame:
+    """An EC-Lab .mpr cycling file (GCPL, MB) as the canonical frame; ``line`` is the record number (from 1)."""
+    data = load_mpr(path).data
+    names = tuple(data.dtype.names or ())
+    if not _mpr_capacity_columns(names):
+        kind = " It looks like an impedance spectrum: list it as an EIS file." if "freq/Hz" in names else ""
+        raise InputError(
+            f"{path.name}: a BioLogic .mpr file without the cycling columns ('cycle number' or 'half cycle', and "
+            f"'Q charge/discharge/mA.h'); it has {', '.join(repr(n) for n in names[:8])}.{kind}"
+        )
+    if "Q charge/mA.h" in names and "Q discharge/mA.h" in names:
+        charge = np.asarray(data["Q charge/mA.h"], dtype=float) * 1e-3
+        discharge = np.asarray(data["Q discharge/mA.h"], dtype=float) * 1e-3
+    else:
+        q_ah = np.asarray(data["Q charge/discharge/mA.h"], dtype=float) * 1e-3
+        charge = np.where(q_ah > 0, q_ah, np.nan)
+        discharge = np.where(q_ah < 0, -q_ah, np.nan)
+    if "cycle number" in names:
+        cycle = np.asarray(data["cycle number"], dtype=float)
+    else:
+        cycle = np.asarray(data["half cycle"], dtype=float) // 2 + 1
+    step = np.asarray(data["Ns"], dtype=float) if "Ns" in names else np.zeros(cycle.size)
+    if cycle.size == 0:
+        raise InputError(f"{path.name}: a BioLogic .mpr file with no data points")
+    frame = pd.DataFrame({CYCLE: cycle, STEP: step, CHARGE_AH: charge, DISCHARGE_AH: discharge})
+    frame["line"] = np.arange(1, cycle.size + 1)
+    return frame
 
 
 def _is_number(text: str, decimal_comma: bool) -> bool:

@@ -1,4 +1,4 @@
-"""Impedance spectra from instrument files: BioLogic ``.mpt``, Gamry ``.DTA``, ZView/ZPlot ``.z`` and CSV.
+"""Impedance spectra from instrument files: BioLogic ``.mpt`` and ``.mpr``, Gamry ``.DTA``, ZView/ZPlot ``.z``, CSV.
 
 :func:`read_spectrum` detects the format from the file's content (its first lines), not from its
 extension, and returns a :class:`Spectrum` in ohm and hertz with the sign convention of impedance.py:
@@ -19,10 +19,17 @@ Formats (``Spectrum.source_format``):
 - ``zview-z``: ZView / ZPlot ``ZPLOT2 ASCII`` file. A header line with ``Freq(Hz)`` and ``Z'(a)``,
   ``Z''(b)``, then data after ``End Comments`` (when present). ``Data Points: N`` in the header is the
   planned count (an aborted sweep has fewer rows), so it is not checked.
+- ``biologic-mpr``: EC-Lab's binary file, read through galvani (GPL-3, an optional extra:
+  ``pip install -e ".[mpr]"``; :func:`load_mpr`). Without galvani the file is refused with that command.
+  The same columns as ``.mpt``.
 - ``csv``: comma- (or tab-) separated, ``#`` comment lines ignored. Either three unnamed numeric columns
   (frequency in Hz, Z' in ohm, Z'' = Im(Z) in ohm, as impedance.py's ``readCSV`` and ``saveCSV``) or a
   header naming them; see :data:`CSV_COLUMNS` (case-insensitive). A column named ``-z''``,
   ``-im(z)/ohm`` or ``minus_z_imag_ohm`` holds -Im(Z) and is sign-flipped.
+
+**Sweeps.** An EC-Lab file may hold several sweeps (a PEIS loop), numbered by its ``cycle number``
+column. ``read_spectrum(path, sweep=N)`` reads sweep N; a file of several sweeps read without ``sweep``
+is refused with their count (the manifest's ``sweep`` field says which one an entry is).
 
 Why the parsing is ours: impedance.py 1.7.1's readers (``preprocessing.readBioLogic``, ``readGamry``,
 ``readZPlot``, ``readCSV``) read good files, and this module follows their column conventions, but they
@@ -38,8 +45,9 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -51,6 +59,7 @@ MIN_POINTS = 10
 FORMATS: dict[str, str] = {
     "biologic-mpt": "BioLogic EC-Lab/BT-Lab text export (.mpt)",
     "gamry-dta": "Gamry Framework (.DTA)",
+    "biologic-mpr": 'BioLogic EC-Lab binary (.mpr; needs the optional galvani: pip install -e ".[mpr]")',
     "zview-z": "ZView/ZPlot ZPLOT2 ASCII (.z)",
     "csv": "CSV of frequency (Hz), Z' (ohm), Z'' = Im(Z) (ohm)",
 }
@@ -64,7 +73,26 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Accepted CSV header names (any case, surrounding spaces ignored) for each quantity."""
 
-_CYCLER_WORDS = ("capacity", "cycle_index", "step_index", "q charge", "q discharge", "(q-qo)", "ecell", "dq/de")
+MPR_MAGIC = b"BIO-LOGIC MODULAR FILE"
+"""The first bytes of an EC-Lab ``.mpr`` file."""
+
+MPR_EXTRA = 'pip install -e ".[mpr]"'
+"""How to install the optional .mpr reader (galvani, GPL-3)."""
+
+SWEEP_COLUMN = "cycle number"
+"""EC-Lab's column that numbers the sweeps of a PEIS/GEIS loop."""
+
+_CYCLER_WORDS = (
+    "capacity",
+    "cycle_index",
+    "step_index",
+    "q charge",
+    "q discharge",
+    "(q-qo)",
+    "ecell",
+    "dq/de",
+    "half cycle",
+)
 """Header words that mark a cycler export (BioLogic GCPL, Arbin, Maccor, Neware, battery-archive)."""
 
 
@@ -115,11 +143,13 @@ class _Table:
     names: tuple[str, str, str]
     imag_sign: float = 1.0
     decimal_comma: bool = False
+    sweep_column: int | None = None
 
 
-def read_spectrum(path: str | Path) -> Spectrum:
+def read_spectrum(path: str | Path, sweep: int | None = None) -> Spectrum:
     """Read the impedance spectrum in ``path`` (format detected from content); see the module docstring.
 
+    ``sweep``: which sweep of a file that holds several (EC-Lab's ``cycle number``); needed for such a file.
     Raises :class:`~surrogate.errors.DataValidationError` naming the file, the line and the reason.
     """
     path = Path(path)
@@ -128,8 +158,8 @@ def read_spectrum(path: str | Path) -> Spectrum:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{source}: cannot read the file ({exc.strerror or exc})") from exc
-    if raw.startswith(b"BIO-LOGIC MODULAR FILE"):
-        _fail(source, None, "unknown format: a binary BioLogic .mpr file; export it as .mpt text from EC-Lab")
+    if raw.startswith(MPR_MAGIC):
+        return _read_mpr_spectrum(path, sweep)
     if b"\x00" in raw[:4096]:
         _fail(source, None, f"unknown format: a binary file; readable formats are {_format_list()}")
     text = raw.decode("utf-8-sig") if _is_utf8(raw) else raw.decode("latin-1")
@@ -142,8 +172,78 @@ def read_spectrum(path: str | Path) -> Spectrum:
         _fail(source, 1, f"unknown format (first line {first[:60]!r}); readable formats are {_format_list()}")
     locate = _LOCATORS[source_format]
     table = locate(lines, source)
-    frequency, real, imag = _parse_rows(table, source)
-    return Spectrum(frequency, real, table.imag_sign * imag, source_format, source)
+    frequency, real, imag, sweeps = _parse_rows(table, source)
+    keep = _sweep_rows(sweeps, frequency.size, sweep, source)
+    _check_count(int(keep.sum()), source)
+    return Spectrum(frequency[keep], real[keep], table.imag_sign * imag[keep], source_format, source)
+
+
+def load_mpr(path: str | Path) -> Any:
+    """galvani's ``BioLogic.MPRfile`` of an EC-Lab ``.mpr`` file.
+
+    galvani is GPL-3 and an optional extra; without it this raises :class:`InputError` naming the file and
+    the install command (:data:`MPR_EXTRA`). A file galvani cannot parse (a damaged or truncated file, or
+    a newer EC-Lab version it does not know) is an ``InputError`` naming the file and galvani's reason.
+    """
+    path = Path(path)
+    try:
+        from galvani import BioLogic
+    except ImportError:
+        raise InputError(
+            f"{path.name}: a BioLogic .mpr file; reading it needs the optional galvani package (GPL-3): "
+            f"{MPR_EXTRA}, or export the file as .mpt text from EC-Lab"
+        ) from None
+    try:
+        return BioLogic.MPRfile(str(path))
+    except Exception as exc:  # galvani's parser fails in many ways on a damaged file (struct, ValueError, ...)
+        raise InputError(
+            f"{path.name}: galvani {version('galvani')} cannot read this .mpr file ({type(exc).__name__}: {exc}); "
+            "it may be truncated or from a newer EC-Lab: export it as .mpt text from EC-Lab"
+        ) from None
+
+
+def _read_mpr_spectrum(path: Path, sweep: int | None) -> Spectrum:
+    source = str(path)
+    data = load_mpr(path).data
+    names = tuple(data.dtype.names or ())
+    wanted = ("freq/Hz", "Re(Z)/Ohm", "-Im(Z)/Ohm")
+    if not all(name in names for name in wanted):
+        _wrong_kind_or_missing(list(names), source, None, list(wanted))
+    frequency, real, minus_imag = (np.asarray(data[name], dtype=float) for name in wanted)
+    sweeps = np.asarray(data[SWEEP_COLUMN], dtype=float) if SWEEP_COLUMN in names else None
+    problems = []
+    for row, (f, zr, zi) in enumerate(zip(frequency, real, minus_imag, strict=True), start=1):
+        if not (math.isfinite(f) and math.isfinite(zr) and math.isfinite(zi)):
+            problems.append(Problem(row, None, "a point that is not a finite number"))
+        elif f <= 0:
+            problems.append(Problem(row, wanted[0], f"frequency {f} Hz: must be > 0"))
+    if problems:
+        raise DataValidationError(problems, source=source)
+    keep = _sweep_rows(sweeps, frequency.size, sweep, source)
+    _check_count(int(keep.sum()), source)
+    return Spectrum(frequency[keep], real[keep], -minus_imag[keep], "biologic-mpr", source)
+
+
+def _sweep_rows(sweeps: np.ndarray | None, count: int, sweep: int | None, source: str) -> np.ndarray:
+    """Which of the ``count`` rows are sweep ``sweep`` (all of them when the file has one sweep and none is
+    asked for); ``sweeps`` is the file's sweep column (None when it has none)."""
+    if sweeps is None:
+        if sweep not in (None, 1):
+            _fail(source, None, f"sweep {sweep}: the file has one sweep (no {SWEEP_COLUMN!r} column)")
+        return np.full(count, True)
+    numbers = sorted({int(n) for n in sweeps})
+    if sweep is None:
+        if len(numbers) > 1:
+            _fail(
+                source,
+                None,
+                f"{len(numbers)} sweeps in one file ({SWEEP_COLUMN} {numbers[0]} to {numbers[-1]}); say which one "
+                "each manifest entry is with 'sweep: N' (one entry per sweep)",
+            )
+        return np.full(sweeps.size, True)
+    if sweep not in numbers:
+        _fail(source, None, f"sweep {sweep}: not in the file ({SWEEP_COLUMN} {numbers[0]} to {numbers[-1]})")
+    return sweeps == sweep
 
 
 def detect_format(lines: list[str]) -> str | None:
@@ -174,7 +274,9 @@ def _locate_mpt(lines: list[str], source: str) -> _Table:
     wanted = ("freq/Hz", "Re(Z)/Ohm", "-Im(Z)/Ohm")
     columns = _find_columns(header, wanted, source, n_header)
     data = list(enumerate(lines))[n_header:]
-    return _Table(data, _split_tab, columns, wanted, imag_sign=-1.0)
+    stripped = [cell.strip() for cell in header]
+    sweep_column = stripped.index(SWEEP_COLUMN) if SWEEP_COLUMN in stripped else None
+    return _Table(data, _split_tab, columns, wanted, imag_sign=-1.0, sweep_column=sweep_column)
 
 
 def _locate_dta(lines: list[str], source: str) -> _Table:
@@ -235,13 +337,17 @@ _LOCATORS: dict[str, Callable[[list[str], str], _Table]] = {
 
 
 # ------------------------------------------------------------------ rows
-def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, ...]:
-    """Every data row parsed and checked; every problem (line, column, reason) reported at once."""
+def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every data row parsed and checked; every problem (line, column, reason) reported at once.
+
+    Returns frequency, Z', Z'' as written, and the sweep number of each row (None without a sweep column).
+    """
     data = list(table.data)
     while data and not data[-1][1].strip():  # trailing blank lines are harmless
         data.pop()
     problems: list[Problem] = []
     values: list[tuple[float, float, float]] = []
+    sweeps: list[float] = []
     expected_fields = len(table.split(data[0][1])) if data else 0
     last_index = data[-1][0] if data else None
     for index, line in data:
@@ -250,7 +356,8 @@ def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, ...]:
         if not line.strip():
             problems.append(Problem(row, None, "blank line inside the data"))
             continue
-        if len(cells) < expected_fields or len(cells) <= max(table.columns):
+        needed = max(table.columns) if table.sweep_column is None else max(*table.columns, table.sweep_column)
+        if len(cells) < expected_fields or len(cells) <= needed:
             truncated = index == last_index
             reason = f"{len(cells)} fields where the first data row has {expected_fields}"
             problems.append(Problem(row, None, reason + (": the file looks truncated" if truncated else "")))
@@ -270,13 +377,23 @@ def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, ...]:
         if frequency <= 0:  # type: ignore[operator]
             problems.append(Problem(row, table.names[0], f"frequency {frequency} Hz: must be > 0"))
             continue
+        if table.sweep_column is not None:
+            sweep = _to_float(cells[table.sweep_column].strip())
+            if sweep is None:
+                problems.append(Problem(row, SWEEP_COLUMN, f"{cells[table.sweep_column].strip()!r} is not a number"))
+                continue
+            sweeps.append(sweep)
         values.append((frequency, real, imag))  # type: ignore[arg-type]
     if problems:
         raise DataValidationError(problems, source=source)
-    if len(values) < MIN_POINTS:
-        _fail(source, None, f"only {len(values)} data points; a spectrum needs at least {MIN_POINTS} to fit a circuit")
+    _check_count(len(values), source)
     array = np.asarray(values, dtype=float)
-    return array[:, 0], array[:, 1], array[:, 2]
+    return array[:, 0], array[:, 1], array[:, 2], (np.asarray(sweeps) if table.sweep_column is not None else None)
+
+
+def _check_count(points: int, source: str) -> None:
+    if points < MIN_POINTS:
+        _fail(source, None, f"only {points} data points; a spectrum needs at least {MIN_POINTS} to fit a circuit")
 
 
 # ------------------------------------------------------------------ helpers
@@ -287,7 +404,7 @@ def _find_columns(header: list[str], wanted: tuple[str, str, str], source: str, 
     _wrong_kind_or_missing(stripped, source, row, list(wanted))
 
 
-def _wrong_kind_or_missing(header: list[str], source: str, row: int, wanted: list[str]) -> NoReturn:
+def _wrong_kind_or_missing(header: list[str], source: str, row: int | None, wanted: list[str]) -> NoReturn:
     cycler = [cell for cell in header if any(word in cell.lower() for word in _CYCLER_WORDS)]
     if cycler:
         shown = ", ".join(repr(c) for c in cycler[:4])

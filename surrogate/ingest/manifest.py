@@ -30,6 +30,8 @@ field                  meaning
 ``area_mm2``           conductivity: electrode area, mm² (value or range) ...
 ``diameter_mm``        ... or electrode diameter, mm (value or range); give one of the two
 ``circuit``            conductivity: equivalent circuit (default the paper's ``R0-p(R1,CPE1)``)
+``sweep``              conductivity: which sweep of an EC-Lab file that holds several (its
+                       ``cycle number``); one entry per sweep
 ``c_rate_steps``       rate: the steps, C-rate:cycles in order (``0.1:5 1:5 5:5``); must hold 0.1 C
 ``first_cycle``        rate: the cycle the first step starts at (default: the file's first)
 ``c_rate``             cycling: the C-rate the cell was cycled at (optional)
@@ -84,6 +86,7 @@ FIRST_CYCLE = "first_cycle"
 REFERENCE_CYCLE = "reference_cycle"
 FORMAT = "format"
 TRIAL = "trial"
+SWEEP = "sweep"
 
 DEFAULT_CIRCUIT = "R0-p(R1,CPE1)"
 """The paper's equivalent circuit: a series resistance and the film's bulk resistance parallel to a CPE."""
@@ -100,6 +103,7 @@ FIELDS: tuple[str, ...] = (
     AREA_MM2,
     DIAMETER_MM,
     CIRCUIT,
+    SWEEP,
     C_RATE_STEPS,
     FIRST_CYCLE,
     C_RATE,
@@ -131,6 +135,7 @@ class ManifestEntry:
     thickness_nm: tuple[float, float] | None = None
     area_mm2: tuple[float, float] | None = None
     circuit: str = DEFAULT_CIRCUIT
+    sweep: int | None = None
     c_rate_steps: tuple[RateStep, ...] = ()
     first_cycle: int | None = None
     c_rate: float | None = None
@@ -321,13 +326,13 @@ def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[
                 problem(C_RATE_STEPS, str(exc).removeprefix(f"{C_RATE_STEPS}: "))
 
     integers: dict[str, int | None] = {}
-    for column in (FIRST_CYCLE, REFERENCE_CYCLE, TRIAL):
+    for column in (FIRST_CYCLE, REFERENCE_CYCLE, TRIAL, SWEEP):
         integers[column] = None
         if get.get(column) is not None:
             try:
                 integers[column] = _whole(get[column])
             except (TypeError, ValueError):
-                what = "a trial number" if column == TRIAL else "a cycle number"
+                what = {TRIAL: "a trial number", SWEEP: "a sweep number"}.get(column, "a cycle number")
                 problem(column, f"{get[column]!r} is not {what} (a whole number >= 0)")
 
     c_rate = None
@@ -367,6 +372,7 @@ def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[
         thickness_nm=thickness,
         area_mm2=area,
         circuit=circuit,
+        sweep=integers[SWEEP],
         c_rate_steps=steps,
         first_cycle=integers[FIRST_CYCLE],
         c_rate=c_rate,
@@ -389,7 +395,7 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and check a manifest (CSV or YAML); raises :class:`DataValidationError` listing every problem.
 
     Problems name the entry (the CSV's data row, or the YAML entry's number, both from 1), the field
-    and the reason. A file listed twice is a problem too.
+    and the reason. A file listed twice (the same sweep of it, for a file of several sweeps) is a problem too.
     """
     path = Path(path)
     records = _read_entries(path)
@@ -398,15 +404,17 @@ def load_manifest(path: str | Path) -> Manifest:
     folder = path.resolve().parent
     problems: list[Problem] = []
     entries = []
-    seen: dict[Path, int] = {}
+    seen: dict[tuple[Path, int | None], int] = {}
     for row, record in enumerate(records, start=1):
         entry = _check_entry(record, row, folder, problems)
         if entry is None:
             continue
-        if entry.file in seen:
-            problems.append(Problem(row, FILE, f"{entry.file.name} is listed already (entry {seen[entry.file]})"))
+        key = (entry.file, entry.sweep)
+        if key in seen:
+            what = entry.file.name if entry.sweep is None else f"{entry.file.name} sweep {entry.sweep}"
+            problems.append(Problem(row, FILE, f"{what} is listed already (entry {seen[key]})"))
             continue
-        seen[entry.file] = row
+        seen[key] = row
         entries.append(entry)
     if problems:
         raise DataValidationError(problems, path.name)

@@ -158,7 +158,7 @@ def _reduce_spectrum(entry: ManifestEntry) -> tuple[SpectrumReduction, dict[str,
             f"{entry.file.name}: a {cycler_format} cycler file, listed as an EIS spectrum (experiment "
             "conductivity); list it as experiment rate or cycling"
         )
-    spectrum = read_spectrum(entry.file)
+    spectrum = read_spectrum(entry.file, sweep=entry.sweep)
     with warnings.catch_warnings():  # impedance.py warns on every prediction from given parameters
         warnings.filterwarnings("ignore", message="Simulating circuit based on initial parameters")
         fit = fit_spectrum(spectrum, circuit=entry.circuit)
@@ -252,7 +252,7 @@ def ingest(
             problems.append(Problem(entry.row, FILE, f"{display}: cannot be read ({exc.strerror or exc})"))
             continue
         provenance = {
-            SOURCE: f"ingest of {display}",
+            SOURCE: f"ingest of {display}" + (f" (sweep {entry.sweep})" if entry.sweep is not None else ""),
             SOURCE_FILE: display,
             SOURCE_SHA256: digest,
             INSTRUMENT_FORMAT: fmt,
