@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from ingest_bad_inputs import CASES, BadInput, bad_inputs, fail_every_fit
 
 from surrogate.cli import main
 from surrogate.errors import DataValidationError
@@ -170,6 +171,39 @@ def test_cli_ingest_bad_input_exits_2_and_writes_nothing(cells, tmp_stores, caps
     assert not out.exists()
     assert not (tmp_stores / "mlruns" / "mlflow.db").exists()
     assert main(["data", "ingest", str(cells), "--out", str(tmp_stores / "rows.txt")]) == 2
+
+
+@pytest.fixture(scope="module")
+def bad_cases(tmp_path_factory) -> dict[str, BadInput]:
+    folder = write_raw_lab(tmp_path_factory.mktemp("good"), samples=["cycle-lipon"]).parent
+    return bad_inputs((folder / "cycling" / "cycle-lipon_timeseries.csv").read_bytes())
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_cli_each_bad_input_exits_2_names_file_row_and_reason_and_writes_nothing(
+    name, bad_cases, tmp_stores, capsys, monkeypatch
+):
+    case = bad_cases[name]
+    folder = tmp_stores / "raw"
+    folder.mkdir()
+    for file_name, content in case.files.items():
+        (folder / file_name).write_bytes(content)
+    (folder / "manifest.yaml").write_text(yaml.safe_dump({"files": [case.entry]}, sort_keys=False))
+    if case.no_fit:
+        import surrogate.ingest.eis as eis
+
+        monkeypatch.setattr(eis, "least_squares", fail_every_fit)
+    out = tmp_stores / "rows.csv"
+    assert main(["data", "ingest", str(folder / "manifest.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if f"row 1, column {case.column!r}" in line)
+    assert line.startswith("manifest.yaml: row 1, column "), err
+    for part in case.reason_parts:
+        assert part in line, (part, line)
+    assert "Traceback" not in err
+    assert "nothing was written" in err
+    assert not out.exists() and not list(tmp_stores.glob(".tmp-*"))
+    assert not (tmp_stores / "mlruns" / "mlflow.db").exists()
 
 
 def test_cli_lab_raw_then_ingest_without_tracking(tmp_path, capsys):

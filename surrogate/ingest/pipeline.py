@@ -277,8 +277,14 @@ def ingest(
 
 
 def _where(problem: Problem) -> str:
-    """A reader's problem as text: ``line 12: reason``, or just the reason when it is about the whole file."""
-    return problem.reason if problem.row is None and problem.column is None else str(problem)
+    """A reader's problem as text: ``line 12, column 'z'': reason`` (the readers' rows are lines of the file),
+    or just the reason when it is about the whole file."""
+    where = []
+    if problem.row is not None:
+        where.append(f"line {problem.row}")
+    if problem.column is not None:
+        where.append(f"column {problem.column!r}")
+    return f"{', '.join(where)}: {problem.reason}" if where else problem.reason
 
 
 def _without_prefix(message: str, name: str, display: str) -> str:
