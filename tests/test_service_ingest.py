@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ingest_bad_inputs import CASES, bad_inputs, fail_every_fit
 
 from surrogate.errors import InputError
 from surrogate.ingest.pipeline import ingest
@@ -207,3 +208,23 @@ def test_a_file_and_a_folder_of_one_name_are_a_400_not_a_500(client, lab, upload
     assert response.status_code == 400
     assert _problems(response)[0]["loc"] == ["body", "files", RATE_FILE]
     assert not any(folder.exists() for folder in upload_folders)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_bad_input_of_the_issue_is_a_400_naming_entry_file_and_reason(
+    client, lab, upload_folders, name, monkeypatch
+):
+    case = bad_inputs((lab.parent / RATE_FILE).read_bytes())[name]
+    if case.no_fit:
+        import surrogate.ingest.eis as eis
+
+        monkeypatch.setattr(eis, "least_squares", fail_every_fit)
+    response = _post(client, _manifest([case.entry]), case.files)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("manifest.yaml: ")
+    problem = next(p for p in _problems(response) if p["column"] == case.column)
+    assert problem["row"] == 1
+    for part in case.reason_parts:
+        assert part in problem["reason"], (part, problem["reason"])
+    assert upload_folders and not any(folder.exists() for folder in upload_folders)
