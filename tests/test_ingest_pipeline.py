@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -215,3 +216,24 @@ def test_cli_lab_raw_then_ingest_without_tracking(tmp_path, capsys):
     assert main(["data", "ingest", written["manifest"], "--out", str(out), "--no-track"]) == 0
     assert len(pd.read_parquet(out)) == 100
     assert main(["lab", "raw", "--out", str(folder), "--samples", "nope"]) == 2
+
+
+def test_sweeps_of_one_mpr_file_become_one_row_each(tmp_path):
+    """A real EC-Lab .mpr of four PEIS sweeps (read through galvani): one entry per sweep, one row each."""
+    shutil.copy(RAW / "eis" / "peis.issue_149.mpr", tmp_path / "peis.mpr")
+    film = {"file": "peis.mpr", "experiment": "conductivity", "sample_id": "cell", "test_temp_c": 25}
+    defaults = {"buffer": "none", "anneal_temp_c": 300, "thickness_nm": 350, "diameter_mm": 3.5}
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"defaults": defaults, "files": [{**film, "sweep": 1}, {**film, "sweep": 2}]}))
+    rows = ingest(manifest).rows
+    assert set(rows["instrument_format"]) == {"biologic-mpr"}
+    assert rows["source"].tolist() == ["ingest of peis.mpr (sweep 1)", "ingest of peis.mpr (sweep 2)"]
+    sigma = 350e-7 / (88.0 * math.pi * 0.35**2 / 4)  # 350 nm / (R_bulk about 88 ohm * a 3.5 mm disc), S/cm
+    assert rows["conductivity_s_cm"].to_list() == pytest.approx([sigma, sigma], rel=0.03)
+    manifest.write_text(
+        yaml.safe_dump({"defaults": defaults, "files": [film, {**film, "sweep": 1}, {**film, "sweep": 1}]})
+    )
+    with pytest.raises(DataValidationError) as caught:
+        ingest(manifest)
+    text = str(caught.value)
+    assert "row 3, column 'file': peis.mpr sweep 1 is listed already (entry 2)" in text

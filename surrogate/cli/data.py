@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Reduce the raw files a manifest (YAML or CSV) lists to measurement rows: EIS spectra (BioLogic .mpt, "
             "Gamry .DTA, ZView .z, CSV) to conductivity by an equivalent-circuit fit, cycler exports "
             "(battery-archive, Arbin, Maccor, Neware, BioLogic) to rate retention per C-rate and capacity "
-            "retention per cycle. Every row carries its provenance (file and sha256, format, reduction method, "
+            "retention per cycle. BioLogic .mpr files (spectra and cycling) need the optional galvani package "
+            '(GPL-3): pip install -e ".[mpr]". '
+            "Every row carries its provenance (file and sha256, format, reduction method, "
             "circuit, fit quality, time). Each ingest is an MLflow run with the Nyquist, Arrhenius and capacity "
             "plots and the rows as a dataset. Bad input (a missing thickness or area, an unknown format, a "
             "truncated file, a cycle counter that resets, a spectrum that fails Kramers-Kronig, a fit that does "
