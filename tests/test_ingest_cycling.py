@@ -114,6 +114,48 @@ def test_short_real_files_are_read_and_have_no_complete_cycle(name, fmt):
     assert (table.frame[CHARGE_AH] >= 0).all()
 
 
+def test_arbin_csv_with_two_full_cycles_gives_capacity_per_cycle_and_retention():
+    """battdat's Arbin example: counters cumulative within a cycle, reset at the next; the file starts mid-charge."""
+    path = RAW / "arbin_example.csv.gz"
+    assert detect_format(path) == "arbin"
+    table = reduce_cycles(read_cycler(path))
+    raw = pd.read_csv(path, compression="gzip")
+    per_cycle = raw.groupby("Cycle_Index")[["Charge_Capacity", "Discharge_Capacity"]].max()
+    assert table.frame[CYCLE].tolist() == per_cycle.index.tolist() == [1, 2]
+    np.testing.assert_allclose(table.frame[CHARGE_AH], per_cycle["Charge_Capacity"], rtol=1e-9)
+    np.testing.assert_allclose(table.frame[DISCHARGE_AH], per_cycle["Discharge_Capacity"], rtol=1e-9)
+    assert (table.frame["flag"] == "").all() and table.reference_cycle == 1
+    expected = per_cycle["Discharge_Capacity"].iloc[1] / per_cycle["Discharge_Capacity"].iloc[0]
+    assert table.frame["capacity_retention"].iloc[1] == pytest.approx(expected, rel=1e-12)
+
+
+def test_real_battery_archive_cycle_data_gives_retention_per_cycle():
+    """batteryarchive.org's CALCE CX2-33 cycle data (9 cycles), as battdat ships it."""
+    path = RAW / "CALCE_CX2-33_prism_LCO_25C_0-100_0.5-0.5C_d_cycle_data.csv"
+    data = read_cycler(path)
+    assert data.format == "battery_archive" and data.per_cycle
+    table = reduce_cycles(data)
+    raw = pd.read_csv(path)
+    assert table.frame[CYCLE].tolist() == list(range(1, 10))
+    np.testing.assert_allclose(table.frame[DISCHARGE_AH], raw["Discharge_Capacity (Ah)"])
+    np.testing.assert_allclose(
+        table.frame["capacity_retention"], raw["Discharge_Capacity (Ah)"] / raw["Discharge_Capacity (Ah)"].iloc[0]
+    )
+    # the first cycle's charge is partial (the cell was delivered part-charged): efficiency 2.1, not a flag
+    assert table.frame["coulombic_efficiency"].iloc[0] == pytest.approx(1.292 / 0.604)
+    assert (table.frame["flag"] == "").all()
+
+
+def test_real_battery_archive_timeseries_is_read_and_its_unfinished_cycle_flagged():
+    """The first 15 rows of the same cell's time series: rest, then the start of a charge."""
+    path = RAW / "CALCE_CX2-33_prism_LCO_25C_0-100_0.5-0.5C_d_timeseries.csv"
+    data = read_cycler(path)
+    assert data.format == "battery_archive" and not data.per_cycle
+    table = reduce_cycles(data)
+    assert table.frame[CHARGE_AH].tolist() == [pytest.approx(0.059)]
+    assert table.frame["flag"].tolist() == ["incomplete"] and table.reference_cycle is None
+
+
 def test_biologic_mpr_through_galvani_gives_capacity_per_cycle():
     """A real EC-Lab GCPL .mpr (yadg's test data): four charge/discharge cycles of about 83 nAh."""
     from galvani import BioLogic
