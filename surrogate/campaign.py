@@ -80,6 +80,9 @@ STATUS_COLUMN = "status"
 REASON_COLUMN = "reason"
 SAMPLE_COLUMN = "sample_id"
 """Optional column of an observation: the film / cell measured (stored as the trial's user attribute ``sample_id``)."""
+RECORDED_BY = "recorded_by"
+"""Who sent an observation (a person or a robot): the trial's user attribute, written with the observation."""
+MAX_RECORDED_BY_CHARS = 128
 FAILED_STATUSES = ("failed", "infeasible")
 TAG = "surrogate-campaign"
 """Value of the study user attribute ``kind`` that labels a study as a campaign."""
@@ -160,6 +163,23 @@ def check_lease_s(value: Any, field: str = "lease_s") -> float:
     if isinstance(value, bool) or not math.isfinite(lease) or lease <= 0 or lease > MAX_LEASE_S:
         raise InputError(f"{field}: {value!r} must be a number of seconds > 0 and at most {MAX_LEASE_S:.0f} (a year)")
     return lease
+
+
+def check_recorded_by(value: Any) -> str | None:
+    """Who sent an observation: None (not said), else a non-empty text of at most :data:`MAX_RECORDED_BY_CHARS`
+    printable characters, stripped; an :class:`InputError` naming ``recorded_by`` otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{RECORDED_BY}: {value!r} is not a name (give a text, e.g. a user or robot name)")
+    text = value.strip()
+    if not text:
+        raise InputError(f"{RECORDED_BY}: must not be empty (leave it out to record no sender)")
+    if len(text) > MAX_RECORDED_BY_CHARS:
+        raise InputError(f"{RECORDED_BY}: {len(text)} characters; at most {MAX_RECORDED_BY_CHARS}")
+    if not text.isprintable():
+        raise InputError(f"{RECORDED_BY}: {text!r} contains control characters")
+    return text
 
 
 def default_lease_s() -> float:
@@ -412,7 +432,11 @@ class Campaign:
         rows = []
         for trial in self._trials((TrialState.COMPLETE,)):
             measured = json.loads(trial.user_attrs.get("measured", "{}"))
-            rows.append(self._design_of(trial) | measured | {"trial": trial.number, "objective": trial.value})
+            rows.append(
+                self._design_of(trial)
+                | measured
+                | {"trial": trial.number, "objective": trial.value, RECORDED_BY: trial.user_attrs.get(RECORDED_BY)}
+            )
         frame = pd.DataFrame(rows)
         warm = pd.DataFrame(self.config["warm_start"]["rows"])
         if not warm.empty:
@@ -423,6 +447,34 @@ class Campaign:
             if target not in frame:
                 frame[target] = np.nan
         return frame
+
+    def recorded(self) -> list[dict[str, Any]]:
+        """Every recorded experiment, in trial order (JSON-ready): observed (COMPLETE) and failed trials.
+
+        Each entry: ``trial``, ``status`` (``observed`` or ``failed``), the design, ``objective`` (None when
+        failed), the measured targets, ``sample_id``, ``recorded_by`` (None when the sender was not given),
+        ``observed_at`` (UTC) and, for a failed experiment, ``reason``. Suggestions whose lease expired are no
+        experiments and are left out; warm-start rows are not trials and are left out too.
+        """
+        out = []
+        for trial in self._trials((TrialState.COMPLETE, TrialState.FAIL)):
+            attrs = trial.user_attrs
+            if trial.state == TrialState.FAIL and (attrs.get("lease_expired") or BUFFER not in trial.params):
+                continue
+            entry = {
+                "trial": trial.number,
+                "status": "observed" if trial.state == TrialState.COMPLETE else "failed",
+                **self._design_of(trial),
+                "objective": trial.value if trial.state == TrialState.COMPLETE else None,
+                **json.loads(attrs.get("measured", "{}")),
+                SAMPLE_COLUMN: attrs.get(SAMPLE_COLUMN) or None,
+                RECORDED_BY: attrs.get(RECORDED_BY),
+                "observed_at": attrs.get("observed_at"),
+            }
+            if trial.state == TrialState.FAIL:
+                entry["reason"] = attrs.get("failure_reason", "")
+            out.append(entry)
+        return out
 
     def pending(self, client_id: str | None = None) -> list[Suggestion]:
         """Suggestions handed out and not yet observed (all, or those of ``client_id``).
@@ -643,7 +695,9 @@ class Campaign:
         ]
 
     # ---------------------------------------------------------------- tell
-    def observe(self, data: pd.DataFrame, source: str = "observations") -> dict[str, Any]:
+    def observe(
+        self, data: pd.DataFrame, source: str = "observations", recorded_by: str | None = None
+    ) -> dict[str, Any]:
         """Record results: validated like any measurement file, matched to suggestions, all or nothing.
 
         ``data`` is a raw table (as read from CSV), at most :data:`MAX_OBSERVATIONS_PER_CALL` rows: design
@@ -657,13 +711,19 @@ class Campaign:
 
         Matching to the pending suggestions and writing happen under the campaign's lock, in one
         transaction (:func:`surrogate.storage.write_trials`). Returns counts and the trial numbers written.
+
+        ``recorded_by`` names who sent the rows (a person or robot; :func:`check_recorded_by`); it is stored
+        with each trial written, in the same transaction. It is not part of a result: a row resent by
+        someone else is still ``already_recorded``, and the trial keeps its first sender.
         """
+        sender = check_recorded_by(recorded_by)
         rows, problems = self._prepare_observations(data, source)
         with self._locked():
             records, already = self._resolve_observations(rows, problems, source)
-            written = self._write(records)
+            written = self._write(records, sender)
         return {
             "campaign": self.name,
+            RECORDED_BY: sender,
             "observed": sum(r["state"] == TrialState.COMPLETE for r in records),
             "failed": sum(r["state"] == TrialState.FAIL for r in records),
             "trials": written,
@@ -953,7 +1013,7 @@ class Campaign:
                 return number
         return None
 
-    def _write(self, records: list[dict[str, Any]]) -> list[int]:
+    def _write(self, records: list[dict[str, Any]], recorded_by: str | None = None) -> list[int]:
         """Write resolved records in one transaction; the trial number of each record, in order."""
         from surrogate.storage import Finish, write_trials
 
@@ -962,6 +1022,8 @@ class Campaign:
         stamp = _now()
         for record in records:
             attrs: dict[str, Any] = {"observed_at": stamp, SAMPLE_COLUMN: record["sample_id"]}
+            if recorded_by is not None:
+                attrs[RECORDED_BY] = recorded_by
             if record["values"]:
                 attrs["measured"] = json.dumps(record["values"])
             if record["state"] == TrialState.FAIL:
@@ -1003,8 +1065,10 @@ class Campaign:
         best = None
         if complete:
             top = max(complete, key=lambda t: t.value)
-            best = {"trial": top.number, **self._design_of(top), "objective": top.value} | json.loads(
-                top.user_attrs.get("measured", "{}")
+            best = (
+                {"trial": top.number, **self._design_of(top), "objective": top.value}
+                | json.loads(top.user_attrs.get("measured", "{}"))
+                | {RECORDED_BY: top.user_attrs.get(RECORDED_BY)}
             )
         pending = self.pending()
         return {

@@ -345,3 +345,68 @@ def test_campaign_create_with_materials_puts_the_declared_buffers_into_the_space
         assert Campaign.load("own-space").space.buffers == ("sio2", "al2o3")
     finally:
         CATALOGUE.restore(before)
+
+
+def test_each_observation_records_who_sent_it_and_a_resend_stays_idempotent(tmp_stores):
+    """Issue 18 item 4: every observation carries its sender, written with it; a resend (by anyone) writes nothing."""
+    campaign = Campaign.create("senders", OBJECTIVE)
+    first = campaign.suggest(3)
+    rows = _measure(first).assign(trial=[s.trial for s in first])
+    outcome = campaign.observe(rows.iloc[:2], recorded_by="  robot-1 ")
+    assert outcome["recorded_by"] == "robot-1" and outcome["observed"] == 2
+    failed = first[2].design | {"trial": first[2].trial, "status": "failed", "reason": "film cracked"}
+    campaign.observe(pd.DataFrame([failed]), recorded_by="alice")
+    before = _trial_states(campaign)
+    again = campaign.observe(rows.iloc[:2], recorded_by="bob")  # the same results, sent again by someone else
+    assert again["observed"] == 0 and again["already_recorded"] == [first[0].trial, first[1].trial]
+    assert _trial_states(campaign) == before
+    stored = {t.number: t.user_attrs for t in Campaign.load("senders").study.get_trials()}
+    assert [stored[s.trial]["recorded_by"] for s in first] == ["robot-1", "robot-1", "alice"]  # the first sender
+    observed = campaign.observations()
+    assert list(observed["recorded_by"].dropna()) == ["robot-1", "robot-1"]
+    assert campaign.status(recommend=False)["best"]["recorded_by"] == "robot-1"
+    listed = Campaign.load("senders").recorded()
+    assert [(e["trial"], e["status"], e["recorded_by"]) for e in listed] == [
+        (first[0].trial, "observed", "robot-1"),
+        (first[1].trial, "observed", "robot-1"),
+        (first[2].trial, "failed", "alice"),
+    ]
+    assert listed[2]["reason"] == "film cracked" and listed[2]["objective"] is None
+    assert all(e["observed_at"] for e in listed)
+    unnamed = campaign.suggest(1)
+    campaign.observe(_measure(unnamed))  # the library records no sender unless told
+    assert Campaign.load("senders").recorded()[-1]["recorded_by"] is None
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a\nb", "x" * 129, 7])
+def test_a_bad_sender_is_an_input_error_and_nothing_is_written(tmp_stores, bad):
+    campaign = Campaign.create("bad-sender", OBJECTIVE)
+    suggestion = campaign.suggest(1)
+    with pytest.raises(InputError, match="recorded_by"):
+        campaign.observe(_measure(suggestion), recorded_by=bad)
+    assert campaign.status(recommend=False)["pending"] == 1 and campaign.recorded() == []
+
+
+def test_cli_observe_records_the_sender_default_the_os_user(tmp_stores, capsys, monkeypatch):
+    import getpass
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "labuser")
+    campaign = Campaign.create("cli-senders", OBJECTIVE)
+    suggestions = campaign.suggest(2)
+    for i, s in enumerate(suggestions):
+        _measure([s]).assign(trial=s.trial).to_csv(tmp_stores / f"r{i}.csv", index=False)
+    assert main(["campaign", "observe", "cli-senders", str(tmp_stores / "r0.csv"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recorded_by"] == "labuser"
+    command = ["campaign", "observe", "cli-senders", str(tmp_stores / "r1.csv"), "--recorded-by", "robot-7"]
+    assert main(command) == 0
+    assert "recorded by robot-7" in capsys.readouterr().out
+    assert main(["campaign", "observations", "cli-senders", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["observations"]
+    assert [e["recorded_by"] for e in listed] == ["labuser", "robot-7"]
+    assert main(["campaign", "observations", "cli-senders"]) == 0
+    assert "recorded by robot-7" in capsys.readouterr().out
+    assert main(["campaign", "status", "cli-senders"]) == 0
+    assert "recorded by" in capsys.readouterr().out
+    assert main([*command[:4], "--recorded-by", " "]) == 2  # a blank sender: exit 2, nothing written
+    assert "recorded_by: must not be empty" in capsys.readouterr().err
+    assert len(Campaign.load("cli-senders").recorded()) == 2

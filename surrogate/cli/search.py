@@ -120,6 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     observe.add_argument("name")
     observe.add_argument("file")
     observe.add_argument("--storage", default=None)
+    observe.add_argument(
+        "--recorded-by",
+        default=None,
+        metavar="NAME",
+        help="who sends these results (a person or robot), stored with each observation (default: the OS user name)",
+    )
     add_json_flag(observe)
     add_materials_argument(observe)
     observe.set_defaults(func=_observe)
@@ -147,6 +153,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(status)
     add_materials_argument(status)
     status.set_defaults(func=_status)
+
+    recorded = commands.add_parser(
+        "observations",
+        help="every recorded experiment: design, results, sample, who sent it, when",
+        description="List the campaign's recorded experiments (observed and failed), with who recorded each.",
+    )
+    recorded.add_argument("name")
+    recorded.add_argument("--storage", default=None)
+    add_json_flag(recorded)
+    add_materials_argument(recorded)
+    recorded.set_defaults(func=_observations)
 
     listing = commands.add_parser("list", help="list campaigns", description="List the campaigns in the storage.")
     listing.add_argument("--storage", default=None)
@@ -338,13 +355,45 @@ def _observe(args: argparse.Namespace) -> int:
     from surrogate.campaign import Campaign, read_observations
 
     campaign = Campaign.load(args.name, args.storage)  # before reading the file: an unknown campaign is named first
-    outcome = campaign.observe(read_observations(args.file), Path(args.file).name)
+    sender = args.recorded_by if args.recorded_by is not None else _os_user()
+    outcome = campaign.observe(read_observations(args.file), Path(args.file).name, recorded_by=sender)
     if args.json:
         print_json(outcome)
     else:
-        print(f"{outcome['observed']} observation(s), {outcome['failed']} failed, trials {outcome['trials']}")
+        by = f" recorded by {outcome['recorded_by']}" if outcome["recorded_by"] else ""
+        print(f"{outcome['observed']} observation(s), {outcome['failed']} failed, trials {outcome['trials']}{by}")
         if outcome["already_recorded"]:
             print(f"already recorded before (not written again): trials {outcome['already_recorded']}")
+    return EXIT_OK
+
+
+def _os_user() -> str | None:
+    """The OS user name (``getpass.getuser``), or None when the system has none (a container without a passwd entry)."""
+    import getpass
+
+    try:
+        return getpass.getuser().strip() or None
+    except (OSError, KeyError, ImportError):
+        return None
+
+
+def _observations(args: argparse.Namespace) -> int:
+    from surrogate.campaign import Campaign
+
+    entries = Campaign.load(args.name, args.storage).recorded()
+    if args.json:
+        print_json({"campaign": args.name, "observations": entries})
+        return EXIT_OK
+    if not entries:
+        print(f"campaign {args.name}: nothing recorded yet")
+    for e in entries:
+        result = f"-> {e['objective']:.4g}" if e["status"] == "observed" else f"FAILED ({e['reason']})"
+        sample = f" sample {e['sample_id']}" if e["sample_id"] else ""
+        print(
+            f"trial {e['trial']:4d}  {e['buffer']:9s} anneal {e['anneal_temp_c']:6.1f} °C  test "
+            f"{e['test_temp_c']:6.1f} °C  {result}{sample}  recorded by {e['recorded_by'] or '(not given)'}"
+            f" at {e['observed_at'] or '?'}"
+        )
     return EXIT_OK
 
 
@@ -381,9 +430,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"warm start: {status['warm_start_rows']} rows from {status['warm_start_source']} (not counted above)")
     if status["best"]:
         b = status["best"]
+        by = f", recorded by {b['recorded_by']}" if b.get("recorded_by") else ""
         print(
             f"best so far: trial {b['trial']} {b['buffer']} anneal {b['anneal_temp_c']:.1f} °C test "
-            f"{b['test_temp_c']:.1f} °C -> {b['objective']:.4g} (one noisy reading)"
+            f"{b['test_temp_c']:.1f} °C -> {b['objective']:.4g} (one noisy reading{by})"
         )
     r = status["recommended"]
     d = r["design"]

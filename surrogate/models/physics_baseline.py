@@ -27,9 +27,14 @@ lab's calibrated constants is read).
   l·(n−1) + k·w·softplus((n − n_k)/w). ln e and ln l are a buffer effect plus a
   protocol offset (so a buffer never cycled under a protocol gets its own
   standard-protocol fade shifted by that protocol's offset), n0 is per
-  protocol, and a knee (k, n_k, w) is fitted per protocol only when that
-  protocol's data reaches ≥ 200 cycles and the knee lowers the BIC by more
-  than 10 (``knee="auto"``). With several test temperatures the cycle count is
+  protocol. A knee (k, n_k, w) is a property of a *curve* (one buffer under
+  one protocol), not of the protocol's label: each curve with at least
+  :data:`KNEE_MIN_POINTS` distinct cycles is tried, and its knee is kept only
+  when it lowers the BIC by more than 10 (``knee="auto"``). A curve whose data
+  shows no knee has none, whatever its protocol is called; a curve without
+  data has none either. (``knee_by="protocol"`` is the previous rule, a knee
+  per protocol label once that protocol's data reaches 200 cycles, kept as a
+  benchmark baseline.) With several test temperatures the cycle count is
   scaled by an Arrhenius acceleration factor.
 
 Uncertainty: parameter covariance s²(JᵀJ)⁻¹ from the fit's Jacobian,
@@ -72,8 +77,12 @@ from surrogate.laws import ARRHENIUS, FADE, K_B_EV, RATE, ZERO_C_K, law_of, rela
 from surrogate.models.base import CATEGORIES, TARGET_SPACES, DesignBatch
 from surrogate.models.features import Vocabulary, canonical_features, check_target, check_y
 
+KNEE_MIN_POINTS = 20
+"""A curve needs this many distinct cycle counts before a knee (3 parameters) is tried on it."""
 KNEE_MIN_CYCLES = 200.0
-"""A protocol's data must reach this many cycles before a knee is tried."""
+"""``knee_by="protocol"`` (the previous rule): a protocol's data must reach this many cycles before a knee is tried."""
+KNEE_SCOPES: tuple[str, ...] = ("curve", "protocol")
+"""What a knee belongs to: a buffer × protocol curve (default), or a protocol label (the previous rule)."""
 KNEE_MIN_BIC_GAIN = 10.0
 """A knee is kept only when it lowers the BIC by more than this ("very strong" evidence)."""
 UNSEEN_LOG_VARIANCE = 1.0
@@ -318,13 +327,20 @@ class _RateLaw(_Law):
 
 # ------------------------------------------------------------------ cycle fade
 class _FadeLaw(_Law):
-    """−ln R = e(1 − e^(−(n−1)/n0)) + l(n−1) [+ k w softplus((n − n_k)/w)], n Arrhenius-scaled with temperature."""
+    """−ln R = e(1 − e^(−(n−1)/n0)) + l(n−1) [+ k w softplus((n − n_k)/w)], n Arrhenius-scaled with temperature.
+
+    ``knees``: what carries a knee, each either a curve ``"buffer/protocol"`` or a protocol label (the previous
+    rule); its onset is bounded by 0.2-2 times the largest cycle count of its rows.
+    """
 
     @classmethod
     def build(cls, frame: pd.DataFrame, y: np.ndarray, knees: tuple[str, ...] = ()) -> _FadeLaw:
         buffers = sorted(frame[BUFFER].unique().tolist())
         protocols = [p for p in PROTOCOLS if p in set(frame[PROTOCOL])]
         max_cycles = {p: float(frame.loc[frame[PROTOCOL] == p, CYCLES].max()) for p in protocols}
+        for curve in knees:
+            if "/" in curve:
+                max_cycles[curve] = float(frame.loc[_curve_rows(frame, curve), CYCLES].max())
         names, start, lower, upper = [], [], [], []
 
         def add(name: str, value: float, low: float = -np.inf, high: float = np.inf) -> None:
@@ -389,14 +405,37 @@ class _FadeLaw(_Law):
                 ln_early = np.where(rows, ln_early + theta[ix[f"ln_early_offset@{p}"]], ln_early)
                 ln_linear = np.where(rows, ln_linear + theta[ix[f"ln_linear_offset@{p}"]], ln_linear)
                 ln_n0 = np.where(rows, theta[ix[f"ln_n0@{p}"]], ln_n0)
-            if p in ctx["knees"]:
-                slope = np.exp(theta[ix[f"ln_knee_slope@{p}"]])
-                onset = np.exp(theta[ix[f"ln_knee_onset@{p}"]])
-                width = np.exp(theta[ix[f"ln_knee_width@{p}"]])
-                knee = np.where(rows, slope * width * _softplus((n - onset) / width), knee)
+        for owner in ctx["knees"]:
+            if "/" in owner:  # a curve: one buffer under one protocol
+                b, p = owner.split("/", 1)
+                rows = (buffer == CATEGORIES[BUFFER].index(b)) & (protocol == PROTOCOLS.index(p))
+            else:  # a protocol label (the previous rule)
+                rows = protocol == PROTOCOLS.index(owner)
+            slope = np.exp(theta[ix[f"ln_knee_slope@{owner}"]])
+            onset = np.exp(theta[ix[f"ln_knee_onset@{owner}"]])
+            width = np.exp(theta[ix[f"ln_knee_width@{owner}"]])
+            knee = np.where(rows, knee + slope * width * _softplus((n - onset) / width), knee)
         steps = np.maximum(n - 1.0, 0.0)
         log_loss = np.exp(ln_early) * -np.expm1(-steps / np.exp(ln_n0)) + np.exp(ln_linear) * steps + knee
         return TARGET_SPACES[CAPACITY_RETENTION].forward(np.exp(-log_loss))
+
+
+def _curve_rows(frame: pd.DataFrame, curve: str) -> np.ndarray:
+    """Rows of ``frame`` on the curve ``"buffer/protocol"``."""
+    buffer, protocol = curve.split("/", 1)
+    return ((frame[BUFFER].astype(str) == buffer) & (frame[PROTOCOL].astype(str) == protocol)).to_numpy()
+
+
+def knee_candidates(frame: pd.DataFrame, knee_by: str = "curve") -> list[str]:
+    """What may carry a knee in ``frame`` (canonical features): every curve ``"buffer/protocol"`` with at least
+    :data:`KNEE_MIN_POINTS` distinct cycle counts (``knee_by="curve"``), or every protocol whose data reaches
+    :data:`KNEE_MIN_CYCLES` cycles (``knee_by="protocol"``, the previous rule)."""
+    if knee_by == "protocol":
+        protocols = [p for p in PROTOCOLS if p in set(frame[PROTOCOL])]
+        return [p for p in protocols if frame.loc[frame[PROTOCOL] == p, CYCLES].max() >= KNEE_MIN_CYCLES]
+    curves = (frame[BUFFER].astype(str) + "/" + frame[PROTOCOL].astype(str)).to_numpy()
+    distinct = pd.Series(frame[CYCLES].to_numpy(float)).groupby(curves).nunique()
+    return [str(curve) for curve, count in distinct.items() if count >= KNEE_MIN_POINTS]
 
 
 FORMS: dict[str, type[_Law]] = {ARRHENIUS.name: _ArrheniusLaw, RATE.name: _RateLaw, FADE.name: _FadeLaw}
@@ -468,23 +507,29 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     target : one of ``conductivity_s_cm``, ``rate_retention``, ``capacity_retention``.
-    knee : ``"auto"`` (fit a knee per protocol when the data reaches ≥ 200 cycles and the BIC improves),
-        ``"never"`` or ``"always"`` (for every protocol reaching ≥ 200 cycles); capacity retention only.
+    knee : ``"auto"`` (try a knee on each candidate, keep it when the BIC improves by more than 10),
+        ``"never"`` or ``"always"`` (on every candidate); capacity retention only.
+    knee_by : ``"curve"`` (candidates: each buffer × protocol curve with ≥ :data:`KNEE_MIN_POINTS` distinct
+        cycles; a property of the curve) or ``"protocol"`` (the previous rule: each protocol label whose data
+        reaches 200 cycles, one knee shared by its curves); capacity retention only.
 
     ``fit(X, y)``: X has the target's design columns, y the target in natural space
     (log10 σ; logit retention). ``predict(X, return_std=True)`` returns mean and a
     predictive standard deviation that includes measurement noise, in natural space.
     """
 
-    def __init__(self, target: str = CONDUCTIVITY, knee: str = "auto") -> None:
+    def __init__(self, target: str = CONDUCTIVITY, knee: str = "auto", knee_by: str = "curve") -> None:
         self.target = target
         self.knee = knee
+        self.knee_by = knee_by
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> PhysicsBaseline:
         self.__dict__.pop("_vectors", None)  # derived from a previous fit
         target = check_target(self.target)
         if self.knee not in ("auto", "never", "always"):
             raise InputError(f"knee: {self.knee!r} must be 'auto', 'never' or 'always'")
+        if self.knee_by not in KNEE_SCOPES:
+            raise InputError(f"knee_by: {self.knee_by!r} must be one of {', '.join(KNEE_SCOPES)}")
         frame = canonical_features(X, target).reset_index(drop=True)
         values = check_y(y, len(frame))
         law = law_of(target)  # InputError when the target declares none
@@ -498,17 +543,13 @@ class PhysicsBaseline(RegressorMixin, BaseEstimator):
             )
         self.vocabulary_ = Vocabulary.learn(frame)
         fit = _fit_law(form.build(frame, values), frame, values, target)
-        if law.knee:  # a knee per protocol that reaches KNEE_MIN_CYCLES, kept by the BIC
-            candidates = [
-                p
-                for p in fit.law.context["protocols"]
-                if frame.loc[frame[PROTOCOL] == p, CYCLES].max() >= KNEE_MIN_CYCLES
-            ]
+        if law.knee:  # a knee per candidate curve (or protocol), kept by the BIC
+            candidates = knee_candidates(frame, self.knee_by)
             if self.knee == "always" and candidates:
                 fit = _fit_law(form.build(frame, values, tuple(candidates)), frame, values, target)
             elif self.knee == "auto":
-                for protocol in candidates:
-                    knees = fit.law.context["knees"] + (protocol,)
+                for candidate in candidates:
+                    knees = fit.law.context["knees"] + (candidate,)
                     trial = _fit_law(form.build(frame, values, knees), frame, values, target)
                     if _bic(trial) < _bic(fit) - KNEE_MIN_BIC_GAIN:
                         fit = trial
