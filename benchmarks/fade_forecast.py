@@ -289,6 +289,30 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def misses(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the new rule's champion is worse than the line or covers < 80%: counted by protocol, cut and data set."""
+    table = pd.DataFrame([r for r in rows if r["rule"] == "new"])
+    table["protocol"] = table["curve"].str.split("/").str[1]
+    table["worse"] = table["rmse"] > table["line_rmse"]
+    table["undercovered"] = table["coverage"] < COVERAGE_TARGET
+    lines = ["| group | curves | worse than the line | coverage < 80% | mean coverage |", "|---|---|---|---|---|"]
+    for column in ("protocol", "cut", "dataset"):
+        for value, part in table.groupby(column):
+            label = f"{value:.0%}" if column == "cut" else str(value).split(" (")[0]
+            lines.append(
+                f"| {column} {label} | {len(part)} | {int(part['worse'].sum())} | {int(part['undercovered'].sum())} | "
+                f"{part['coverage'].mean():.0%} |"
+            )
+    lines += ["", "Worst curves (coverage, then RMSE against the line):", ""]
+    worst = table.sort_values(["coverage", "rmse"], ascending=[True, False]).head(8)
+    for r in worst.itertuples():
+        lines.append(
+            f"- {r.dataset.split(' (')[0]} {r.curve} from {r.cut:.0%}: coverage {r.coverage:.0%}, RMSE {r.rmse:.4f} "
+            f"against the line's {r.line_rmse:.4f}, bias {r.bias:+.4f}, median 90% width {r.median_width:.3f}"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any], summary: dict[str, Any], command: str) -> str:
     new, base = summary["new"], summary["baseline"]
     lines = [
@@ -359,6 +383,7 @@ def markdown(result: dict[str, Any], summary: dict[str, Any], command: str) -> s
             f"| {r['dataset'].split(' (')[0]} | {r['cut']:.0%} | {r['rule']} | {r['champion']} | {r['curve']} | "
             f"{r['rmse']:.4f} | {r['line_rmse']:.4f} | {r['coverage']:.0%} |"
         )
+    lines += ["", "## Where the targets are missed (new rule)", ""] + misses(result["rows"])
     lines += ["", "## Real cycler files (tests/data/raw/cycling, read-only)", ""]
     for f in result["real_files"]:
         lines.append(
@@ -373,7 +398,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default="physics,gp,physics_gp", help="comma-separated families")
     parser.add_argument("--no-real", action="store_true", help="skip the real cycler files")
     parser.add_argument("--out", default=str(RESULTS / "fade_forecast"), help="results path without suffix")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json of --out")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.report_only:
+        stored = json.loads(out.with_suffix(".json").read_text())
+        command = stored.get("command") or (
+            f"python benchmarks/fade_forecast.py --worlds {stored['n_worlds']} --families {','.join(stored['families'])}"
+        )
+        out.with_suffix(".md").write_text(markdown(stored, stored["summary"], command))
+        return 0
     families = [f for f in args.families.split(",") if f]
     unknown = [f for f in families if f not in FAMILY_PARAMS]
     if unknown:
@@ -382,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.worlds, families, not args.no_real)
     summary = summarise(result["rows"])
     command = "python benchmarks/fade_forecast.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"summary": summary, **result}, indent=1) + "\n")
+    stored = {"summary": summary, "command": command.strip(), **result}
+    out.with_suffix(".json").write_text(json.dumps(stored, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result, summary, command.strip()))
     print(out.with_suffix(".md").read_text().split("## Per cut")[0])
     return 0
