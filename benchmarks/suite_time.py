@@ -185,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "suite_time.md", help="the .md to write")
     parser.add_argument("--compare", type=Path, help="an earlier run's JSON: adds before/after per file")
     parser.add_argument("--from-json", type=Path, help="rewrite the report of an earlier run's JSON (no run)")
+    parser.add_argument(
+        "--write-durations",
+        type=Path,
+        metavar="FILE",
+        help="also write CPU-s per test file to FILE (tests/durations.json: tests/conftest.py runs heavy files first)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (files, -n ...)")
     args = parser.parse_args(argv)
     run = json.loads(args.from_json.read_text()) if args.from_json else run_suite(args.root.resolve(), args.pytest_args)
@@ -193,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.from_json:
         args.out.with_suffix(".json").write_text(json.dumps(run, indent=1) + "\n")
     args.out.write_text(report(run, args.label, compare))
+    if args.write_durations:
+        cpu_s = {name: entry["cpu_s"] for name, entry in per_file(run["tests"]).items()}
+        args.write_durations.write_text(json.dumps(cpu_s, indent=1) + "\n")
     print(args.out.read_text())
     return 0
 

@@ -78,22 +78,38 @@ def _in_store(folder: Path) -> Iterator[None]:
             os.chdir(previous)
 
 
+def _session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by every xdist worker of this run (the run's base temp), or this process's own base temp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
-    """One store with a physics-only champion (version 1) on the embedded data, trained once per session.
+    """One store with a physics-only champion (version 1) on the embedded data, trained once per test run.
 
     Returns ``(folder, the JSON document of `surrogate train --json`)``. Tests that only read it use
-    :func:`use_trained_store`; tests that write copy it (:func:`copy_trained_store`).
+    :func:`use_trained_store`; tests that write copy it (:func:`copy_trained_store`). Training costs about 40 CPU-s,
+    so the xdist workers share one store: the first worker that needs it trains it under a file lock, the others
+    wait for it and read it (the document is written last, so a store without one is a failed training).
     """
+    from filelock import FileLock
+
     from surrogate.cli import main
 
-    folder = tmp_path_factory.mktemp("trained")
-    (folder / "mlruns").mkdir()
-    out = io.StringIO()
-    with _in_store(folder), contextlib.redirect_stdout(out):
-        code = main(["train", "--models", "physics", "--json"])
-    assert code == 0, out.getvalue()[-2000:]
-    return folder, json.loads(out.getvalue())
+    shared = _session_folder(tmp_path_factory)
+    folder, document_path = shared / "trained-store", shared / "trained-store.json"
+    with FileLock(str(shared / "trained-store.lock")):
+        if not document_path.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed to train left half a store
+            (folder / "mlruns").mkdir(parents=True)
+            out = io.StringIO()
+            with _in_store(folder), contextlib.redirect_stdout(out):
+                code = main(["train", "--models", "physics", "--json"])
+            assert code == 0, out.getvalue()[-2000:]
+            json.loads(out.getvalue())  # a JSON document, or the test fails here
+            document_path.write_text(out.getvalue())
+    return folder, json.loads(document_path.read_text())
 
 
 @pytest.fixture
@@ -118,6 +134,11 @@ def copy_trained_store(trained_store, tmp_path, monkeypatch) -> tuple[Path, dict
 CHROMIUM_PATH = Path(os.environ.get("SURROGATE_TEST_CHROMIUM", "/usr/bin/chromium"))
 """Debian's chromium, which Playwright drives (its own download does not work here); ``SURROGATE_TEST_CHROMIUM``
 names another binary (tests only: e.g. a missing one, to check that browser tests skip and say why)."""
+
+
+BROWSER_TIMEOUT_MS = 120_000
+"""How long a page may take to load or show an element (Playwright's own default is 30 s, too short at load 10): a
+liveness limit on a busy machine, not a budget. Set on every page with ``page.set_default_timeout``."""
 
 
 def running_in_ci() -> bool:
@@ -149,3 +170,38 @@ def surrogate_asgi_app():
     import serving.service as service
 
     return service.Surrogate.to_asgi()
+
+
+# ------------------------------------------------------------------ scheduling over xdist workers
+DURATIONS_PATH = Path(__file__).parent / "durations.json"
+"""CPU seconds per test file, measured by ``benchmarks/suite_time.py --write-durations`` (a hint for ordering)."""
+
+
+def _file_cpu_s() -> dict[str, float]:
+    """The measured CPU seconds per test file (``tests/durations.json``); empty when it is missing or unreadable."""
+    try:
+        return {str(name): float(value) for name, value in json.loads(DURATIONS_PATH.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the test files heaviest first (by tests/durations.json), keeping each file's own order.
+
+    With ``--dist loadfile`` a file runs in one worker; xdist hands out files in this order, so the longest files
+    start first and the short ones fill the gaps at the end (longest-processing-time-first scheduling).
+    """
+    cpu_s = _file_cpu_s()
+    if cpu_s:
+        items.sort(key=lambda item: -cpu_s.get(item.nodeid.split("::", 1)[0], 0.0))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with the files handed out in collection order (heaviest first), not by test count."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False  # xdist would reorder the files by their number of tests
+    return LoadFileScheduling(config, log)
