@@ -175,6 +175,17 @@ def report(run: dict, label: str, compare: dict | None) -> str:
     ]
     for test in sorted(run["tests"], key=lambda t: -t["cpu_s"])[:40]:
         lines.append(f"| `{test['nodeid']}` | {test['cpu_s']:.1f} | {test['wall_s']:.1f} | {test['outcome']} |")
+    blocks = [(name, value) for test in run["tests"] for name, value in test.get("properties", {}).items()]
+    if blocks:
+        lines += [
+            "",
+            "## Shell blocks of the docs test (foreground commands; services started in the background are not counted)",
+            "",
+        ]
+        lines += ["| block | CPU-s | wall-s |", "|---|---:|---:|"]
+        lines += [f"| {name} | {value['cpu_s']:.1f} | {value['wall_s']:.1f} |" for name, value in blocks]
+    if run.get("short_summary"):
+        lines += ["", "## Not passed", "", *[f"- `{line}`" for line in run["short_summary"]]]
     return "\n".join(lines) + "\n"
 
 
