@@ -78,38 +78,22 @@ def _in_store(folder: Path) -> Iterator[None]:
             os.chdir(previous)
 
 
-def _session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder shared by every xdist worker of this run (the run's base temp), or this process's own base temp."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
-    """One store with a physics-only champion (version 1) on the embedded data, trained once per test run.
+    """One store with a physics-only champion (version 1) on the embedded data, trained once per session.
 
     Returns ``(folder, the JSON document of `surrogate train --json`)``. Tests that only read it use
-    :func:`use_trained_store`; tests that write copy it (:func:`copy_trained_store`). Training costs about 40 CPU-s,
-    so the xdist workers share one store: the first worker that needs it trains it under a file lock, the others
-    wait for it and read it (the document is written last, so a store without one is a failed training).
+    :func:`use_trained_store`; tests that write copy it (:func:`copy_trained_store`).
     """
-    from filelock import FileLock
-
     from surrogate.cli import main
 
-    shared = _session_folder(tmp_path_factory)
-    folder, document_path = shared / "trained-store", shared / "trained-store.json"
-    with FileLock(str(shared / "trained-store.lock")):
-        if not document_path.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed to train left half a store
-            (folder / "mlruns").mkdir(parents=True)
-            out = io.StringIO()
-            with _in_store(folder), contextlib.redirect_stdout(out):
-                code = main(["train", "--models", "physics", "--json"])
-            assert code == 0, out.getvalue()[-2000:]
-            json.loads(out.getvalue())  # a JSON document, or the test fails here
-            document_path.write_text(out.getvalue())
-    return folder, json.loads(document_path.read_text())
+    folder = tmp_path_factory.mktemp("trained")
+    (folder / "mlruns").mkdir()
+    out = io.StringIO()
+    with _in_store(folder), contextlib.redirect_stdout(out):
+        code = main(["train", "--models", "physics", "--json"])
+    assert code == 0, out.getvalue()[-2000:]
+    return folder, json.loads(out.getvalue())
 
 
 @pytest.fixture
