@@ -120,6 +120,11 @@ CHROMIUM_PATH = Path(os.environ.get("SURROGATE_TEST_CHROMIUM", "/usr/bin/chromiu
 names another binary (tests only: e.g. a missing one, to check that browser tests skip and say why)."""
 
 
+BROWSER_TIMEOUT_MS = 120_000
+"""How long a page may take to load or show an element (Playwright's own default is 30 s, too short at load 10): a
+liveness limit on a busy machine, not a budget. Set on every page with ``page.set_default_timeout``."""
+
+
 def running_in_ci() -> bool:
     """``CI`` is set to a true value (CI=true): tests that need a tool must run and fail, never skip."""
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
@@ -149,3 +154,38 @@ def surrogate_asgi_app():
     import serving.service as service
 
     return service.Surrogate.to_asgi()
+
+
+# ------------------------------------------------------------------ scheduling over xdist workers
+DURATIONS_PATH = Path(__file__).parent / "durations.json"
+"""CPU seconds per test file, measured by ``benchmarks/suite_time.py --write-durations`` (a hint for ordering)."""
+
+
+def _file_cpu_s() -> dict[str, float]:
+    """The measured CPU seconds per test file (``tests/durations.json``); empty when it is missing or unreadable."""
+    try:
+        return {str(name): float(value) for name, value in json.loads(DURATIONS_PATH.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the test files heaviest first (by tests/durations.json), keeping each file's own order.
+
+    With ``--dist loadfile`` a file runs in one worker; xdist hands out files in this order, so the longest files
+    start first and the short ones fill the gaps at the end (longest-processing-time-first scheduling).
+    """
+    cpu_s = _file_cpu_s()
+    if cpu_s:
+        items.sort(key=lambda item: -cpu_s.get(item.nodeid.split("::", 1)[0], 0.0))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with the files handed out in collection order (heaviest first), not by test count."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False  # xdist would reorder the files by their number of tests
+    return LoadFileScheduling(config, log)

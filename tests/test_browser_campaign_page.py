@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import test_browser_service
-from conftest import needs_chromium
+from conftest import BROWSER_TIMEOUT_MS, needs_chromium
 from test_service_server import ROOT, _free_port, start_server, stop_server, wait_for_answer
 
 pytestmark = [
@@ -79,11 +79,12 @@ def test_the_campaign_page_shows_units_the_recommended_interval_and_pending_sugg
     _, storage = campaign_store
     status = Campaign.load("films", storage).status()
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
     hosts: list[str] = []
     page.on("request", lambda request: hosts.append(urlsplit(request.url).hostname or request.url))
     page.goto(f"{dashboard}/")  # the index redirects to the list of campaigns
     page.get_by_role("link", name="films").click()
-    page.locator("h1").wait_for(timeout=90_000)  # the page fits the campaign's model first
+    page.locator("h1").wait_for()  # BROWSER_TIMEOUT_MS: the page fits the campaign's model first
     assert page.locator("h1").inner_text() == "Campaign films"
 
     reconstruction = page.locator("#reconstruction").inner_text()
@@ -121,6 +122,7 @@ def test_the_campaign_page_shows_units_the_recommended_interval_and_pending_sugg
 
 def test_optuna_dashboard_still_answers_beside_the_pages(browser, dashboard):
     page = browser.new_page()
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
     page.goto(f"{dashboard}/dashboard")
-    page.get_by_text("films").first.wait_for(timeout=30_000)
+    page.get_by_text("films").first.wait_for()
     page.close()

@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_PATH, needs_chromium
+from conftest import BROWSER_TIMEOUT_MS, CHROMIUM_PATH, needs_chromium
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, needs_chromium]
 
 CHROMIUM = str(CHROMIUM_PATH)
-PAGE_TIMEOUT_MS = 120_000
-"""How long a page may take to show what we look for (a liveness limit on a busy machine, not a budget)."""
+PAGE_TIMEOUT_MS = BROWSER_TIMEOUT_MS
 
 
 def _free_port() -> int:
@@ -64,7 +63,7 @@ def mlflow_ui(use_trained_store) -> Iterator[tuple[str, dict]]:
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         try:
-            ui.wait(timeout=30)
+            ui.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()

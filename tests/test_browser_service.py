@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import CHROMIUM_PATH, needs_chromium
+from conftest import BROWSER_TIMEOUT_MS, CHROMIUM_PATH, needs_chromium
 from test_service_server import ROOT, TOKEN, _free_port, serving_test_double, start_server, wait_for_answer
 
 pytestmark = [
@@ -52,6 +52,7 @@ def service(tmp_path_factory):
 def _open(browser, url: str):
     """A page that records the host of every request it makes."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
     hosts: list[str] = []
     page.on("request", lambda request: hosts.append(urlsplit(request.url).hostname or request.url))
     page.goto(url)
@@ -61,7 +62,7 @@ def _open(browser, url: str):
 def test_swagger_ui_is_the_projects_own_page_and_asks_nothing_of_other_hosts(browser, service):
     page, hosts = _open(browser, f"{service}/")
     title = page.locator(".swagger-ui .info .title")
-    title.wait_for(timeout=30_000)
+    title.wait_for()
     assert "LLTO surrogate service" in title.inner_text()
     assert page.title() == "LLTO surrogate service"
     assert page.locator("button.authorize").count() == 1  # the bearer scheme's Authorize button
@@ -75,12 +76,12 @@ def test_swagger_ui_is_the_projects_own_page_and_asks_nothing_of_other_hosts(bro
 def _try_it_out(page, method: str, path: str):
     """Open an operation in Swagger UI, press "Try it out" and "Execute" with its example; assert a 200."""
     block = page.locator(f".opblock-{method}", has=page.locator(f'.opblock-summary-path[data-path="{path}"]'))
-    block.wait_for(timeout=30_000)
+    block.wait_for()
     block.locator(".opblock-summary").click()
     block.locator("button.try-out__btn").click()
     block.locator("button.execute").click()
     status = block.locator(".live-responses-table .response .response-col_status").first
-    status.wait_for(timeout=30_000)
+    status.wait_for()
     assert status.inner_text().strip().startswith("200"), block.locator(".live-responses-table").inner_text()
     return block
 
@@ -122,12 +123,12 @@ def test_optuna_dashboard_shows_a_campaign(browser, tmp_path):
     try:
         wait_for_answer(f"http://127.0.0.1:{port}/dashboard", process, tmp_path / "dashboard.log", want=200)
         page, _ = _open(browser, f"http://127.0.0.1:{port}/dashboard")
-        page.get_by_text("dashboard-films").first.wait_for(timeout=30_000)
+        page.get_by_text("dashboard-films").first.wait_for()
         page.screenshot(path=str(ARTIFACTS / "optuna-dashboard.png"), full_page=False)
         page.close()
     finally:
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()

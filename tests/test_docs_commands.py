@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -326,6 +327,12 @@ def _private_network() -> tuple[list[str], subprocess.Popen | None]:
     return ["nsenter", f"--target={holder.pid}", "--user", "--net", "--preserve-credentials"], holder
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds (user + sys) of the children this process has waited for (a block's foreground commands)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
     """The scratch folder, the blocks' environment and the command prefix of the private network."""
@@ -347,7 +354,7 @@ def scratch(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.server
 @pytest.mark.parametrize("document", DOCUMENTS)
-def test_document_runs_as_written(document, scratch):
+def test_document_runs_as_written(document, scratch, record_property):
     folder, prefix, pid_folder = scratch
     env = _block_environment(folder, activated=document != "README.md")
     blocks = shell_blocks(document, (ROOT / document).read_text())
@@ -358,6 +365,7 @@ def test_document_runs_as_written(document, scratch):
                 continue
             script = folder / f".docs-test-block-{Path(document).stem}-{block.line}.sh"
             script.write_text(script_of(block, pid_folder))
+            wall_start, cpu_start = time.perf_counter(), _children_cpu_s()
             done = subprocess.run(
                 [*prefix, "bash", "-e", str(script)],
                 cwd=folder,
@@ -366,6 +374,13 @@ def test_document_runs_as_written(document, scratch):
                 text=True,
                 timeout=BLOCK_TIMEOUT_S,
                 stdin=subprocess.DEVNULL,
+            )
+            record_property(
+                f"{document}:{block.line}",
+                {
+                    "wall_s": round(time.perf_counter() - wall_start, 1),
+                    "cpu_s": round(_children_cpu_s() - cpu_start, 1),
+                },
             )
             for left_out in block.left_out:
                 print(f"{document}:{block.line}: not run as written: {left_out}")

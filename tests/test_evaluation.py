@@ -198,3 +198,5 @@ def test_select_champions_scores_every_family_on_every_target(thin):
     forecast = report["targets"]["capacity_retention"]["forecast"]
     assert forecast["selects"] and set(forecast["families"]) == set(FAMILIES)
     assert all(set(parts) == {"long", "standard"} for parts in forecast["by_protocol"].values())
+    # scored from each of the three cut points on the whole remaining horizon
+    assert all(set(parts) == {"cut 40%", "cut 60%", "cut 80%"} for parts in forecast["by_cut"].values())

@@ -228,6 +228,7 @@ def ingest(
     problems: list[Problem] = []
     result = IngestResult(manifest=manifest, rows=pd.DataFrame(columns=list(ROW_COLUMNS)), created_at=created_at)
     rows: list[dict[str, Any]] = []
+    origins: list[tuple[int, str]] = []  # each row's manifest entry and file, to name them in the schema's problems
     entries: Iterable[ManifestEntry] = manifest.entries if progress is None else progress(manifest.entries)
     for entry in entries:
         display = _display_name(entry, manifest)
@@ -261,6 +262,7 @@ def ingest(
         if entry.trial is not None:
             provenance[TRIAL] = entry.trial
         rows.extend(row | provenance for row in new_rows)
+        origins.extend((entry.row, display) for _ in new_rows)
         result.sources.append({"file": display, "sha256": digest, "format": fmt, "experiment": entry.experiment})
     if problems:
         raise DataValidationError(problems, manifest.path.name)
@@ -271,9 +273,34 @@ def ingest(
         frame[TRIAL] = frame[TRIAL].astype("Int64")
     checked = check_frame(frame.astype(object).where(frame.notna(), None), f"rows of {manifest.path.name}")
     if checked.problems:
-        raise DataValidationError(checked.problems, f"the rows reduced from {manifest.path.name}")
+        raise DataValidationError(_row_problems(checked.problems, frame, origins), manifest.path.name)
     result.rows = frame
     return result
+
+
+def _row_problems(problems: list[Problem], frame: pd.DataFrame, origins: list[tuple[int, str]]) -> list[Problem]:
+    """The schema's problems with the reduced rows, each named by its manifest entry, file and cycle or C-rate.
+
+    A capacity retention above 1 is the usual one: a real cell can give a little more than its reference
+    cycle (the first complete one, by default) while it settles, and the schema takes fractions 0 to 1.
+    """
+    named = []
+    for problem in problems:
+        if problem.row is None or not 1 <= problem.row <= len(origins):
+            named.append(problem)
+            continue
+        entry_row, display = origins[problem.row - 1]
+        reduced = frame.iloc[problem.row - 1]
+        where = ""
+        if pd.notna(reduced[CYCLES]):
+            where = f"cycles = {int(reduced[CYCLES])} (counted from the reference cycle): "
+        elif pd.notna(reduced[C_RATE]) and reduced[EXPERIMENT] == "rate":
+            where = f"the {float(reduced[C_RATE]):g} C step: "
+        reason = f"{display}: {where}{problem.column or 'row'} {problem.reason}"
+        if problem.column == CAPACITY_RETENTION and "above 1" in problem.reason:
+            reason += "; the cell gave more than its reference cycle: state a later reference_cycle (its peak)"
+        named.append(Problem(entry_row, FILE, reason))
+    return named
 
 
 def _where(problem: Problem) -> str:
