@@ -251,9 +251,9 @@ def test_model_info_names_the_model_and_its_training(client):
 
 
 def test_health_metrics_and_docs_stay_open(client):
-    # /metrics needs the multi-process Prometheus set-up of a real server: see test_service_server.py
     for path in ("/healthz", "/livez", "/readyz", "/docs.json"):
         assert client.get(path).status_code == 200, path
+    assert client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
 def test_openapi_lists_every_endpoint_with_its_schema(client):
@@ -296,7 +296,7 @@ def test_openapi_documents_the_token_and_every_error_answer(client):
     assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
     paths = document["paths"]
     protected = {("/suggest", "post"), ("/observe", "post"), ("/search", "post"), ("/campaigns", "post")}
-    protected |= {("/campaigns", "get"), ("/campaigns/{name}", "get")}
+    protected |= {("/campaigns", "get"), ("/campaigns/{name}", "get"), ("/ingest", "post")}
     for path, item in paths.items():
         for method, operation in item.items():
             secured = operation.get("security") == [{"bearerAuth": []}]
@@ -308,6 +308,13 @@ def test_openapi_documents_the_token_and_every_error_answer(client):
     assert "404" in paths["/suggest"]["post"]["responses"] and "409" in paths["/observe"]["post"]["responses"]
     assert "409" in paths["/campaigns"]["post"]["responses"] and "404" in paths["/campaigns/{name}"]["get"]["responses"]
     assert "503" in paths["/readyz"]["get"]["responses"]
+    assert "400" in paths["/campaigns/{name}"]["get"]["responses"]  # a name that is not a campaign name
+    assert {"400", "401", "408", "413", "415"} <= set(paths["/ingest"]["post"]["responses"])
+    form = paths["/ingest"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["manifest"] and form["properties"]["files"]["items"]["format"] == "binary"
+    client_id = document["components"]["schemas"]["SuggestRequest"]["properties"]["client_id"]
+    assert client_id["nullable"] is True and client_id["default"] is None  # optional fields show null
+    assert client.get("/campaigns/sha%00red", headers={"authorization": f"Bearer {TOKEN}"}).status_code in (400, 404)
     error = predict["400"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorResponse"}
     assert document["components"]["schemas"]["ErrorResponse"]["properties"]["detail"]["type"] == "array"
@@ -768,8 +775,6 @@ def test_schemathesis_with_the_token_finds_no_server_error_and_no_answer_outside
 
     for result in schema.get_all_operations():
         operation = result.ok()
-        if operation.path == "/metrics":  # needs the multi-process Prometheus set-up of a real server
-            continue
         examples = 3 if operation.path == "/search" else 25
 
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -781,6 +786,7 @@ def test_schemathesis_with_the_token_finds_no_server_error_and_no_answer_outside
 
         run()
     assert {("post", "/predict"), ("get", "/model_info"), ("post", "/suggest"), ("post", "/observe")} <= set(statuses)
+    assert ("post", "/ingest") in statuses and ("get", "/campaigns/{name}") in statuses
     assert 200 in statuses[("post", "/predict")] and 200 in statuses[("get", "/model_info")], statuses
 
 
