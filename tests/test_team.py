@@ -686,3 +686,84 @@ def test_holder_polls_in_a_thread_until_stopped():
         assert holder.current.version == "2"
     finally:
         holder.stop()
+
+
+# ------------------------------------------------------------------ heavy work beyond one machine (joblib + Dask)
+def _world_benchmark():
+    """benchmarks/world_benchmark.py imported as the module ``world_benchmark``."""
+    import importlib.util
+
+    if "world_benchmark" in sys.modules:
+        return sys.modules["world_benchmark"]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "world_benchmark.py"
+    spec = importlib.util.spec_from_file_location("world_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["world_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_world_benchmark_on_a_local_dask_cluster_gives_the_serial_runs():
+    """One world x 4 seeds (campaign, TPE, random; budget 4): the runs sent to a Dask cluster of worker processes
+    (scheduler and workers in processes of their own, reached by address) equal the serial runs, run for run."""
+    from dask.distributed import LocalCluster
+
+    from surrogate.worlds import world_family
+
+    bench = _world_benchmark()
+    world = world_family(3, 0)[1]  # a reported world whose laws differ from the models'
+    name = "rate30_x_retention100"
+    optimum = world.optimum(bench.objective_of(name))["value"]
+    tasks = [(method, world, name, seed, optimum) for method in ("campaign", "tpe", "random") for seed in range(4)]
+    serial = bench.run_many(tasks, backend="loky", n_jobs=1, budget=4)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1")
+        on_cluster = bench.run_many(tasks, backend="dask", address=cluster.scheduler_address, budget=4)
+
+    def without_time(run: dict) -> dict:
+        return {key: value for key, value in run.items() if key != "seconds"}
+
+    assert len(serial) == len(on_cluster) == 12
+    for task, here, there in zip(tasks, serial, on_cluster, strict=True):
+        assert without_time(here) == without_time(there), task[0::3]
+        assert 1 <= len(here["regret"]) <= 4
+    with pytest.raises(SystemExit, match="--address names a Dask scheduler"):
+        bench.run_many(tasks[:1], backend="loky", address="tcp://127.0.0.1:1")
+
+
+@pytest.mark.slow
+def test_tune_through_loky_and_a_local_dask_cluster_gives_the_serial_studies(tmp_path, monkeypatch):
+    """``surrogate tune``'s studies (family gp x 3 targets, 2 trials each) in this process, in 2 loky processes and
+    on a local Dask cluster by address: the same best values and parameters, every trial nested under its parent."""
+    import mlflow
+    from dask.distributed import LocalCluster
+
+    from training.tune import tune
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name in ("SURROGATE_SETTINGS_FILE", "SURROGATE_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+    def studies(**backend) -> tuple[list[dict], str]:
+        result = tune(families=["gp"], n_trials=2, seed=3, progress=False, **backend)
+        return [
+            {k: s[k] for k in ("family", "target", "best_value", "best_params")} for s in result.to_dict()["studies"]
+        ], result.run_id
+
+    serial, serial_run = studies()
+    on_loky, loky_run = studies(backend="loky", n_jobs=2)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_dask, dask_run = studies(backend="dask", address=cluster.scheduler_address)
+    assert [s["target"] for s in serial] == ["conductivity_s_cm", "rate_retention", "capacity_retention"]
+    assert all(s["best_value"] is not None for s in serial)
+    assert on_loky == serial and on_dask == serial
+    client = mlflow.MlflowClient()
+    for parent in (serial_run, loky_run, dask_run):
+        children = client.search_runs(
+            [client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+        )
+        assert len(children) == 6, parent  # 3 studies x 2 trials
+        assert client.get_run(parent).info.status == "FINISHED"
+        assert any(key.startswith("tune.gp.") for key in client.get_run(parent).data.metrics)
