@@ -433,10 +433,13 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.train_reading_variance_ = reading_variance(self.target, values, float(self.reading_sd))
         theta = self.prior_mean_.copy()
         h = h_mean.copy()
+        # ln τ's posterior sd (Laplace; before any data: its hyper-prior's), so a new buffer's offset has the
+        # variance E[τ²] = e^(2 ln τ̂ + 2 s²) of a log-normal τ, not τ̂²: few buffers tell little about τ
+        self.group_scale_ln_sd_ = np.array([self._law().group_scales[g].sd for g in self.pooled_groups_])
         self.prior_sd_ = self._scaled_prior_sd(h)
         if len(values):
             theta = self._gauss_newton(theta, h, inputs, values)
-            h = self._fit_hyper(theta, h, (h_mean, h_sd, h_low, h_high), inputs, values)
+            h, self.group_scale_ln_sd_ = self._fit_hyper(theta, h, (h_mean, h_sd, h_low, h_high), inputs, values)
             self.prior_sd_ = self._scaled_prior_sd(h)
             theta = self._gauss_newton(theta, h, inputs, values)
         self.theta_, self.hyper_ = theta, h
@@ -449,11 +452,16 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         first = len(self.hyper_names_) - 1 - len(self.pooled_groups_)
         return [(first + i, self.param_index_[g]) for i, g in enumerate(self.pooled_groups_)]
 
-    def _scaled_prior_sd(self, h: np.ndarray) -> np.ndarray:
-        """The parameters' prior sds with each pooled per-buffer offset's sd set to its group scale e^h."""
+    def _scaled_prior_sd(self, h: np.ndarray, spread: bool = True) -> np.ndarray:
+        """The parameters' prior sds with each pooled per-buffer offset's sd set from its group scale.
+
+        ``spread``: √E[τ²] = e^(h + s²) with s the posterior sd of ln τ (:attr:`group_scale_ln_sd_`), what
+        the offsets' prior is once τ's uncertainty is integrated out; else τ = e^h (the marginal likelihood's
+        own parameter while it is fitted).
+        """
         sd = np.array(self.prior_sd_, dtype=float)
-        for position, rows in self._group_slots():
-            sd[rows] = np.exp(h[position])
+        for i, (position, rows) in enumerate(self._group_slots()):
+            sd[rows] = np.exp(h[position] + (self.group_scale_ln_sd_[i] ** 2 if spread else 0.0))
         return sd
 
     def group_scales(self) -> dict[str, float]:
@@ -512,7 +520,9 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         groups = [(position, jac[:, rows]) for position, rows in self._group_slots()]
 
         def negative_log_posterior(h: np.ndarray) -> tuple[float, np.ndarray]:
-            basis = (jac * self._scaled_prior_sd(h) ** 2) @ jac.T  # covariance the law's parameter uncertainty adds
+            basis = (
+                jac * self._scaled_prior_sd(h, spread=False) ** 2
+            ) @ jac.T  # covariance the law's parameter uncertainty adds
             shared, per_buffer, scaled, narrow = self._kernel_parts(h, inputs, inputs)
             signal = shared if per_buffer is None else shared + per_buffer
             smooth = signal
@@ -555,7 +565,22 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
                 bounds=list(zip(h_low, h_high, strict=True)),
                 options={"maxiter": int(self.max_iter)},
             )
-        return result.x if np.all(np.isfinite(result.x)) else start
+        fitted = result.x if np.all(np.isfinite(result.x)) else start
+        return fitted, self._group_scale_ln_sd(negative_log_posterior, fitted, h_sd)
+
+    def _group_scale_ln_sd(self, objective: Any, h: np.ndarray, h_sd: np.ndarray) -> np.ndarray:
+        """Laplace posterior sd of each ln τ at the fitted ``h``: 1/√(∂²/∂(ln τ)² of the negative log posterior),
+        by central differences of its analytic gradient; capped at the hyper-prior's sd (the data cannot make
+        τ less certain than its prior)."""
+        out = []
+        for i, (position, _) in enumerate(self._group_slots()):
+            step = np.zeros_like(h)
+            step[position] = 1e-3
+            curvature = (objective(h + step)[1][position] - objective(h - step)[1][position]) / 2e-3
+            prior_sd = h_sd[position]
+            out.append(min(prior_sd, 1.0 / np.sqrt(curvature)) if curvature > 0 else prior_sd)
+            del i
+        return np.array(out)
 
     def _condition(self, inputs: _Inputs, values: np.ndarray) -> None:
         """Store what prediction needs: the Cholesky factor, weights and the law's posterior precision."""
