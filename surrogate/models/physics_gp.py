@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,7 @@ import pandas as pd
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
@@ -88,7 +90,7 @@ from surrogate.laws import (
 )
 from surrogate.laws import model_to_contract as space_to_contract
 from surrogate.models.base import TARGET_SPACES
-from surrogate.models.features import checked_design_columns
+from surrogate.models.features import HANDLE_UNKNOWN, checked_design_columns, validate_params
 from surrogate.targets import get_target
 
 _JITTER = 1e-8
@@ -223,6 +225,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         features: str = "smooth",
         film: FilmCoupling | None = None,
         pooling: str = "partial",
+        handle_unknown: str = "population",
     ) -> None:
         self.target = target
         self.mean = mean
@@ -233,9 +236,24 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.features = features
         self.film = film
         self.pooling = pooling
+        self.handle_unknown = handle_unknown
+
+    _parameter_constraints: dict = {
+        "target": [str],
+        "mean": [StrOptions({"physics", "constant"})],
+        "max_points": [Interval(Integral, 2, None, closed="left")],
+        "categories": [dict, None],
+        "reading_sd": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "features": [StrOptions(set(FEATURE_KINDS))],
+        "film": [FilmCoupling, None],
+        "pooling": [StrOptions(set(POOLING_KINDS))],
+        "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
+    }
 
     # -------------------------------------------------------------- encoding
     def _check_params(self) -> None:
+        validate_params(self)
         self._law()  # an undeclared target, or one without a law, is an InputError naming it
         if self.mean not in ("physics", "constant"):
             raise InputError(f"mean: {self.mean!r} must be 'physics' or 'constant'")
@@ -262,6 +280,12 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         other = len(vocabulary)  # the slot of a buffer outside the vocabulary
         if BUFFER in frame:
             buffer = np.array([vocabulary.get(b, other) for b in frame[BUFFER].tolist()], dtype=int)
+            if self.handle_unknown == "error" and hasattr(self, "theta_") and (buffer == other).any():
+                unknown = sorted({b for b in frame[BUFFER].tolist() if b not in vocabulary})
+                raise InputError(
+                    f"buffer: {', '.join(unknown)} not in this model's vocabulary; it knows "
+                    f"{', '.join(vocabulary) or 'none'} (handle_unknown='error')"
+                )
         else:
             buffer = np.zeros(n, dtype=int)
         law = {
