@@ -373,6 +373,132 @@ def world_family_section(n_worlds: int, family_seed: int, n: int, seed: int, fam
     }
 
 
+POOLING_VARIANTS: dict[str, dict[str, Any] | None] = {
+    "today": None,
+    "physics_gp unpooled": {"pooling": "fixed"},
+    "physics_gp pooled": {"pooling": "partial"},
+}
+"""The models the pooling section scores side by side: today's champion selection (the baseline), ``physics_gp``
+without partial pooling (``pooling="fixed"``, the campaign model before issue 15 §1's pooling) and with it."""
+
+
+def _physics_gp_surrogate(data: pd.DataFrame, domains: dict[str, Any], params: dict[str, Any]) -> Any:
+    """A :class:`~surrogate.models.base.Surrogate` of ``physics_gp`` (with ``params``) for every target, fitted on
+    all of ``data`` through the fresh-sample wrapper (as a champion refit is), with the selection's domains."""
+    from surrogate.evaluation import training_xy
+    from surrogate.models.base import Surrogate
+    from surrogate.models.registry import make_model
+
+    models = {}
+    for target in domains:
+        X, y, meta = training_xy(data, target)
+        ids = meta.get("sample_id")
+        models[target] = make_model("physics_gp", target, **params).fit(X, y, sample_ids=ids)
+    return Surrogate(models, dict(domains), {"families": {t: "physics_gp" for t in models}})
+
+
+def pooling_section(n_worlds: int, family_seed: int, n: int, seed: int, families: list[str]) -> dict[str, Any]:
+    """Issue 15 §1 and §4: per world, today's champion selection, ``physics_gp`` unpooled and pooled, each scored
+    per region with proper scores (same designs, same fresh measurements), and the issue-15 accuracy checks."""
+    from surrogate.dataset import DEFAULT_SEED
+    from surrogate.evaluation import select_champions
+    from surrogate.schema import validate_frame
+    from surrogate.worlds import paper_dataset, world_family
+
+    rows: dict[str, Any] = {}
+    for world in world_family(n_worlds, family_seed):
+        data = validate_frame(paper_dataset(world, DEFAULT_SEED), source=world.name)
+        selection = select_champions(data, families, LEVEL, progress=False)
+        rng = np.random.default_rng(seed)
+        sets = (held_out_designs(n, rng), extrapolated_designs(n, rng), campaign_space_designs(n, rng))
+        designs = {t: pd.concat([s[t] for s in sets], ignore_index=True) for t in sets[0]}
+        entry: dict[str, Any] = {"laws": world.describe(), "champions": dict(selection.surrogate.info["families"])}
+        for name, params in POOLING_VARIANTS.items():
+            started = time.perf_counter()
+            if params is None:
+                surrogate = selection.surrogate
+            else:
+                surrogate = _physics_gp_surrogate(data, selection.surrogate.domains, params)
+            fit_s = time.perf_counter() - started
+            entry[name] = {
+                "proper_scores": proper_scores_by_region(surrogate, data, designs, seed + 1, world),
+                "fit_seconds": round(fit_s, 2),
+            }
+        rows[world.name] = entry
+        print(f"pooling section: {world.name} done", file=sys.stderr, flush=True)
+    checks = {
+        name: issue15_checks({"worlds": {w: {"proper_scores": e[name]["proper_scores"]} for w, e in rows.items()}})
+        for name in POOLING_VARIANTS
+    }
+    interval = {}
+    for name in POOLING_VARIANTS:
+        interval[name] = {w: _outside_interval_score(e[name]["proper_scores"]) for w, e in rows.items()}
+    better = {
+        name: sum(interval[name][w] < interval["today"][w] for w in rows)
+        for name in POOLING_VARIANTS
+        if name != "today"
+    }
+    return {
+        "command_note": f"world_family({n_worlds}, seed={family_seed}); today's selection over {families}; {3 * n} "
+        "designs per target per world (in-range, extrapolated and campaign-space sets pooled), regions from "
+        "surrogate.scoring.design_regions with `outside` each model's own extrapolation flag",
+        "variants": {k: v for k, v in POOLING_VARIANTS.items()},
+        "worlds": rows,
+        "checks": checks,
+        "outside_interval_score": interval,
+        "worlds_better_than_today": better,
+    }
+
+
+def _outside_interval_score(proper: dict[str, Any]) -> float:
+    """The 90% interval score outside the data, rate and capacity retention pooled (n-weighted; fraction units)."""
+    parts = [proper[t]["outside"] for t in (RATE_RETENTION, CAPACITY_RETENTION) if "outside" in proper.get(t, {})]
+    n = sum(p["n"] for p in parts)
+    return sum(p["n"] * p["interval_score"] for p in parts) / max(n, 1)
+
+
+def pooling_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The pooling section: the issue-15 checks per world and variant, and the outside interval scores."""
+    if not section:
+        return []
+    yes = {True: "yes", False: "**NO**"}
+    lines = [
+        "## Partial pooling across buffers and the issue-15 accuracy targets (issue 15 §1, §4)",
+        "",
+        f"{section['command_note']}. Variants: `today` = today's champion selection (the baseline); `physics_gp "
+        "unpooled` = the campaign model with fixed per-buffer offsets (`pooling='fixed'`); `physics_gp pooled` = "
+        "each per-buffer law parameter the group's value plus an offset whose scale is learned "
+        "(`pooling='partial'`, surrogate/laws.py `group_scales`). The data is each world's version of the "
+        "paper's experiments (a reconstruction of the paper, emulated; not measurements).",
+        "",
+        "Targets outside the data: coverage ≥ 80% (all targets pooled); median 90% width ≤ 0.35 for rate and "
+        "capacity retention; |capacity bias| ≤ 0.05; interval score better than today's on ≥ 7 of 8 worlds.",
+        "",
+        "| world | variant | coverage | met | median width (rate, capacity) | met | capacity bias | met | "
+        "interval score (rate+capacity, outside) | vs today |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for world in section["worlds"]:
+        today = section["outside_interval_score"]["today"][world]
+        for name in section["checks"]:
+            c = section["checks"][name][world]
+            widths = ", ".join(f"{w:.3f}" for w in c["outside_median_width"].values())
+            bias = "" if c["outside_capacity_bias"] is None else f"{c['outside_capacity_bias']:+.3f}"
+            score = section["outside_interval_score"][name][world]
+            lines.append(
+                f"| {world} | {name} | {c['outside_coverage']:.1%} | {yes[c['outside_coverage_met']]} | {widths} | "
+                f"{yes[c['outside_median_width_met']]} | {bias} | {yes[c['outside_capacity_bias_met']]} | "
+                f"{score:.4f} | {score / today:.2f}× |"
+            )
+    lines += [
+        "",
+        "Worlds where the variant's outside interval score beats today's: "
+        + ", ".join(f"{k} {v} of {len(section['worlds'])}" for k, v in section["worlds_better_than_today"].items()),
+        "",
+    ]
+    return lines
+
+
 def _pooled_coverage(section: dict[str, Any]) -> float:
     n = sum(section[t]["all"]["n"] for t in TARGETS)
     return sum(section[t]["all"]["coverage_of_fresh_measurements"] * section[t]["all"]["n"] for t in TARGETS) / n
@@ -963,7 +1089,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--narrow-replicates", type=int, default=3, help="scans per world in the narrow section")
     parser.add_argument("--narrow-only", action="store_true", help="run the narrow-feature section alone")
+    parser.add_argument(
+        "--pooling-only",
+        action="store_true",
+        help="run the pooling section alone (today's selection, physics_gp unpooled and pooled, per world)",
+    )
     args = parser.parse_args(argv)
+    if args.pooling_only:
+        section = pooling_section(args.worlds, 0, args.n, args.seed, args.world_families.split(","))
+        section["command"] = (
+            f"{COMMAND} --pooling-only --n {args.n} --worlds {args.worlds} --world-families {args.world_families} "
+            f"--seed {args.seed}"
+        )
+        section["machine"] = machine()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "surrogate_accuracy_pooling.json").write_text(
+            json.dumps(section, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+        text = "\n".join([f"Command: `{section['command']}`", "", *pooling_markdown(section)])
+        (args.out / "surrogate_accuracy_pooling.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
     if args.narrow_only:
         section = narrow_feature_section(args.narrow_n, args.seed, args.narrow_replicates)
         section["command"] = (

@@ -128,10 +128,10 @@ def suggester_sha256() -> str:
 class Loop:
     """One closed-loop run on a world: measures designs with the seeded noise, tracks the best observed design."""
 
-    def __init__(self, world, objective, seed: int, optimum_value: float) -> None:
+    def __init__(self, world, objective, seed: int, optimum_value: float, budget: int = BUDGET) -> None:
         import numpy as np
 
-        self.world, self.objective, self.optimum_value = world, objective, optimum_value
+        self.world, self.objective, self.optimum_value, self.budget = world, objective, optimum_value, budget
         self.rng = np.random.default_rng(seed)
         self.best_observed, self.best_true, self.best_design = -1.0, None, None
         self.regret: list[float] = []
@@ -156,7 +156,7 @@ class Loop:
 
     @property
     def done(self) -> bool:
-        return self.hit is not None or len(self.regret) >= BUDGET
+        return self.hit is not None or len(self.regret) >= self.budget
 
 
 def sobol_designs(n: int, seed: int, space) -> list[dict]:
@@ -193,8 +193,9 @@ def recommendation(campaign) -> tuple[dict, str]:
     return {k: best[k] for k in ("buffer", "anneal_temp_c", "test_temp_c")}, "best observed (no recommend yet)"
 
 
-def run_method(method: str, world, objective_name: str, seed: int, optimum_value: float) -> dict:
-    """One run of ``method`` on ``world``; returns the hit, the regret curve and, for campaigns, the recommendation."""
+def run_method(method: str, world, objective_name: str, seed: int, optimum_value: float, budget: int = BUDGET) -> dict:
+    """One run of ``method`` on ``world`` (at most ``budget`` experiments); returns the hit, the regret curve and,
+    for campaigns, the recommendation."""
     import numpy as np
     import optuna
     import pandas as pd
@@ -204,7 +205,7 @@ def run_method(method: str, world, objective_name: str, seed: int, optimum_value
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = objective_of(objective_name)
     space = DesignSpace()
-    loop = Loop(world, objective, seed, optimum_value)
+    loop = Loop(world, objective, seed, optimum_value, budget)
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if method in CAMPAIGN_METHODS:
@@ -246,7 +247,7 @@ def run_method(method: str, world, objective_name: str, seed: int, optimum_value
                 }
             )
     elif method == "sobol":
-        for design in sobol_designs(BUDGET, seed, space):
+        for design in sobol_designs(budget, seed, space):
             if loop.done:
                 break
             loop.measure(design)
@@ -305,15 +306,70 @@ def cached_run(world, objective_name: str, method: str, seed: int) -> dict | Non
     return run if run.get("world_laws") == world.laws() else None
 
 
+def store_run(world, objective_name: str, method: str, seed: int, run: dict) -> dict:
+    """Write ``run`` into the cache (whole: a temporary file renamed); returns it with the world's laws."""
+    run = run | {"world_laws": world.laws()}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = cache_path(world, objective_name, method, seed).with_suffix(".tmp")
+    tmp.write_text(json.dumps(run))
+    tmp.replace(cache_path(world, objective_name, method, seed))
+    return run
+
+
 def run_cached(world, objective_name: str, method: str, seed: int, optimum_value: float) -> dict:
     run = cached_run(world, objective_name, method, seed)
     if run is None:
-        run = run_method(method, world, objective_name, seed, optimum_value) | {"world_laws": world.laws()}
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path(world, objective_name, method, seed).with_suffix(".tmp")
-        tmp.write_text(json.dumps(run))
-        tmp.replace(cache_path(world, objective_name, method, seed))
+        run = store_run(
+            world, objective_name, method, seed, run_method(method, world, objective_name, seed, optimum_value)
+        )
     return run
+
+
+BACKENDS = ("loky", "dask")
+"""joblib backends of :func:`run_many`: ``loky`` (local processes, the default) and ``dask`` (a Dask cluster)."""
+
+
+def run_many(
+    tasks: list[tuple[str, Any, str, int, float]],
+    backend: str = "loky",
+    address: str | None = None,
+    n_jobs: int = 1,
+    budget: int = BUDGET,
+) -> list[dict]:
+    """Every ``(method, world, objective_name, seed, optimum_value)`` of ``tasks`` through joblib; runs in task order.
+
+    ``backend="loky"`` runs ``n_jobs`` local processes (1: in this process, one after the other).
+    ``backend="dask"`` sends the runs to the Dask scheduler at ``address`` (``tcp://host:8786``; its workers need
+    the project installed), or to a local cluster of ``n_jobs`` worker processes when no address is given. Each
+    run is seeded by its task alone, so the results are the same on any backend and any number of workers.
+    """
+    from joblib import Parallel, delayed, parallel_config
+
+    if backend not in BACKENDS:
+        raise SystemExit(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if address is not None and backend != "dask":
+        raise SystemExit("--address names a Dask scheduler: use it with --backend dask")
+    jobs = [delayed(run_method)(m, w, name, seed, value, budget) for m, w, name, seed, value in tasks]
+    if backend == "loky":
+        return list(Parallel(n_jobs=n_jobs, backend="loky")(jobs))
+    import cloudpickle
+    from dask.distributed import Client, LocalCluster
+
+    module = sys.modules[run_method.__module__]
+    if module.__name__ != "__main__":  # imported (tests): send this module's code along, workers need no path to it
+        cloudpickle.register_pickle_by_value(module)
+    if address is None:
+        cluster = LocalCluster(n_workers=max(n_jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(address)
+    try:
+        with parallel_config(backend="dask"):
+            return list(Parallel(n_jobs=-1)(jobs))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 # ------------------------------------------------------------------ summary
@@ -637,6 +693,9 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="write the report from the cache, run nothing")
     parser.add_argument("--no-report", action="store_true", help="run, but leave the report to another process")
     parser.add_argument("--baybe-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", choices=BACKENDS, default="loky", help="joblib backend of the runs (loky)")
+    parser.add_argument("--address", default=None, help="Dask scheduler, tcp://host:8786 (with --backend dask)")
+    parser.add_argument("--n-jobs", type=int, default=1, help="local processes (loky) or local Dask workers (1)")
     args = parser.parse_args()
     if args.baybe_worker:
         baybe_worker()
@@ -659,11 +718,24 @@ def main() -> None:
         w for i, w in enumerate(worlds) if not args.only_worlds or {str(i), w.name} & set(args.only_worlds.split(","))
     ]
     optima = {n: {w.name: w.optimum(objective_of(n)) for w in worlds} for n in names}
-    for world in chosen:
-        for name in names:
-            for method in methods:
-                for seed in tqdm(seeds, desc=f"{world.name} {name} {method}", file=sys.stderr, leave=False):
-                    run_cached(world, name, method, seed, optima[name][world.name]["value"])
+    todo = [
+        (method, world, name, seed, optima[name][world.name]["value"])
+        for world in chosen
+        for name in names
+        for method in methods
+        for seed in seeds
+        if cached_run(world, name, method, seed) is None
+    ]
+    if todo:
+        print(f"{len(todo)} runs on {args.backend} ({args.address or f'{args.n_jobs} local'})", file=sys.stderr)
+    if args.backend == "loky" and args.n_jobs == 1:  # one after the other, with a progress bar, each cached at once
+        for method, world, name, seed, value in tqdm(todo, file=sys.stderr, leave=False):
+            run_cached(world, name, method, seed, value)
+    else:
+        for (method, world, name, seed, _), run in zip(
+            todo, run_many(todo, args.backend, args.address, args.n_jobs), strict=True
+        ):
+            store_run(world, name, method, seed, run)
     if args.no_report:
         return
     all_seeds = list(range(SEEDS)) if args.seeds == f"0:{SEEDS}" else seeds

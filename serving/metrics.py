@@ -1,19 +1,45 @@
-"""Bounded labels for ``/metrics``: route templates instead of raw request paths (issue 18, finding 1).
+"""The service's own Prometheus metrics, labelled by route template (issue 18, finding 1).
 
-BentoML 1.4's traffic-metrics middleware labels every request with its raw path (``endpoint="/campaigns/secret"``,
-``endpoint="/no/such/path/123"``), so any client can grow the number of series without bound and ``/metrics``
-shows campaign names. The service's ``__metrics__`` hook (BentoML's documented way to edit the exposition text)
-passes the text through :func:`bounded_metrics_text`, which maps each ``endpoint`` label to its route template
-(:func:`route_template`) and adds up the samples that then share one name and label set.
+BentoML 1.4's traffic-metrics middleware labels every request with its raw path, so every distinct path (401s
+and 404s included) became a new series held in each worker's memory for ever: 20,000 requests to
+``/campaigns/<uuid>`` grew a worker from 612 to 1,238 MB and ``/metrics`` to 92 MB. The service therefore turns
+BentoML's HTTP metrics off through its configuration (``metrics={"enabled": False}`` in
+``@bentoml.service``, which also removes BentoML's ``/metrics`` route) and records its own, with
+``prometheus_client``:
 
-Limit, stated plainly: this bounds and cleans what ``/metrics`` *shows*; BentoML's registry in each worker still
-keeps one entry per raw path it has seen (the middleware that makes them sits outside every user middleware).
+- ``surrogate_http_requests_total{route, method, status}`` (counter);
+- ``surrogate_http_request_duration_seconds{route, method}`` (histogram, seconds);
+- ``surrogate_http_requests_in_progress{route, method}`` (gauge, summed over the workers).
+
+``route`` is the route template (:func:`route_template`): a fixed route labels itself, ``/campaigns/{name}`` stands
+for every campaign, and every path the service does not serve is ``other``. ``method`` is one of
+:data:`METHODS` or ``other``; ``status`` is the answer's code. So the number of series is bounded by the
+service's routes, whatever the clients send, and ``/metrics`` never shows a campaign name.
+
+Several workers: BentoML starts each worker with ``PROMETHEUS_MULTIPROC_DIR`` set (and empties that folder when
+the server starts); ``prometheus_client`` then keeps the values in files there, and :func:`metrics_text` adds up
+every worker's (``MultiProcessCollector``), so any worker answers for all. In a process without that variable
+(in-process tests) the values live in this module's own registry.
 """
 
 from __future__ import annotations
 
-import re
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 KNOWN_ROUTES: frozenset[str] = frozenset(
     {
         "/",
@@ -24,6 +50,8 @@ KNOWN_ROUTES: frozenset[str] = frozenset(
         "/observe",
         "/campaigns",
         "/search",
+        "/ingest",
+        "/admin/reload",
         "/healthz",
         "/livez",
         "/readyz",
@@ -32,48 +60,112 @@ KNOWN_ROUTES: frozenset[str] = frozenset(
 )
 """The service's fixed routes, which label themselves."""
 CAMPAIGN_ROUTE = "/campaigns/{name}"
+STATIC_ROUTE = "/static_content/{file}"
+"""The Swagger UI assets BentoML ships (one label for all of them)."""
 OTHER_ROUTE = "other"
 """The one label every path outside the service's routes shares."""
+METHODS: frozenset[str] = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods that label themselves; any other method token a client sends is ``other``."""
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?P<rest>.*)$")
-_LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+_REGISTRY = CollectorRegistry()
+"""This process's registry (used as such only without ``PROMETHEUS_MULTIPROC_DIR``)."""
+REQUESTS = Counter(
+    "surrogate_http_requests",
+    "HTTP requests answered, by route template, method and status code",
+    ["route", "method", "status"],
+    registry=_REGISTRY,
+)
+DURATION = Histogram(
+    "surrogate_http_request_duration_seconds",
+    "Time from the request's headers to the end of its answer, seconds, by route template and method",
+    ["route", "method"],
+    registry=_REGISTRY,
+)
+IN_PROGRESS = Gauge(
+    "surrogate_http_requests_in_progress",
+    "HTTP requests being answered now, by route template and method (all workers)",
+    ["route", "method"],
+    registry=_REGISTRY,
+    multiprocess_mode="livesum",
+)
 
 
 def route_template(path: str) -> str:
-    """The route template a raw request path belongs to: itself, ``/campaigns/{name}`` or ``other``."""
+    """The route template a raw request path belongs to: itself, ``/campaigns/{name}``, the assets, or ``other``."""
     if path in KNOWN_ROUTES:
         return path
     if path.startswith("/campaigns/") and "/" not in path[len("/campaigns/") :]:
         return CAMPAIGN_ROUTE
+    if path.startswith("/static_content/"):
+        return STATIC_ROUTE
     return OTHER_ROUTE
 
 
-def bounded_metrics_text(text: str) -> str:
-    """Prometheus exposition ``text`` with every ``endpoint`` label replaced by its route template.
+def method_label(method: str) -> str:
+    """``method`` when it is a standard one (:data:`METHODS`), else ``other``."""
+    return method if method in METHODS else OTHER_ROUTE
 
-    Samples that come to share a name and label set are merged: added up, except ``*_timestamp`` gauges,
-    which keep the latest (largest) value. Comment lines (``# HELP``, ``# TYPE``) are kept in place.
+
+def metrics_registry() -> CollectorRegistry:
+    """The registry to expose: every worker's values (multiprocess folder) or this process's own."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return _REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)
+    return registry
+
+
+def metrics_text() -> bytes:
+    """The Prometheus exposition text of the service's metrics."""
+    return generate_latest(metrics_registry())
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    """``GET /metrics`` (the token rule is :class:`serving.middleware.GuardMiddleware`'s)."""
+    import anyio
+
+    body = await anyio.to_thread.run_sync(metrics_text)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+class MetricsMiddleware:
+    """ASGI middleware that counts and times every HTTP request under its route template.
+
+    It sits outside the token and body checks, so 401, 413 and 415 answers are counted too. A request whose app
+    raises before answering counts as a 500; one whose client went away before any answer counts as ``499``
+    (nginx's name for it).
     """
-    out: list[str | None] = []
-    merged: dict[tuple[str, str], float] = {}
-    line_of: dict[tuple[str, str], int] = {}
-    for line in text.splitlines():
-        match = _SAMPLE.match(line) if line and not line.startswith("#") else None
-        if match is None or match["labels"] is None or "endpoint=" not in match["labels"]:
-            out.append(line)
-            continue
-        labels = [(m["key"], m["value"]) for m in _LABEL.finditer(match["labels"])]
-        labels = [(k, route_template(v) if k == "endpoint" else v) for k, v in labels]
-        label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-        key = (match["name"], label_text)
-        value = float(match["value"])
-        if key in merged:
-            previous = merged[key]
-            merged[key] = max(previous, value) if match["name"].endswith("_timestamp") else previous + value
-            continue
-        merged[key] = value
-        line_of[key] = len(out)
-        out.append(None)
-    for (name, label_text), index in line_of.items():
-        out[index] = f"{name}{{{label_text}}} {merged[(name, label_text)]!r}"
-    return "\n".join(line for line in out if line is not None) + "\n"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_template(scope.get("path", ""))
+        method = method_label(scope.get("method", ""))
+        status = "499"
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        started = time.perf_counter()
+        in_progress = IN_PROGRESS.labels(route, method)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, recording_send)
+        except Exception:
+            if status == "499":
+                status = "500"
+            raise
+        finally:
+            in_progress.dec()
+            DURATION.labels(route, method).observe(time.perf_counter() - started)
+            REQUESTS.labels(route, method, status).inc()

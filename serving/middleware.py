@@ -1,11 +1,13 @@
-"""ASGI middleware the service needs and open-source BentoML lacks: a bearer token, a body-size limit, JSON only,
-one error shape, and no request left hanging by an unexpected error.
+"""ASGI middleware the service needs and open-source BentoML lacks: bearer tokens with roles, a body-size limit,
+JSON only, one error shape, and no request left hanging by an unexpected error.
 
-- ``SURROGATE_API_TOKEN``: when set, every endpoint that reads or writes campaign or study state
-  (:func:`is_protected`: ``/suggest``, ``/observe``, ``/search``, ``/campaigns...``, ``/ingest``) requires
-  ``Authorization: Bearer <token>``; a missing, wrong or non-ASCII token is answered 401 at once.
-  ``/metrics`` needs it too unless ``SURROGATE_METRICS_PUBLIC`` is ``1``/``true``/``yes`` (for a scraper
-  without the token). Read-only endpoints (predict, model information, health, docs) stay open.
+- Tokens (:mod:`serving.auth`): when any token is configured (a tokens file, ``[[tokens]]`` entries, or the
+  single ``SURROGATE_API_TOKEN``), each path needs a role (:func:`serving.auth.required_role`): ``read`` for
+  campaign status, search and ``/metrics`` (unless ``SURROGATE_METRICS_PUBLIC``), and for ``/predict`` and
+  ``/model_info`` when ``predict_public`` is false; ``write`` for ``/suggest``, ``/observe``, ``POST /campaigns``,
+  ``/ingest``; ``admin`` for ``/admin/reload``. A missing, wrong or non-ASCII token is answered 401, a valid token
+  whose role is too low 403 naming the role needed. The caller's name is put in ``scope["state"]["principal"]``
+  (:func:`serving.auth.principal`). Health and docs stay open.
 - ``SURROGATE_MAX_BODY_BYTES`` (default :data:`DEFAULT_MAX_BODY_BYTES`): a larger request body is answered 413,
   whether announced by ``Content-Length`` or streamed in chunks.
 - A request body that is not ``application/json`` is answered 415 (``POST /ingest`` takes ``multipart/form-data``).
@@ -17,13 +19,14 @@ one error shape, and no request left hanging by an unexpected error.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from serving import auth
+from surrogate.errors import InputError
 from surrogate.settings import DEFAULT_MAX_BODY_BYTES as DEFAULT_MAX_BODY_BYTES
 from surrogate.settings import get_settings
 
@@ -35,25 +38,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("surrogate.service")
 
-TOKEN_ENV = "SURROGATE_API_TOKEN"
 METRICS_PUBLIC_ENV = "SURROGATE_METRICS_PUBLIC"
 METRICS_PATH = "/metrics"
 MAX_BODY_ENV = "SURROGATE_MAX_BODY_BYTES"
 JSON_MEDIA_TYPE = "application/json"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
-PROTECTED_PATHS: frozenset[str] = frozenset({"/suggest", "/observe", "/search", "/campaigns", "/ingest"})
-"""Endpoints that read or write campaign or study state (plus everything under ``/campaigns/``), and the costly
-``/ingest`` upload."""
 MULTIPART_PATHS: frozenset[str] = frozenset({"/ingest"})
 """Endpoints whose body is ``multipart/form-data`` (file uploads) instead of JSON."""
-PROTECTED_PREFIXES: tuple[str, ...] = ("/campaigns/",)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _NO_NORMALISE = frozenset({"/metrics"})
 
 
 def is_protected(path: str) -> bool:
-    """Whether ``path`` needs the bearer token (when one is configured)."""
-    return path in PROTECTED_PATHS or path.startswith(PROTECTED_PREFIXES)
+    """Whether ``path`` needs a token when any is configured (any method; ``/predict`` and ``/metrics`` as by default)."""
+    return any(
+        auth.required_role(method, path, metrics_public=False, predict_public=True) is not None
+        for method in ("GET", "POST")
+    )
 
 
 def max_body_bytes() -> int:
@@ -104,10 +105,11 @@ def normalised_error(status: int, body: bytes, content_type: str) -> bytes:
 
 
 class GuardMiddleware:
-    """Token, body limit, JSON only, one error shape, and a quick logged 500 for anything unexpected.
+    """Tokens with roles, body limit, JSON only, one error shape, and a quick logged 500 for anything unexpected.
 
-    ``token`` and ``max_bytes`` default to the environment (read once, at start-up); ``token=""`` turns the
-    token check off.
+    ``token``, ``max_bytes``, ``metrics_public`` and ``predict_public`` default to the settings (read once, at
+    start-up). ``token`` given explicitly replaces every configured token by that one admin token (``token=""``
+    turns the token check off).
     """
 
     def __init__(
@@ -116,20 +118,33 @@ class GuardMiddleware:
         token: str | None = None,
         max_bytes: int | None = None,
         metrics_public: bool | None = None,
+        predict_public: bool | None = None,
     ) -> None:
         self.app = app
         settings = get_settings()
+        self.token_error: str | None = None
         if token is None:
             token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+            try:
+                self.entries = auth.token_entries(settings)
+            except InputError as exc:  # fail closed: every guarded path answers 503 naming the bad entry
+                logger.error("tokens: %s", exc)
+                self.token_error = str(exc)
+                self.entries = []
+        else:
+            self.entries = [auth.TokenEntry("api_token", "admin", auth.digest(token), "api_token")] if token else []
         self.token = token or None
         self.max_bytes = max_bytes if max_bytes is not None else settings.max_body_bytes
         self.metrics_public = settings.metrics_public if metrics_public is None else metrics_public
+        self.predict_public = settings.predict_public if predict_public is None else predict_public
 
-    def _needs_token(self, path: str) -> bool:
-        """Whether ``path`` is answered only with the token (campaign state, and ``/metrics`` unless public)."""
-        if self.token is None:
-            return False
-        return is_protected(path) or (path == METRICS_PATH and not self.metrics_public)
+    @property
+    def guarded(self) -> bool:
+        """Whether any token is configured (else every path is open, as before tokens existed)."""
+        return bool(self.entries) or self.token_error is not None
+
+    def _role_for(self, method: str, path: str) -> str | None:
+        return auth.required_role(method, path, metrics_public=self.metrics_public, predict_public=self.predict_public)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,6 +158,7 @@ class GuardMiddleware:
                 started = True
             await send(message)
 
+        context = auth.set_principal(scope, None)
         try:
             await self._guarded(scope, receive, tracking_send)
         except Exception:
@@ -153,16 +169,12 @@ class GuardMiddleware:
             if not started:
                 body = error_body("internal error: the service logged it; quote the request id", request_id=request_id)
                 await _answer(send, 500, body, [(b"x-request-id", request_id.encode())])
+        finally:
+            auth.reset_principal(context)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if self._needs_token(path) and not self._authorised(scope):
-            what = "shows the service's traffic" if path == METRICS_PATH else "reads or changes campaign state"
-            body = error_body(
-                f"{path} {what}: send the header 'Authorization: Bearer <token>' with the service's token",
-                [{"loc": ["header", "authorization"], "msg": "missing or invalid bearer token"}],
-            )
-            await _answer(send, 401, body, [(b"www-authenticate", b'Bearer realm="surrogate"')])
+        if self.guarded and not await self._allowed(scope, send, path):
             return
         method = scope.get("method")
         length = self._content_length(scope)
@@ -186,16 +198,49 @@ class GuardMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _authorised(self, scope: Scope) -> bool:
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                if not value.isascii():  # hmac.compare_digest refuses non-ASCII text: answer 401, never raise
-                    return False
-                scheme, _, given = value.decode("ascii").partition(" ")
-                return scheme.lower() == "bearer" and hmac.compare_digest(
-                    given.strip().encode(), (self.token or "").encode()
-                )
-        return False
+    async def _allowed(self, scope: Scope, send: Send, path: str) -> bool:
+        """Check the token against the role ``path`` needs; answer 401/403/503 and return False when refused.
+
+        On success the caller's name is recorded for the request (:func:`serving.auth.set_principal`).
+        """
+        method = str(scope.get("method", "GET")).upper()
+        needed = self._role_for(method, path)
+        given = auth.bearer_token(scope.get("headers", []))
+        who = auth.find_principal(self.entries, given) if given is not None and given.isascii() else None
+        if needed is None:  # an open path: still say who called, if a valid token came along
+            if who is not None:
+                auth.set_principal(scope, who)
+            return True
+        if self.token_error is not None:
+            body = error_body(
+                f"the service's tokens are misconfigured, so {path} is refused: {self.token_error}",
+                [{"loc": ["settings", "tokens"], "msg": self.token_error}],
+            )
+            await _answer(send, 503, body, [(b"retry-after", b"60")])
+            return False
+        if who is None:
+            if path == METRICS_PATH:
+                what = "shows the service's traffic"
+            elif needed == "admin":
+                what = "administers the service"
+            else:
+                what = "reads or changes campaign state"
+            body = error_body(
+                f"{path} {what}: send the header 'Authorization: Bearer <token>' with a token of role "
+                f"{needed!r} or higher",
+                [{"loc": ["header", "authorization"], "msg": "missing or invalid bearer token"}],
+            )
+            await _answer(send, 401, body, [(b"www-authenticate", b'Bearer realm="surrogate"')])
+            return False
+        if auth.role_rank(who.role) < auth.role_rank(needed):
+            body = error_body(
+                f"{method} {path} needs role {needed!r}; the token of {who.name!r} has role {who.role!r}",
+                [{"loc": ["header", "authorization"], "msg": f"role {needed!r} needed, token has {who.role!r}"}],
+            )
+            await _answer(send, 403, body)
+            return False
+        auth.set_principal(scope, who)
+        return True
 
     @staticmethod
     def _header(scope: Scope, wanted: bytes) -> str:

@@ -5,7 +5,7 @@ BentoML 1.4 writes the document from the API signatures: that part (request and 
 
 - replaces BentoML's title, "None" version, contact and README (Slack/Twitter badges) with the project's;
 - writes every schema in the OpenAPI 3.0 dialect that Swagger UI reads: one ``example`` (pydantic writes the
-  JSON Schema 2020-12 ``examples`` list, which Swagger UI ignores on 3.0), ``nullable`` instead of
+  JSON Schema 2020-12 ``examples`` list, which Swagger UI ignores on 3.0), ``nullable`` (and ``default: null`` for an optional field) instead of
   ``anyOf [.., {"type": "null"}]``, boolean ``exclusiveMinimum``;
 - documents the answers each endpoint can give (400/401/404/409/413/415/500/503, one error schema) and the
   bearer token (``components.securitySchemes``; Swagger UI shows an Authorize button);
@@ -51,7 +51,8 @@ _ERROR_TEXT = {
     "404": "No campaign of that name",
     "409": "Conflicts with recorded state (the campaign exists; another result for an answered trial: `trial`)",
     "413": "The body is larger than SURROGATE_MAX_BODY_BYTES, or more than 10,000 designs or rows",
-    "415": "The body is not JSON: send `Content-Type: application/json`",
+    "408": "The body did not arrive within the body deadline (shorter than its Content-Length, or stalled)",
+    "415": "The body is not JSON: send `Content-Type: application/json` (`multipart/form-data` on /ingest)",
     "500": "Unexpected error: logged by the service with the `request_id` of the answer",
     "503": "No trained model yet: run `surrogate train`",
 }
@@ -66,6 +67,7 @@ _SUMMARIES = {
     "/observe": "Record measured results",
     "/search": "Search the surrogate for the best designs or the Pareto set",
     "/campaigns": "Create a campaign",
+    "/ingest": "Reduce uploaded raw instrument files to rows",
 }
 _BENTOML_COMPONENTS = ("InvalidArgument", "NotFound", "InternalServerError", "TaskStatusResponse")
 _INFRA = {
@@ -76,7 +78,16 @@ _INFRA = {
 }
 
 
-_PATH_ORDER = ("/predict", "/model_info", "/search", "/campaigns", "/campaigns/{name}", "/suggest", "/observe")
+_PATH_ORDER = (
+    "/predict",
+    "/model_info",
+    "/search",
+    "/campaigns",
+    "/campaigns/{name}",
+    "/suggest",
+    "/observe",
+    "/ingest",
+)
 """The order Swagger UI lists the endpoints in: predictions first, then campaigns in the order they are used."""
 
 
@@ -113,9 +124,7 @@ def openapi30(node: Any) -> Any:
                 out = {**single, **out}
         else:
             out["anyOf"] = rest
-        out["nullable"] = True
-        if out.get("default", 0) is None:
-            del out["default"]
+        out["nullable"] = True  # a ``default: null`` stays: 3.0 allows it with nullable, and Swagger UI shows it
     return out
 
 
@@ -137,8 +146,12 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+_GET_INPUT_PATHS = frozenset({"/campaigns/{name}"})
+"""GET routes with input of their own (a path parameter), so a 400: a name that is not a campaign name."""
+
+
 def _responses(path: str, method: str, ok: dict[str, Any]) -> dict[str, Any]:
-    codes = ["400"] if method == "post" else []
+    codes = ["400"] if method == "post" or path in _GET_INPUT_PATHS else []
     if is_protected(path):
         codes.append("401")
     if path in _NAMED_CAMPAIGN_PATHS:
@@ -146,7 +159,7 @@ def _responses(path: str, method: str, ok: dict[str, Any]) -> dict[str, Any]:
     if method == "post" and path in _CONFLICT_PATHS:
         codes.append("409")
     if method == "post":
-        codes += ["413", "415"]
+        codes += ["408", "413", "415"]
     codes.append("500")
     if path in _MODEL_PATHS:
         codes.append("503")
@@ -173,6 +186,58 @@ def _get_operation(path: str, summary: str, description: str, schema_name: str, 
     if is_protected(path):
         operation["security"] = [{BEARER: []}]
     return operation
+
+
+def _ingest_operation() -> dict[str, Any]:
+    """``POST /ingest`` (a Starlette route, :mod:`serving.upload`): a multipart form of a manifest and its files."""
+    from surrogate.settings import get_settings
+
+    settings = get_settings()
+    form = {
+        "type": "object",
+        "required": ["manifest"],
+        "properties": {
+            "manifest": {
+                "type": "string",
+                "format": "binary",
+                "description": "the manifest: a .yaml, .yml or .csv file whose `file` entries name the uploaded files",
+            },
+            "files": {
+                "type": "array",
+                "items": {"type": "string", "format": "binary"},
+                "maxItems": settings.ingest_max_files,
+                "description": (
+                    f"the raw files (at most {settings.ingest_max_files}, {settings.ingest_max_file_bytes} bytes "
+                    f"each, {settings.ingest_max_total_bytes} in all); each file name is a relative path the "
+                    "manifest names, without '..'"
+                ),
+            },
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["rows", "sources", "warnings"],
+        "properties": {
+            "rows": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "the reduced rows, provenance included",
+            },
+            "sources": {"type": "array", "items": {"type": "object"}, "description": "name, sha256, format per file"},
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string", "nullable": True},
+            "tracked": {"type": "boolean", "description": "always false: nothing is kept, no MLflow run"},
+        },
+    }
+    return {
+        "tags": ["Service APIs"],
+        "summary": _SUMMARIES["/ingest"],
+        "description": "As `surrogate data ingest`, over HTTP: the answer is the rows, their sources and warnings.",
+        "operationId": "ingest",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}},
+        "responses": _responses("/ingest", "post", {"200": {"description": "OK", "content": _json_content(answer)}}),
+        "security": [{BEARER: []}],
+    }
 
 
 def openapi_document(service: Any) -> dict[str, Any]:
@@ -239,6 +304,9 @@ def _document(service: Any) -> dict[str, Any]:
             [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "example": "films"}}],
         )
     }
+    paths["/ingest"] = {"post": _ingest_operation()}
+    paths["/metrics"] = {"get": {"tags": ["Infrastructure"], "description": _INFRA["/metrics"], "responses": {}}}
+    paths["/metrics"]["get"]["responses"] = {"200": {"description": "OK"}}
     document["paths"] = {path: paths[path] for path in sorted(paths, key=_path_rank)}
     document.pop("servers", None)  # the page's own origin (BentoML's "." showed as an empty server choice)
     document["tags"] = [

@@ -48,7 +48,6 @@ from typing import Any, TypeVar
 
 import anyio
 import bentoml
-import bentoml._internal.server.http.traffic as bentoml_traffic
 import numpy as np
 import orjson
 import pandas as pd
@@ -58,7 +57,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from serving.champion import Loaded, ModelHolder
-from serving.metrics import bounded_metrics_text
+from serving.metrics import MetricsMiddleware, metrics_endpoint
 from serving.middleware import GuardMiddleware, new_request_id
 from serving.schemas import (
     MAX_DESIGNS,
@@ -76,6 +75,7 @@ from serving.schemas import (
     SuggestRequest,
     SuggestResponse,
 )
+from serving.timeouts import BodyDeadlineMiddleware, use_header_deadline_protocol
 from serving.upload import ingest_endpoint
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
 from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
@@ -192,9 +192,8 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
 
 
 def _in_bentoml_worker() -> bool:
-    from bentoml._internal.context import server_context
-
-    return server_context.worker_index is not None
+    """Whether this process is a worker started by ``bentoml serve`` (BentoML's public ``server_context``)."""
+    return bentoml.server_context.worker_index is not None
 
 
 class Batcher:
@@ -265,51 +264,8 @@ class Batcher:
             self._draining = False
 
 
-# ------------------------------------------------------------------ BentoML's request timeout
-class RequestTimeout(bentoml_traffic.TimeoutMiddleware):
-    """BentoML's per-request timeout (504 when no answer starts within ``traffic.timeout`` s), timer cancelled.
-
-    BentoML 1.4.40's ``TimeoutMiddleware`` schedules ``loop.call_later(timeout, ...)`` for every request and
-    never cancels it, so each request's timer, future and context (with its tracing span: ~20 objects) stay
-    alive for the whole timeout (60 s). Under load that is hundreds of thousands of live objects per worker,
-    and every full garbage collection walks them all: measured 60-230 ms pauses, growing with the load
-    (p99 of one sequential client 30-90 ms). This subclass answers exactly as BentoML's does and cancels
-    the timer when the request is done; :data:`bentoml_traffic.TimeoutMiddleware` is replaced by it below,
-    before BentoML builds the app.
-    """
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        timer = loop.call_later(self.timeout, self._set_timer_out, waiter)
-
-        async def _send(message: Any) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-            await send(message)
-
-        answer = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
-        try:
-            # Wait for the answer to start, the timer, or the app to end without answering (an exception):
-            # BentoML's waits for the timer in that last case, so an error inside a middleware hung for 60 s.
-            await asyncio.wait((waiter, answer), return_when=asyncio.FIRST_COMPLETED)
-            if waiter.done() and waiter.exception() is not None and answer.cancel():
-                late = JSONResponse(
-                    {"error": f"Not able to process the request in {self.timeout} seconds", "detail": []},
-                    status_code=504,
-                )
-                await late(scope, receive, send)
-            elif not answer.cancelled():
-                await answer
-        finally:
-            timer.cancel()
-            if not waiter.done():
-                waiter.cancel()
-
-
-bentoml_traffic.TimeoutMiddleware = RequestTimeout
+# ------------------------------------------------------------------ slow clients
+use_header_deadline_protocol()  # every worker's uvicorn closes connections whose headers never end (serving.timeouts)
 
 
 # ------------------------------------------------------------------ the model
@@ -434,6 +390,9 @@ def _loaded(model: SurrogateModel, info: dict[str, Any]) -> Loaded:
     workers=get_settings().workers,
     traffic={"timeout": get_settings().request_timeout_s, "concurrency": 256},
     logging={"access": {"enabled": get_settings().access_log}},
+    # BentoML's own HTTP metrics label every raw path (one series per path, kept for ever): off, and with them
+    # BentoML's /metrics route; the service serves its own, labelled by route template (serving.metrics).
+    metrics={"enabled": False, "namespace": "bentoml_service"},
 )
 class Surrogate:
     """LLTO thin-film battery surrogate: predictions with intervals, campaigns and search over HTTP."""
@@ -462,10 +421,6 @@ class Surrogate:
     # ------------------------------------------------------------ model
     def _retry_load(self) -> None:
         self.holder.retry(get_settings().model_retry_s)
-
-    async def __metrics__(self, text: str) -> str:
-        """BentoML's hook on the ``/metrics`` text: route templates instead of raw paths (see serving.metrics)."""
-        return bounded_metrics_text(text)
 
     def __is_ready__(self) -> bool:
         """``/readyz``: 200 once a model is loaded, 503 before (BentoML calls this in a worker thread)."""
@@ -726,6 +681,7 @@ extra_routes = Starlette(
     routes=[
         Route("/", _swagger_ui, methods=["GET"]),
         Route("/docs.json", _openapi, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/model_info", _model_info, methods=["GET"]),
         Route("/admin/reload", _admin_reload, methods=["POST"]),
         Route("/ingest", ingest_endpoint, methods=["POST"]),
@@ -745,4 +701,8 @@ and ``/docs.json``, and a POST to ``/model_info`` or ``/campaigns`` still reache
 """
 
 Surrogate.mount_asgi_app(extra_routes, path="/", name="surrogate-get-routes")
+# Outermost first: the metrics see every answer (401, 408, 413 included); the body deadline also times the body
+# reads of the guard (a chunked body is read there).
+Surrogate.add_asgi_middleware(MetricsMiddleware)
+Surrogate.add_asgi_middleware(BodyDeadlineMiddleware)
 Surrogate.add_asgi_middleware(GuardMiddleware)

@@ -30,7 +30,13 @@ A :class:`Law` holds:
 * ``narrow_priors``: the law's narrow-feature terms (conductivity: a crystallisation step), used by
   ``physics_gp`` with ``features="narrow"``;
 * ``coupled_to``, ``coupled_drop``: the law whose target's model this law can follow (rate → the film's
-  conductivity law) and the parameters that model then supplies.
+  conductivity law) and the parameters that model then supplies;
+* ``pooled_priors``, ``group_scales``: partial pooling across buffers. Each per-buffer parameter is the
+  group's value plus an offset, offset ~ N(0, τ²); ``group_scales`` gives each offset's log-normal
+  hyper-prior of τ (``physics_gp`` learns τ from the data with its kernel hyper-parameters, so the
+  buffers' spread in the data sets how far an untried buffer may lie from the group), and
+  ``pooled_priors`` the offsets only partial pooling has (each buffer's activation energy about the
+  group's, so one buffer's temperature data informs the others' without forcing them equal).
 
 Units: temperatures in °C, activation energies in eV, rates in C, ln of dimensionless ratios.
 """
@@ -154,10 +160,26 @@ def crystallised_share(anneal_temp_c: np.ndarray, onset_c: Any, ln_width_c: Any)
     return 1.0 / (1.0 + np.exp(-np.clip((anneal_temp_c - onset_c) / width, -50.0, 50.0)))
 
 
-def _arrhenius_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) -> np.ndarray:
+ParameterIndex = dict[str, Any]
+"""Base parameter name → its row of θ (an int), or for a per-buffer parameter the rows of each buffer slot (an
+int array, indexed by buffer code). Built by :meth:`Law.index`; a law's ``mean`` reads θ through it."""
+
+
+def _param(theta: np.ndarray, index: ParameterIndex, name: str, codes: np.ndarray | None = None) -> Any:
+    """θ's value of parameter ``name`` ((k,) for a global one; (rows × k) at ``codes`` for a per-buffer one); 0 when
+    the layout has no such parameter (e.g. the per-buffer Ea offsets without partial pooling)."""
+    rows = index.get(name)
+    if rows is None:
+        return 0.0
+    if isinstance(rows, np.ndarray):
+        return theta[rows[codes]]
+    return theta[rows]
+
+
+def _arrhenius_mean(theta: np.ndarray, columns: dict[str, np.ndarray], index: ParameterIndex) -> np.ndarray:
     """log10 σ: ln σT = a₂₅ − Ea·v [+ Δ·s(anneal)], v = 1/kT − 1/kT₂₅, s the crystallised share.
 
-    Without the crystallisation parameters (θ of 2 rows) the law has no anneal dependence (the
+    Without the crystallisation parameters the law has no anneal dependence (the
     discrepancy learns it); with them (:data:`CRYSTALLISATION_PRIORS`, 3 more rows) the film's ln σT
     steps by Δ across a crystallisation whose onset and width are fitted (a step in Ea, 0.33 → 0.35 eV
     in the paper, was tried: it widened extrapolated intervals by 20-40% in issue 15's benchmark, and is left
@@ -165,14 +187,22 @@ def _arrhenius_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: 
     """
     temp_k = columns[TEST_TEMP_C] + ZERO_C_K
     v = 1.0 / (K_B_EV * temp_k) - 1.0 / (K_B_EV * T25_K)
-    ln_sigma_t = theta[0] - theta[1] * v
-    if theta.shape[0] > 2:
-        ln_sigma_t = ln_sigma_t + theta[2] * crystallised_share(columns[ANNEAL_TEMP_C], theta[3], theta[4])
+    ln_sigma_t = _param(theta, index, "ln_sigma_t_25c") - _param(theta, index, "ea_ev") * v
+    if "crystallisation_ln_step" in index:
+        share = crystallised_share(
+            columns[ANNEAL_TEMP_C],
+            _param(theta, index, "crystallisation_onset_c"),
+            _param(theta, index, "crystallisation_ln_width_c"),
+        )
+        ln_sigma_t = ln_sigma_t + _param(theta, index, "crystallisation_ln_step") * share
     return (ln_sigma_t - np.log(temp_k)) / np.log(10.0)
 
 
-def _rate_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) -> np.ndarray:
-    """logit R: 1/C* = e^(ρ_b + Ea_i·u) + e^(ε + Ea_el·u), R = :func:`relative_rate_retention` (C, C*).
+def _rate_mean(theta: np.ndarray, columns: dict[str, np.ndarray], index: ParameterIndex) -> np.ndarray:
+    """logit R: 1/C* = e^(ρ_b + Ea_b·u) + e^(ε + Ea_el·u), R = :func:`relative_rate_retention` (C, C*).
+
+    ρ_b = ρ̄ + δ_b and (with partial pooling) Ea_b = Ēa + η_b: each buffer's interface resistance and its
+    activation energy are the group's plus an offset (:attr:`Law.group_scales`).
 
     Coupled to the film (a column :data:`SIGMA_SHIFT`, ln σ(anneal, T) − ln σ(300 °C, 25 °C) from a
     conductivity model): the electrolyte term is e^(ε − shift), so the film's measured conductivity sets
@@ -180,24 +210,38 @@ def _rate_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) 
     """
     codes = columns[BUFFER].astype(int).ravel()
     u = inverse_temperature_ev(columns[TEST_TEMP_C])
-    rho = theta[0] + theta[1 + codes]
-    ea_i, eps = theta[1 + n_slots], theta[2 + n_slots]
-    electrolyte = eps - columns[SIGMA_SHIFT] if SIGMA_SHIFT in columns else eps + theta[3 + n_slots] * u
+    rho = _param(theta, index, "ln_interface_resistance") + _param(theta, index, "buffer_effect", codes)
+    ea_i = _param(theta, index, "interface_ea_ev") + _param(theta, index, "interface_ea_buffer_effect", codes)
+    eps = _param(theta, index, "ln_electrolyte_resistance")
+    if SIGMA_SHIFT in columns:
+        electrolyte = eps - columns[SIGMA_SHIFT]
+    else:
+        electrolyte = eps + _param(theta, index, "electrolyte_ea_ev") * u
     ln_inverse_c_star = np.logaddexp(rho + ea_i * u, electrolyte)
     c_star = np.exp(-np.clip(ln_inverse_c_star, -20.0, 20.0))
     retention = relative_rate_retention(columns[C_RATE], c_star)
     return logit(np.minimum(np.maximum(retention, _FRACTION_EPS), 1.0 - _FRACTION_EPS))
 
 
-def _fade_mean(theta: np.ndarray, columns: dict[str, np.ndarray], n_slots: int) -> np.ndarray:
-    """ln(−ln R): −ln R = e^(γ_b)(1 − e^(−(n−1)/n₀)) + e^(λ_b)(n − 1), n Arrhenius-accelerated (Ea_f)."""
+def _fade_mean(theta: np.ndarray, columns: dict[str, np.ndarray], index: ParameterIndex) -> np.ndarray:
+    """ln(−ln R): −ln R = e^(γ_b)(1 − e^(−(n−1)/n₀)) + e^(λ_b)(n − 1), n Arrhenius-accelerated (Ea_f,b).
+
+    γ_b, λ_b and (with partial pooling) Ea_f,b are each the group's value plus a per-buffer offset."""
     codes = columns[BUFFER].astype(int).ravel()
     u = inverse_temperature_ev(columns[TEST_TEMP_C])
-    s = n_slots
     long = columns[PROTOCOL]
-    ln_early = theta[0] + theta[1 + codes] + long * theta[4 + 2 * s]
-    ln_linear = theta[1 + s] + theta[2 + s + codes] + long * theta[5 + 2 * s]
-    ln_n0, ea_f = theta[2 + 2 * s], theta[3 + 2 * s]
+    ln_early = (
+        _param(theta, index, "ln_early_loss")
+        + _param(theta, index, "early_buffer_effect", codes)
+        + long * _param(theta, index, "long_early_offset")
+    )
+    ln_linear = (
+        _param(theta, index, "ln_linear_loss")
+        + _param(theta, index, "linear_buffer_effect", codes)
+        + long * _param(theta, index, "long_linear_offset")
+    )
+    ln_n0 = _param(theta, index, "ln_early_cycles")
+    ea_f = _param(theta, index, "fade_ea_ev") + _param(theta, index, "fade_ea_buffer_effect", codes)
     ln_steps = np.log(np.maximum(columns[CYCLES] - 1.0, 1e-9)) - np.clip(ea_f * u, -30.0, 30.0)
     early_share = np.log(-np.expm1(-np.exp(ln_steps - ln_n0)) + 1e-300)
     return np.logaddexp(ln_early + early_share, ln_linear + ln_steps)
@@ -227,7 +271,7 @@ class Law:
     model_space: str
     required: tuple[str, ...]
     priors: dict[str, Prior]
-    mean: Callable[[np.ndarray, dict[str, np.ndarray], int], np.ndarray]
+    mean: Callable[[np.ndarray, dict[str, np.ndarray], ParameterIndex], np.ndarray]
     amplitude: Prior
     noise: Prior
     amplitude_floor: float
@@ -236,6 +280,8 @@ class Law:
     narrow_priors: dict[str, Prior] = field(default_factory=dict)
     coupled_drop: tuple[str, ...] = ()
     coupled_to: str | None = None
+    pooled_priors: dict[str, Prior] = field(default_factory=dict)
+    group_scales: dict[str, Prior] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -248,15 +294,18 @@ class Law:
         return any(name.endswith("buffer_effect") for name in self.priors)
 
     def parameters(
-        self, n_slots: int, narrow: bool = False, coupled: bool = False
+        self, n_slots: int, narrow: bool = False, coupled: bool = False, pooled: bool = False
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Parameter names, prior means and prior sds, with ``n_slots`` copies of each per-buffer effect.
 
         ``narrow``: with the law's narrow-feature terms (:attr:`narrow_priors`, e.g. the crystallisation
         step of the conductivity law) after the others. ``coupled``: without :attr:`coupled_drop` (what a
-        coupled conductivity model supplies instead).
+        coupled conductivity model supplies instead). ``pooled``: with the per-buffer offsets that only
+        partial pooling has (:attr:`pooled_priors`, e.g. each buffer's own activation energy about the group's).
+        A per-buffer effect's prior sd here is the law's; with partial pooling ``physics_gp`` replaces it by
+        the group scale it learns (:attr:`group_scales`).
         """
-        priors = {**self.priors, **(self.narrow_priors if narrow else {})}
+        priors = {**self.priors, **(self.pooled_priors if pooled else {}), **(self.narrow_priors if narrow else {})}
         if coupled:
             priors = {k: v for k, v in priors.items() if k not in self.coupled_drop}
         names: list[str] = []
@@ -265,10 +314,27 @@ class Law:
         base = [n.split("[")[0] for n in names]
         return names, np.array([priors[b].mean for b in base]), np.array([priors[b].sd for b in base])
 
+    @staticmethod
+    def index(names: list[str]) -> ParameterIndex:
+        """The :data:`ParameterIndex` of a parameter layout (names as :meth:`parameters` returns them)."""
+        index: dict[str, Any] = {}
+        per_buffer: dict[str, list[int]] = {}
+        for row, name in enumerate(names):
+            if "[" in name:
+                per_buffer.setdefault(name.split("[")[0], []).append(row)
+            else:
+                index[name] = row
+        index.update({name: np.array(rows, dtype=np.intp) for name, rows in per_buffer.items()})
+        return index
+
     def table(self) -> list[dict[str, Any]]:
         """Every prior of the law as a row: parameter, mean, sd, source (like ``surrogate lab params``)."""
-        priors = {**self.priors, **self.narrow_priors}
+        priors = {**self.priors, **self.pooled_priors, **self.narrow_priors}
         rows = [{"parameter": k, "mean": p.mean, "sd": p.sd, "source": p.source} for k, p in priors.items()]
+        for name, prior in self.group_scales.items():
+            rows.append(
+                {"parameter": f"group scale of {name} (ln)", "mean": prior.mean, "sd": prior.sd, "source": prior.source}
+            )
         for name, prior in (("discrepancy amplitude (ln)", self.amplitude), ("noise sd (ln)", self.noise)):
             rows.append({"parameter": name, "mean": prior.mean, "sd": prior.sd, "source": prior.source})
         return rows
@@ -335,6 +401,19 @@ RATE = Law(
     amplitude_floor=0.25,
     coupled_drop=("electrolyte_ea_ev",),
     coupled_to="arrhenius",
+    pooled_priors={
+        "interface_ea_buffer_effect": Prior(
+            0.0, 0.1, "per buffer, about the group's interface Ea (hierarchical): buffers of one cell family, ± 0.1 eV"
+        )
+    },
+    group_scales={
+        "buffer_effect": Prior(
+            0.0, 0.7, "sd of ln interface resistance between buffers: a factor 2.7 (the paper's buffers span ~2x in C*)"
+        ),
+        "interface_ea_buffer_effect": Prior(
+            float(np.log(0.1)), 0.7, "sd of interface Ea between buffers, eV: about 0.1 (oxide interfaces 0.2-0.6 eV)"
+        ),
+    },
 )
 
 FADE = Law(
@@ -358,6 +437,14 @@ FADE = Law(
     amplitude_floor=0.25,
     horizon=CYCLES,
     knee=True,
+    pooled_priors={
+        "fade_ea_buffer_effect": Prior(0.0, 0.1, "per buffer, about the group's fade Ea (hierarchical): ± 0.1 eV")
+    },
+    group_scales={
+        "early_buffer_effect": Prior(float(np.log(0.7)), 0.7, "sd of ln early loss between buffers: a factor 2"),
+        "linear_buffer_effect": Prior(float(np.log(0.7)), 0.7, "sd of ln steady fade between buffers: a factor 2"),
+        "fade_ea_buffer_effect": Prior(float(np.log(0.1)), 0.7, "sd of fade Ea between buffers, eV: about 0.1"),
+    },
 )
 
 LAWS: dict[str, Law] = {law.name: law for law in (ARRHENIUS, RATE, FADE)}

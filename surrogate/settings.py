@@ -24,6 +24,9 @@ Command-line flags (``--storage``, ``--model``, ``--materials``) still win over 
 | ``access_log`` | ``SURROGATE_ACCESS_LOG`` | false | per-request access log |
 | ``api_token`` | ``SURROGATE_API_TOKEN`` | none | bearer token of campaigns and search (secret) |
 | ``admin_token`` | ``SURROGATE_ADMIN_TOKEN`` | the API token | bearer token of ``POST /admin/reload`` (secret) |
+| ``tokens_file`` | ``SURROGATE_TOKENS_FILE`` | ``<home>/tokens.toml`` if present | hashed tokens with roles (``serving.auth``) |
+| ``tokens`` | ``SURROGATE_TOKENS`` (JSON list) | none | ``[[tokens]]`` entries: ``name``, ``role``, ``sha256`` |
+| ``predict_public`` | ``SURROGATE_PREDICT_PUBLIC`` | true | ``/predict``, ``/model_info`` without a token |
 | ``metrics_public`` | ``SURROGATE_METRICS_PUBLIC`` | false | ``/metrics`` without the token |
 | ``max_body_bytes`` | ``SURROGATE_MAX_BODY_BYTES`` | 16 MiB | request body limit, bytes |
 | ``request_timeout_s`` | ``SURROGATE_REQUEST_TIMEOUT_S`` | 60 | service answer timeout, seconds |
@@ -115,6 +118,17 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token of the campaign and search endpoints (secret)")
     admin_token: SecretStr | None = Field(
         None, description="bearer token of POST /admin/reload (secret; default: the API token)"
+    )
+    tokens_file: Path | None = Field(
+        None,
+        description="tokens of people and robots (hashed; `surrogate token add`); default <home>/tokens.toml if present",
+    )
+    tokens: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="token entries in the settings file: [[tokens]] name, role (read|write|admin), sha256",
+    )
+    predict_public: bool = Field(
+        True, description="/predict and /model_info answer without a token (false: a read token is needed)"
     )
     metrics_public: bool = Field(False, description="/metrics answers without the token")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="request body limit, bytes")
@@ -327,6 +341,8 @@ def masked(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
             value = mask_url(value)
         elif isinstance(value, Path):
             value = str(value)
+        elif field == "tokens":  # digests are no secrets, but the names and roles are what a reader needs
+            value = [{"name": entry.get("name"), "role": entry.get("role")} for entry in value]
         out[field] = {
             "value": value,
             "source": source_of(field),

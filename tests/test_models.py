@@ -337,3 +337,92 @@ def test_hybrid_encoding_lets_a_buffers_own_data_override_its_descriptors(data) 
         assert abs(means["hybrid"][0] - means["hybrid"][1]) > 0.5  # told apart (logit units)
     finally:
         CATALOGUE.restore(state)
+
+
+# ------------------------------------------------------------------ novelty in descriptor space (issue 15 §4)
+OTHER_PROCESS_FILMS = {
+    "materials": [
+        {
+            "id": "models_pld_llto_film",
+            "display_name": "epitaxial LLTO film by pulsed-laser deposition (test fixture)",
+            "descriptors": {
+                "class": "oxide",
+                "conducts_li": True,
+                "thickness_nm": 200,
+                "log10_ionic_s_cm": -3.7,
+                "electronic_insulator": True,
+            },
+            "source": "test fixture: an order of magnitude for a crystalline PLD film, not a measurement",
+            "anneal_temp_c": [0, 1200],
+            "test_temp_c": [-100, 200],
+        },
+        {
+            "id": "models_twin_llto_film",
+            "display_name": "sputtered LLTO film from another chamber (test fixture)",
+            "descriptors": {
+                "class": "oxide",
+                "conducts_li": True,
+                "thickness_nm": 1100,
+                "log10_ionic_s_cm": -5.1,
+                "electronic_insulator": True,
+            },
+            "source": "test fixture: nearly the paper's film",
+            "anneal_temp_c": [0, 1200],
+            "test_temp_c": [-100, 200],
+        },
+    ]
+}
+
+
+@pytest.fixture
+def declared_materials():
+    from surrogate.materials import CATALOGUE, use_materials
+
+    state = CATALOGUE.snapshot()
+    use_materials("tests/data/literature/perovskites.yaml")
+    use_materials(OTHER_PROCESS_FILMS)
+    yield
+    CATALOGUE.restore(state)
+
+
+def _film_designs(materials: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"material": materials, "buffer": "none", "anneal_temp_c": 300.0, "test_temp_c": 25.0, "c_rate": 10.0}
+    )
+
+
+@pytest.mark.parametrize("name", ["physics", "physics_gp"])  # the ML families refuse a material they never saw
+def test_a_material_unlike_the_trained_ones_is_flagged_with_its_descriptor_distance(data, declared_materials, name):
+    X, y = small_xy(data, CONDUCTIVITY)
+    model = make_model(name, CONDUCTIVITY, **FAST_PARAMS[name]).fit(X, y)
+    surrogate = Surrogate({CONDUCTIVITY: model}, {CONDUCTIVITY: TrainingDomain.from_frame(X)})
+    # lstz: a Sr/Ta perovskite pellet (another chemistry); the PLD film: the same chemistry by another process
+    predicted = surrogate.predict(_film_designs(["llto_film", "lstz", "models_pld_llto_film", "models_twin_llto_film"]))
+    reasons = predicted["extrapolation_reasons"].tolist()
+    assert not predicted["extrapolation"][0] and reasons[0] == []
+    for row, nearest in ((1, "llto_film"), (2, "llto_film")):
+        assert predicted["extrapolation"][row]
+        novelty = [r for r in reasons[row] if "descriptors unlike every trained material" in r]
+        assert len(novelty) == 1 and f"nearest, {nearest}" in novelty[0]
+    distance = float(next(r for r in reasons[1] if "descriptors" in r).split("distance ")[1].split(" ")[0])
+    assert distance == pytest.approx(np.hypot(6.0 - np.log10(1001.0), 1.3), abs=0.01)  # thickness and σ decades
+    # a film close to the trained one in descriptor space: flagged only because the model has no data for it
+    assert predicted["extrapolation"][3]
+    assert not any("descriptors" in r for r in reasons[3]) and any("no training data" in r for r in reasons[3])
+
+
+def test_descriptor_novelty_of_buffers_and_its_threshold(data):
+    from surrogate.models.base import DESCRIPTOR_NOVELTY_THRESHOLD, descriptor_novelty
+
+    X, _ = small_xy(data, RATE_RETENTION)
+    domain = TrainingDomain.from_frame(X[X["buffer"].isin(["none", "sio2"])])
+    trained = domain.descriptors["buffer"]
+    assert set(trained) == {"none", "sio2"}
+    # LiPON (a Li-conducting phosphate) is unlike both; SiO2 itself is not novel
+    lipon, sio2 = descriptor_novelty("buffer", ("lipon", "sio2"), trained)
+    assert lipon is not None and "buffer=lipon" in lipon and sio2 is None
+    assert DESCRIPTOR_NOVELTY_THRESHOLD == 1.0
+    # the domain carries the trained descriptors: a pickled domain needs no catalogue entry of the trained ids
+    import pickle
+
+    assert pickle.loads(pickle.dumps(domain)).descriptors == domain.descriptors

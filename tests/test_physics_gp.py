@@ -79,6 +79,7 @@ def test_params_round_trip_and_clone():
         "max_iter": 60,
         "features": "smooth",
         "film": None,
+        "pooling": "partial",
     }
     copy = clone(model)
     assert copy.get_params() == params and copy is not model

@@ -19,12 +19,15 @@ run; without CI they skip, saying why, when PostgreSQL on 127.0.0.1:5432 is unre
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -107,8 +110,8 @@ def team(tmp_path_factory) -> Iterator[Team]:
     folder = tmp_path_factory.mktemp("team")
     artifacts = folder / "mlflow-artifacts"
     with (
-        fresh_database(admin_url, f"mlflow_team_{tag}") as mlflow_db,
-        fresh_database(admin_url, f"campaigns_team_{tag}") as campaigns_db,
+        fresh_database(admin_url, f"team_mlflow_{tag}") as mlflow_db,
+        fresh_database(admin_url, f"team_campaigns_{tag}") as campaigns_db,
     ):
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV and not k.startswith("SURROGATE_")}
@@ -175,23 +178,97 @@ def test_campaign_store_refuses_the_mlflow_database(team: Team):
         engine.dispose()
 
 
+WORKERS_PER_REPLICA = 2
+ROBOTS = 4
+"""Clients of the full scenario, each with a write token of its own (``surrogate token add robot-N``)."""
+ROUNDS = 20
+
+
+class Replica:
+    """One ``surrogate serve --workers 2`` in the team's folder, on a fixed port (so it can be killed and restarted)."""
+
+    def __init__(self, team: Team, index: int) -> None:
+        self.team, self.index, self.port = team, index, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        """Start the replica (its log: ``replica-INDEX-START.log``); returns at once."""
+        self.log = self.team.folder / f"replica-{self.index}-{self.starts}.log"
+        command = [SURROGATE, "serve", "--port", str(self.port), "--workers", str(WORKERS_PER_REPLICA)]
+        self.process = start_server(command, self.team.env, self.team.folder, self.log)
+        self.starts += 1
+
+    def wait_ready(self, limit_s: float = 240) -> None:
+        """Until ``/readyz`` answers 200 (every worker has its model); fails naming the log after ``limit_s``."""
+        assert self.process is not None
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"replica {self.index} exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if _http(f"{self.url}/readyz")[0] == 200:
+                    return
+            time.sleep(0.5)
+        pytest.fail(f"replica {self.index} not ready after {limit_s:.0f} s: {self.log.read_text()[-3000:]}")
+
+    def kill_9(self) -> None:
+        """``kill -9`` of ``surrogate serve`` (its workers die with it: ``test_service_server``'s kill test)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            stop_server(self.process)
+
+
 @pytest.fixture(scope="module")
-def replicas(team: Team) -> Iterator[list[str]]:
-    """Two ``surrogate serve`` replicas in the team's folder (same settings file: same server, same store)."""
-    processes, urls = [], []
+def tokens(team: Team) -> dict[str, str]:
+    """Tokens made with ``surrogate token add`` into the team folder's ``.surrogate/tokens.toml``: one write token
+    per robot and a read token for a scientist (the settings file's ``api_token``/``admin_token`` stay valid)."""
+    made = {}
+    for name, role in [*((f"robot-{i}", "write") for i in range(ROBOTS)), ("scientist", "read")]:
+        made[name] = json.loads(run(team.folder, team.env, "token", "add", name, "--role", role, "--json"))["token"]
+    listed = json.loads(run(team.folder, team.env, "token", "list", "--json"))["tokens"]
+    assert {row["name"]: row["role"] for row in listed} == {
+        **{f"robot-{i}": "write" for i in range(ROBOTS)},
+        "scientist": "read",
+        "api_token": "write",
+        "admin_token": "admin",
+    }
+    stored = (team.folder / ".surrogate" / "tokens.toml").read_text()
+    assert not any(token in stored for token in made.values())  # digests only
+    return made
+
+
+@pytest.fixture(scope="module")
+def replica_set(team: Team, tokens: dict[str, str]) -> Iterator[list[Replica]]:
+    """Two replicas with 2 workers each, in the team's folder (same settings file: same server, same store)."""
+    started = [Replica(team, index) for index in range(2)]
     try:
-        for index in range(2):
-            port = _free_port()
-            log = team.folder / f"replica-{index}.log"
-            command = [SURROGATE, "serve", "--port", str(port), "--workers", "1"]
-            processes.append((start_server(command, team.env, team.folder, log), log))
-            urls.append(f"http://127.0.0.1:{port}")
-        for (process, log), url in zip(processes, urls, strict=True):
-            wait_for_answer(f"{url}/readyz", process, log, want=200)
-        yield urls
+        for replica in started:
+            replica.start()
+        for replica in started:
+            replica.wait_ready()
+        yield started
     finally:
-        for process, _ in processes:
-            stop_server(process)
+        for replica in started:
+            replica.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas(replica_set: list[Replica]) -> list[str]:
+    """The replicas' URLs."""
+    return [replica.url for replica in replica_set]
+
+
+def _swapped(answers: list[tuple], url: str, version: str, last: int = 4) -> bool:
+    """Whether the last ``last`` answers of ``url`` (``(url, status, version, ...)``) all came from ``version``
+    (with 2 workers per replica, each worker swaps at its own poll)."""
+    mine = [answer for answer in answers if answer[0] == url]
+    return len(mine) >= last and all(answer[1] == 200 and answer[2] == version for answer in mine[-last:])
 
 
 def _suggest(url: str, campaign: str, client_id: str) -> list[dict]:
@@ -278,7 +355,7 @@ def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, re
         promoted = time.monotonic()
         seen: set[str] = set()
         while time.monotonic() - promoted < 30 and len(seen) < len(replicas):
-            seen = {url for url, status, version in list(answers) if status == 200 and version == str(new.version)}
+            seen = {url for url in replicas if _swapped(list(answers), url, str(new.version))}
             time.sleep(0.5)
         time.sleep(1)  # a few answers after the swap
     finally:
@@ -288,10 +365,10 @@ def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, re
     failed = [answer for answer in answers if answer[1] != 200]
     assert not failed, failed[:5]
     assert seen == set(replicas), f"not every replica answered with version {new.version} within 30 s"
-    for url in replicas:  # every answer after the swap names the new version
+    for url in replicas:  # every answer names the old or the new version; once both workers swapped, only the new
         versions = [version for u, _, version in answers if u == url]
-        switch = versions.index(str(new.version))
-        assert set(versions[switch:]) == {str(new.version)} and set(versions[:switch]) <= {str(current.version)}
+        assert set(versions) <= {str(current.version), str(new.version)}, versions
+        assert versions[-1] == str(new.version)
 
     for url in replicas:  # the header names the version too
         request = urllib.request.Request(
@@ -300,10 +377,233 @@ def test_promotion_reaches_both_replicas_without_a_failed_request(team: Team, re
         with urllib.request.urlopen(request, timeout=60) as response:
             assert response.headers["x-model-version"] == str(new.version)
 
-    # POST /admin/reload: the admin token only; it reports the version in force
-    assert _http(f"{replicas[0]}/admin/reload", {}, TOKEN)[0] == 401
+    # POST /admin/reload: the admin token only (the API token writes: 403 naming the role); it reports the version
+    status, refused = _http(f"{replicas[0]}/admin/reload", {}, TOKEN)
+    assert status == 403 and "needs role 'admin'" in refused["error"], refused
+    assert _http(f"{replicas[0]}/admin/reload", {}, "not-a-token")[0] == 401
     status, body = _http(f"{replicas[0]}/admin/reload", {}, ADMIN_TOKEN)
     assert status == 200 and body["version"] == str(new.version) and body["changed"] is False
+
+
+# ------------------------------------------------------------------ the full scenario (issue 18, "Done when")
+_LOST = (urllib.error.URLError, ConnectionError, http.client.HTTPException)
+"""What a client sees of a replica that is down or dies mid-request: refused, reset, or no answer at all."""
+
+
+@dataclass
+class Call:
+    """One HTTP exchange of the scenario: who, where, what, and the answer (status None: connection lost)."""
+
+    client: str
+    url: str
+    path: str
+    status: int | None
+    started: float
+    body: dict | str | None = None
+
+
+class Group:
+    """The clients' view of the replicas: a list in preference order, and which are up (what a load balancer's
+    health check would say). A lost connection is retried on the other replica; an HTTP answer is final."""
+
+    def __init__(self, replicas: list[Replica]) -> None:
+        self.replicas = replicas
+        self.up = {replica.url: True for replica in replicas}
+        self.calls: list[Call] = []
+        self.lock = threading.Lock()
+
+    def call(self, client: str, path: str, body: dict | None, token: str, prefer: int) -> Call:
+        """``path`` on replica ``prefer`` (else the other), until an HTTP answer (at most 300 s of retries)."""
+        deadline = time.monotonic() + 300
+        attempt = 0
+        while time.monotonic() < deadline:
+            replica = self.replicas[(prefer + attempt) % len(self.replicas)]
+            attempt += 1
+            if not self.up[replica.url]:
+                time.sleep(0.05)
+                continue
+            started = time.monotonic()
+            try:
+                status, answer = _http(f"{replica.url}{path}", body, token)
+            except _LOST:
+                with self.lock:
+                    self.calls.append(Call(client, replica.url, path, None, started))
+                time.sleep(0.1)
+                continue
+            call = Call(client, replica.url, path, status, started, answer)
+            with self.lock:
+                self.calls.append(call)
+            return call
+        pytest.fail(f"{client}: {path} found no replica answering within 300 s")
+
+
+@deployment
+def test_four_clients_twenty_rounds_through_a_kill_9_and_a_promotion(
+    team: Team, replica_set: list[Replica], tokens: dict[str, str]
+):
+    """Issue 18's team test: 4 robots × 20 rounds on one campaign through both replicas; replica 1 is killed with
+    ``kill -9`` and restarted; ``@champion`` moves to a new version in the middle; 0 5xx, every acknowledged
+    observation exactly once (with its sender, once the campaign records it), both replicas on the new version
+    within 30 s of the move, no prediction failed during the swap."""
+    import mlflow
+    import optuna
+
+    from surrogate.storage import get_storage
+    from surrogate.tracking import CHAMPION_ALIAS, REGISTERED_MODEL_NAME
+
+    group = Group(replica_set)
+    first, second = replica_set
+    campaign = f"group-{uuid.uuid4().hex[:6]}"
+    created = group.call("setup", "/campaigns", {"name": campaign, "objective": "conductivity"}, TOKEN, 0)
+    assert created.status == 201, created.body
+    # a read token reads but cannot write, on a real replica
+    refused = group.call("scientist", "/observe", {"campaign": campaign, "observations": []}, tokens["scientist"], 1)
+    assert refused.status == 403 and "needs role 'write'" in refused.body["error"], refused.body
+    assert group.call("scientist", f"/campaigns/{campaign}", None, tokens["scientist"], 1).status == 200
+
+    client = mlflow.MlflowClient(tracking_uri=team.mlflow_url, registry_uri=team.mlflow_url)
+    old = str(client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).version)
+
+    acknowledged: dict[int, tuple[str, float]] = {}  # trial -> (robot, conductivity sent)
+    acknowledged_lock = threading.Lock()
+    restarted = threading.Event()
+    done = threading.Event()
+    problems: list[str] = []
+    timeline: dict[str, float] = {}
+
+    def robot(index: int) -> None:
+        name, token = f"robot-{index}", tokens[f"robot-{index}"]
+        try:
+            for round_number in range(ROUNDS):
+                if round_number == ROUNDS // 2 and not restarted.wait(timeout=400):
+                    problems.append(f"{name}: the killed replica did not come back")
+                    return
+                asked = (index + round_number) % 2  # suggest on one replica, observe on the other
+                client_id = f"{name}-round-{round_number}"
+                body = {"campaign": campaign, "n": 1, "client_id": client_id}
+                suggested = group.call(name, "/suggest", body, token, asked)
+                if suggested.status != 200:
+                    problems.append(f"{name} round {round_number}: /suggest {suggested.status} {suggested.body}")
+                    return
+                (suggestion,) = suggested.body["suggestions"]
+                row = {k: suggestion[k] for k in ("trial", "buffer", "anneal_temp_c", "test_temp_c")}
+                value = 1e-5 * (1 + index + 0.1 * round_number)
+                body = {"campaign": campaign, "observations": [row | {"conductivity_s_cm": value}]}
+                observed = group.call(name, "/observe", body, token, 1 - asked)
+                if observed.status != 200:
+                    problems.append(f"{name} round {round_number}: /observe {observed.status} {observed.body}")
+                    return
+                # a retry after a lost answer may find the first attempt recorded: acknowledged either way
+                trials = observed.body["trials"] + observed.body["already_recorded"]
+                if trials != [suggestion["trial"]]:
+                    problems.append(f"{name} round {round_number}: observe answered {observed.body}")
+                    return
+                with acknowledged_lock:
+                    if suggestion["trial"] in acknowledged:
+                        problems.append(f"{name}: trial {suggestion['trial']} was handed out twice")
+                    acknowledged[suggestion["trial"]] = (name, value)
+        except Exception as exc:  # reported below, with the others
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    predictions: list[tuple[str, int | None, str | None, float]] = []
+
+    def predictor(replica: Replica) -> None:
+        while not done.is_set():
+            if not group.up[replica.url]:
+                time.sleep(0.1)
+                continue
+            started = time.monotonic()
+            try:
+                status, body = _http(f"{replica.url}/predict", {"designs": [GOOD]}, tokens["scientist"])
+            except _LOST:  # the kill: that replica is about to be marked down
+                predictions.append((replica.url, None, None, started))
+                time.sleep(0.1)
+                continue
+            version = body["model"]["version"] if status == 200 else json.dumps(body)[:300]
+            predictions.append((replica.url, status, version, started))
+
+    def observed_count() -> int:
+        with acknowledged_lock:
+            return len(acknowledged)
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 600
+        while observed_count() < count and time.monotonic() < deadline and not problems:
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=robot, args=(i,), daemon=True) for i in range(ROBOTS)]
+    threads += [threading.Thread(target=predictor, args=(r,), daemon=True) for r in replica_set]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(ROBOTS * 3)  # ~3 rounds in: kill -9 of the second replica, in the middle of the traffic
+        timeline["killed"] = time.monotonic()
+        second.kill_9()
+        group.up[second.url] = False
+        second.start()
+        second.wait_ready()
+        group.up[second.url] = True
+        timeline["back"] = time.monotonic()
+        restarted.set()
+        wait_for(ROBOTS * (ROUNDS // 2 + 2))  # two rounds after the restart: promote
+        source = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS).source
+        previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(team.mlflow_url)
+        mlflow.set_registry_uri(team.mlflow_url)
+        try:
+            version = str(mlflow.register_model(source, REGISTERED_MODEL_NAME).version)
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
+        client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHAMPION_ALIAS, version)
+        timeline["promoted"] = time.monotonic()
+        for thread in threads[:ROBOTS]:
+            thread.join(timeout=900)
+        while time.monotonic() - timeline["promoted"] < 35:  # predictions until past the 30 s limit
+            time.sleep(0.5)
+    finally:
+        done.set()
+        restarted.set()
+        for thread in threads:
+            thread.join(timeout=120)
+    timeline["end"] = time.monotonic()
+
+    assert not problems, problems[:5]
+    assert all(not thread.is_alive() for thread in threads), "a client did not finish"
+    # 0 5xx, from any replica, for any request; lost connections only while the second replica was down
+    answers = [call for call in group.calls if call.status is not None]
+    assert not [c for c in answers if c.status >= 500], [(c.path, c.status, c.body) for c in answers if c.status >= 500]
+    lost = [call for call in group.calls if call.status is None]
+    assert all(call.url == second.url and call.started < timeline["back"] for call in lost), lost[:5]
+    # traffic went through both replicas before the kill and after the restart
+    for url in (first.url, second.url):
+        assert any(c.url == url and c.started < timeline["killed"] for c in answers), url
+        assert any(c.url == url and c.started > timeline["back"] and c.path == "/observe" for c in answers), url
+
+    # every acknowledged observation is in the store exactly once, with the value its robot sent
+    study = optuna.load_study(study_name=campaign, storage=get_storage(team.campaigns_db))
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(acknowledged) == ROBOTS * ROUNDS
+    assert sorted(t.number for t in complete) == sorted(acknowledged)
+    for trial in complete:
+        robot_name, value = acknowledged[trial.number]
+        assert json.loads(trial.user_attrs["measured"])["conductivity_s_cm"] == pytest.approx(value, rel=1e-12)
+    status = group.call("scientist", f"/campaigns/{campaign}", None, tokens["scientist"], 0)
+    assert status.status == 200 and status.body["observed"] == ROBOTS * ROUNDS and status.body["pending"] == 0
+    if "recorded_by" in (status.body.get("best") or {}):  # the campaign records senders: each trial has its robot's
+        senders = {trial.number: trial.user_attrs.get("recorded_by") for trial in complete}
+        assert senders == {trial: sender for trial, (sender, _) in acknowledged.items()}
+
+    # the promotion: both replicas on the new version within 30 s, no prediction failed around the swap
+    swap = [p for p in predictions if p[3] >= timeline["back"]]
+    assert not [p for p in swap if p[1] != 200], [p for p in swap if p[1] != 200][:5]
+    assert all(p[1] == 200 or (p[0] == second.url and p[3] < timeline["back"]) for p in predictions)
+    for replica in replica_set:
+        mine = [p for p in swap if p[0] == replica.url]
+        assert {p[2] for p in mine} <= {old, version}, {p[2] for p in mine}
+        late = [p for p in mine if p[3] > timeline["promoted"] + 30]
+        assert late and all(p[2] == version for p in late), f"{replica.url} still answered {old} 30 s after the move"
+        assert any(p[2] == old for p in mine if p[3] < timeline["promoted"])  # it did swap (not restarted onto it)
 
 
 # ------------------------------------------------------------------ the swap, in-process (fast)
@@ -386,3 +686,84 @@ def test_holder_polls_in_a_thread_until_stopped():
         assert holder.current.version == "2"
     finally:
         holder.stop()
+
+
+# ------------------------------------------------------------------ heavy work beyond one machine (joblib + Dask)
+def _world_benchmark():
+    """benchmarks/world_benchmark.py imported as the module ``world_benchmark``."""
+    import importlib.util
+
+    if "world_benchmark" in sys.modules:
+        return sys.modules["world_benchmark"]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "world_benchmark.py"
+    spec = importlib.util.spec_from_file_location("world_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["world_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_world_benchmark_on_a_local_dask_cluster_gives_the_serial_runs():
+    """One world x 4 seeds (campaign, TPE, random; budget 4): the runs sent to a Dask cluster of worker processes
+    (scheduler and workers in processes of their own, reached by address) equal the serial runs, run for run."""
+    from dask.distributed import LocalCluster
+
+    from surrogate.worlds import world_family
+
+    bench = _world_benchmark()
+    world = world_family(3, 0)[1]  # a reported world whose laws differ from the models'
+    name = "rate30_x_retention100"
+    optimum = world.optimum(bench.objective_of(name))["value"]
+    tasks = [(method, world, name, seed, optimum) for method in ("campaign", "tpe", "random") for seed in range(4)]
+    serial = bench.run_many(tasks, backend="loky", n_jobs=1, budget=4)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1")
+        on_cluster = bench.run_many(tasks, backend="dask", address=cluster.scheduler_address, budget=4)
+
+    def without_time(run: dict) -> dict:
+        return {key: value for key, value in run.items() if key != "seconds"}
+
+    assert len(serial) == len(on_cluster) == 12
+    for task, here, there in zip(tasks, serial, on_cluster, strict=True):
+        assert without_time(here) == without_time(there), task[0::3]
+        assert 1 <= len(here["regret"]) <= 4
+    with pytest.raises(SystemExit, match="--address names a Dask scheduler"):
+        bench.run_many(tasks[:1], backend="loky", address="tcp://127.0.0.1:1")
+
+
+@pytest.mark.slow
+def test_tune_through_loky_and_a_local_dask_cluster_gives_the_serial_studies(tmp_path, monkeypatch):
+    """``surrogate tune``'s studies (family gp x 3 targets, 2 trials each) in this process, in 2 loky processes and
+    on a local Dask cluster by address: the same best values and parameters, every trial nested under its parent."""
+    import mlflow
+    from dask.distributed import LocalCluster
+
+    from training.tune import tune
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name in ("SURROGATE_SETTINGS_FILE", "SURROGATE_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+    def studies(**backend) -> tuple[list[dict], str]:
+        result = tune(families=["gp"], n_trials=2, seed=3, progress=False, **backend)
+        return [
+            {k: s[k] for k in ("family", "target", "best_value", "best_params")} for s in result.to_dict()["studies"]
+        ], result.run_id
+
+    serial, serial_run = studies()
+    on_loky, loky_run = studies(backend="loky", n_jobs=2)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_dask, dask_run = studies(backend="dask", address=cluster.scheduler_address)
+    assert [s["target"] for s in serial] == ["conductivity_s_cm", "rate_retention", "capacity_retention"]
+    assert all(s["best_value"] is not None for s in serial)
+    assert on_loky == serial and on_dask == serial
+    client = mlflow.MlflowClient()
+    for parent in (serial_run, loky_run, dask_run):
+        children = client.search_runs(
+            [client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+        )
+        assert len(children) == 6, parent  # 3 studies x 2 trials
+        assert client.get_run(parent).info.status == "FINISHED"
+        assert any(key.startswith("tune.gp.") for key in client.get_run(parent).data.metrics)

@@ -372,6 +372,86 @@ def _store_runs(folder: Path) -> pd.DataFrame:
         return pd.read_sql("select run_uuid, status, name from runs", db)
 
 
+def _start_train(folder: Path, models: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "surrogate.cli", "train", "--models", models, "--json"],
+        cwd=folder,
+        env=os.environ | _store_env(folder),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_train_leaves_no_worker_processes_and_the_next_train_marks_its_run_killed(tmp_path):
+    """Issue 18, finding 8: before, the loky workers outlived a kill -9 (65 min, 760 MB) and the run stayed RUNNING."""
+    import psutil
+
+    (tmp_path / "mlruns").mkdir()
+    train = _start_train(tmp_path, "physics,trees")
+    parent = psutil.Process(train.pid)
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 900  # liveness limit only
+        while not workers:  # wait until cross-validation runs in worker processes
+            assert train.poll() is None, train.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "no worker process ever started"
+            workers = [p for p in parent.children(recursive=True) if "python" in p.name().lower()]
+            time.sleep(0.5)
+        time.sleep(1.0)  # let the worker's initializer start its parent watch
+        workers = parent.children(recursive=True)
+        train.send_signal(signal.SIGKILL)
+        train.communicate(timeout=60)
+    finally:
+        if train.poll() is None:
+            train.kill()
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    for process in alive:
+        process.kill()
+    assert not alive, f"worker processes outlived kill -9 of train: {[p.pid for p in alive]}"
+    runs = _store_runs(tmp_path)
+    killed_run = runs.loc[runs["name"].str.startswith("train "), "run_uuid"].tolist()
+    assert runs.loc[runs["run_uuid"].isin(killed_run), "status"].tolist() == ["RUNNING"]  # nobody could end it
+
+    again = _start_train(tmp_path, "physics")
+    _, err = again.communicate(timeout=900)
+    assert again.returncode == 0, err[-3000:]
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(_store_env(tmp_path)["MLFLOW_TRACKING_URI"])
+    old = client.get_run(killed_run[0])
+    assert old.info.status == "KILLED"
+    assert f"process {train.pid}" in old.data.tags["ended_by"] and "kill -9" in old.data.tags["ended_by"]
+    assert old.data.tags["pid"] == str(train.pid) and old.data.tags["host"]
+    assert "RUNNING" not in set(_store_runs(tmp_path)["status"])  # its nested runs were ended with it
+
+
+def test_a_running_run_of_a_live_process_or_another_host_is_left_alone(tmp_stores):
+    import mlflow
+
+    from training.runs import mark_runs_of_dead_processes, process_tags
+
+    mlflow.set_experiment("left-alone")
+    with mlflow.start_run() as live:  # this process: alive
+        mlflow.set_tags(process_tags())
+    mlflow.tracking.MlflowClient().update_run(live.info.run_id, "RUNNING")
+    other = mlflow.start_run()
+    mlflow.set_tags({**process_tags(), "host": "another-host", "pid": "999999999"})
+    mlflow.end_run()
+    mlflow.tracking.MlflowClient().update_run(other.info.run_id, "RUNNING")
+    gone = mlflow.start_run()
+    mlflow.set_tags({**process_tags(), "pid": "999999999"})  # no such process on this host
+    mlflow.end_run()
+    mlflow.tracking.MlflowClient().update_run(gone.info.run_id, "RUNNING")
+    assert mark_runs_of_dead_processes("left-alone") == [gone.info.run_id]
+    client = mlflow.tracking.MlflowClient()
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"
+    assert client.get_run(gone.info.run_id).info.status == "KILLED"
+
+
 @pytest.mark.slow
 def test_sigterm_ends_the_run_killed_and_leaves_no_worker_processes(tmp_path):
     import psutil

@@ -56,7 +56,14 @@ from surrogate.tracking import (
     cv_note,
     log_surrogate,
 )
-from training.runs import Terminated, fail_run, load_data  # noqa: F401 - re-exported: training.train.load_data etc.
+from training.runs import (  # noqa: F401 - re-exported: training.train.load_data etc.
+    Terminated,
+    fail_run,
+    load_data,
+    mark_runs_of_dead_processes,
+    process_tags,
+    workers_die_with_parent,
+)
 from training.tune import tune_all
 
 
@@ -231,6 +238,19 @@ def _log_cv_run(cv: CVResult) -> None:
         mlflow.log_dict(cv.to_dict(), "cv_result.json")
 
 
+def _forecast_metrics(target: str, forecast: dict[str, Any]) -> dict[str, float]:
+    """``forecast/<target>/<family>[/<protocol>]/<score>`` of a forward-chaining report entry."""
+    metrics: dict[str, float] = {}
+    for family, overall in forecast["families"].items():
+        if overall.get("rmse_natural") is not None:
+            metrics[f"forecast/{target}/{family}/rmse_natural"] = float(overall["rmse_natural"])
+        for protocol, scores in forecast.get("by_protocol", {}).get(family, {}).items():
+            for key in ("rmse_natural", "rmse_units", "coverage"):
+                if scores.get(key) is not None:
+                    metrics[f"forecast/{target}/{family}/{protocol}/{key}"] = float(scores[key])
+    return metrics
+
+
 def _log_report_metrics(report: dict[str, Any], level: float) -> None:
     """The champion's CV metrics per target (``cv/<target>/...``), rows, sample spread; champion tags."""
     metrics: dict[str, float] = {}
@@ -242,13 +262,7 @@ def _log_report_metrics(report: dict[str, Any], level: float) -> None:
         forecast = entry.get("forecast")
         if forecast:  # forward chaining: trained on early cycles, scored on the next 20% (selects with the rest)
             mlflow.set_tag(f"forecast_best.{target}", forecast["best_family"])
-            for family, overall in forecast["families"].items():
-                if overall.get("rmse_natural") is not None:
-                    metrics[f"forecast/{target}/{family}/rmse_natural"] = float(overall["rmse_natural"])
-                for protocol, scores in forecast.get("by_protocol", {}).get(family, {}).items():
-                    for key in ("rmse_natural", "rmse_units", "coverage"):
-                        if scores.get(key) is not None:
-                            metrics[f"forecast/{target}/{family}/{protocol}/{key}"] = float(scores[key])
+            metrics.update(_forecast_metrics(target, forecast))
         summary = entry["summary"].get(champion) if champion is not None else None
         if summary is not None:
             metrics.update(cv_metrics(target, summary))
@@ -654,42 +668,18 @@ def _train_run(
 ) -> TrainResult:
     """The MLflow run of :func:`train` (its checks done): tune, select, log, register."""
     uri = configure_mlflow(experiment)
+    mark_runs_of_dead_processes(experiment)  # runs a kill -9 left RUNNING on this host are ended KILLED first
     note = "data: reconstruction from Tan et al. 2021, not measurements" if reconstruction else f"data: {source}"
     run = mlflow.start_run(run_name=run_name(data_path, len(data), current, tune_trials))
     try:
-        mlflow.set_tags(
-            {
-                "kind": "train",
-                "data_source": source,
-                "data_hash": digest,
-                "reconstruction": str(reconstruction).lower(),
-                NOTE_TAG: f"Training on {source} ({len(data)} rows): running.",
-            }
-        )
-        mlflow.log_params(
-            {
-                "families": ",".join(names),
-                "tune_trials": tune_trials,
-                "level": level,
-                "rows": len(data),
-                "missing_targets": missing_targets,
-            }
-        )
-        mlflow.log_input(_mlflow_dataset(data, data_path, digest), context="training")
-
-        tuned: dict[str, dict[str, dict[str, Any]]] = {}
-        if tune_trials:
-            studies = tune_all(data, tune_trials, names, level=level, progress=progress)
-            for study in studies:
-                if study.skipped is None:
-                    tuned.setdefault(study.target, {})[study.family] = study.best_params
-            mlflow.log_dict(tuned, "tuned_params.json")
-
-        # Worker processes know the targets declared on import only: a register_target() one is fitted here.
-        in_process = any(t not in PAPER_TARGETS for t in target_names())
-        selection = select_champions(
-            data, names, level, progress=progress, params=tuned, n_jobs=1 if in_process else None
-        )
+        _log_run_start(data, data_path, source, reconstruction, digest, names, tune_trials, level, missing_targets)
+        with workers_die_with_parent():  # loky workers end with this process, even after kill -9 of it
+            tuned = _tuned_params(data, tune_trials, names, level, progress)
+            # Worker processes know the targets declared on import only: a register_target() one is fitted here.
+            in_process = any(t not in PAPER_TARGETS for t in target_names())
+            selection = select_champions(
+                data, names, level, progress=progress, params=tuned, n_jobs=1 if in_process else None
+            )
         surrogate, report = selection.surrogate, selection.report
         for by_family in selection.results.values():
             for cv in by_family.values():
@@ -707,27 +697,7 @@ def _train_run(
         )
         if surrogate.info["catalogue"]:
             mlflow.log_dict(surrogate.info["catalogue"], "materials.yaml")
-        kept: dict[str, str] = {}
-        if current is not None:
-            lost = [t for t in current[1].targets if t not in surrogate.targets]
-            if lost and missing_targets == "refuse":  # every family failed on a target the checks let through
-                raise InputError(
-                    f"data: no model family could be trained for {', '.join(lost)}, which the current champion "
-                    f"(version {current[0]}) has; this run is marked FAILED and the champion is unchanged. "
-                    "Use --missing-targets keep or drop to register the other targets."
-                )
-            if lost and missing_targets == "keep":
-                surrogate, kept = _keep_earlier(surrogate, current[1], lost, current[0])
-                for target, origin in kept.items():
-                    mlflow.set_tags(
-                        {
-                            f"champion.{target}": surrogate.info["families"][target],
-                            f"kept.{target}": origin,
-                            f"kept_run.{target}": surrogate.info["kept_run_ids"][target] or "",
-                        }
-                    )
-            if lost and missing_targets == "drop":
-                mlflow.set_tag("dropped", ", ".join(lost))
+        surrogate, kept = _lost_targets(surrogate, current, missing_targets)
         ea = activation_energies(data)
         if ea is not None:
             _log_activation_energies(ea)
@@ -777,6 +747,83 @@ def _train_run(
         promoted=promotion[0],
         promotion=promotion[1],
     )
+
+
+def _log_run_start(
+    data: pd.DataFrame,
+    data_path: Path | None,
+    source: str,
+    reconstruction: bool,
+    digest: str,
+    names: list[str],
+    tune_trials: int,
+    level: float,
+    missing_targets: str,
+) -> None:
+    """The tags (with this process's host and pid), parameters and input dataset of a new training run."""
+    mlflow.set_tags(
+        {
+            "kind": "train",
+            "data_source": source,
+            "data_hash": digest,
+            "reconstruction": str(reconstruction).lower(),
+            NOTE_TAG: f"Training on {source} ({len(data)} rows): running.",
+            **process_tags(),
+        }
+    )
+    mlflow.log_params(
+        {
+            "families": ",".join(names),
+            "tune_trials": tune_trials,
+            "level": level,
+            "rows": len(data),
+            "missing_targets": missing_targets,
+        }
+    )
+    mlflow.log_input(_mlflow_dataset(data, data_path, digest), context="training")
+
+
+def _tuned_params(
+    data: pd.DataFrame, tune_trials: int, names: list[str], level: float, progress: bool
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Target → family → best parameters of ``tune_trials`` Optuna trials each (empty without tuning); logged."""
+    tuned: dict[str, dict[str, dict[str, Any]]] = {}
+    if not tune_trials:
+        return tuned
+    for study in tune_all(data, tune_trials, names, level=level, progress=progress):
+        if study.skipped is None:
+            tuned.setdefault(study.target, {})[study.family] = study.best_params
+    mlflow.log_dict(tuned, "tuned_params.json")
+    return tuned
+
+
+def _lost_targets(
+    surrogate: Surrogate, current: tuple[str, Surrogate] | None, missing_targets: str
+) -> tuple[Surrogate, dict[str, str]]:
+    """Apply ``missing_targets`` to the champion's targets this run could not train; (surrogate, kept)."""
+    kept: dict[str, str] = {}
+    if current is None:
+        return surrogate, kept
+    lost = [t for t in current[1].targets if t not in surrogate.targets]
+    if lost and missing_targets == "refuse":  # every family failed on a target the checks let through
+        raise InputError(
+            f"data: no model family could be trained for {', '.join(lost)}, which the current champion "
+            f"(version {current[0]}) has; this run is marked FAILED and the champion is unchanged. "
+            "Use --missing-targets keep or drop to register the other targets."
+        )
+    if lost and missing_targets == "keep":
+        surrogate, kept = _keep_earlier(surrogate, current[1], lost, current[0])
+        for target, origin in kept.items():
+            mlflow.set_tags(
+                {
+                    f"champion.{target}": surrogate.info["families"][target],
+                    f"kept.{target}": origin,
+                    f"kept_run.{target}": surrogate.info["kept_run_ids"][target] or "",
+                }
+            )
+    if lost and missing_targets == "drop":
+        mlflow.set_tag("dropped", ", ".join(lost))
+    return surrogate, kept
 
 
 def _version_tags(

@@ -5,6 +5,13 @@ the target's modelling space (log10 σ; logit of a retention), the same
 number :func:`surrogate.evaluation.cross_validate` reports. Every trial is a
 nested MLflow run (parameters and CV metrics) under the active run, or under
 a parent ``tune`` run that :func:`tune` opens.
+
+The (family, target) studies are independent, so :func:`tune_all` runs them through joblib: ``backend="loky"``
+with ``n_jobs`` local processes (1, the default: one after the other in this process), or ``backend="dask"``
+on the Dask scheduler at ``address`` (``tcp://host:8786``; its workers need the project installed and the same
+settings: tracking server, credentials). A study in another process logs its trials under the parent run by
+its id (``parent_run_id``), so the MLflow tree is the same as in the serial run, and so are the results
+(each study is seeded by ``seed`` alone).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from surrogate.models.base import DEFAULT_LEVEL
 from surrogate.tracking import DEFAULT_EXPERIMENT, configure_mlflow
 from training.runs import fail_run, load_data
 
+BACKENDS: tuple[str, ...] = ("loky", "dask")
+"""joblib backends of :func:`tune_all`."""
 SCORE = "score"
 """What every study minimises: :attr:`CVResult.score`, the mean pooled out-of-fold RMSE (modelling space)."""
 
@@ -107,19 +116,25 @@ def tune_family(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     progress: bool = True,
+    parent_run_id: str | None = None,
 ) -> StudyResult:
     """Tune one family for one target with ``n_trials`` Optuna trials, each a nested MLflow run.
 
-    Must be called inside an active MLflow run (the trials nest under it). A
-    trial whose parameters make the fit fail is recorded as failed and does
-    not stop the study.
+    The trials nest under ``parent_run_id`` (default: the active MLflow run; one of the two is needed). A
+    trial whose parameters make the fit fail is recorded as failed and does not stop the study.
     """
     from surrogate.evaluation import cross_validate, cv_summary
     from surrogate.models.registry import FAMILIES
 
+    if parent_run_id is None:
+        active = mlflow.active_run()
+        if active is None:
+            raise RuntimeError("tune_family needs an active MLflow run or parent_run_id")
+        parent_run_id = active.info.run_id
+    client = mlflow.MlflowClient()
     reason = _skip_reason(family, target, data)
     if reason is not None:
-        mlflow.set_tag(f"tune.skipped.{family}.{target}", reason)
+        client.set_tag(parent_run_id, f"tune.skipped.{family}.{target}", reason)
         return StudyResult(family, target, n_trials, skipped=reason)
     spec = FAMILIES[family]
 
@@ -127,7 +142,8 @@ def tune_family(
         params = spec.suggest_params(trial, target)
         if not params:  # the family has no hyper-parameters for this target: one trial says all
             trial.study.stop()
-        with mlflow.start_run(run_name=f"trial-{trial.number}-{family}-{target}", nested=True):
+        name = f"trial-{trial.number}-{family}-{target}"
+        with mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_run_id):
             mlflow.set_tags({"kind": "tune-trial", "family": family, "target": target, "trial": trial.number})
             mlflow.log_params(params)
             try:
@@ -150,11 +166,11 @@ def tune_family(
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         reason = f"all {n_trials} trials failed"
-        mlflow.set_tag(f"tune.skipped.{family}.{target}", reason)
+        client.set_tag(parent_run_id, f"tune.skipped.{family}.{target}", reason)
         return StudyResult(family, target, n_trials, skipped=reason)
     best = study.best_trial
-    mlflow.log_metric(f"tune.{family}.{target}.best_{SCORE}", best.value)
-    mlflow.log_dict(best.params, f"tuning/{family}.{target}.best_params.json")
+    client.log_metric(parent_run_id, f"tune.{family}.{target}.best_{SCORE}", best.value)
+    client.log_dict(parent_run_id, best.params, f"tuning/{family}.{target}.best_params.json")
     return StudyResult(family, target, n_trials, float(best.value), dict(best.params))
 
 
@@ -166,17 +182,76 @@ def tune_all(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     progress: bool = True,
+    backend: str = "loky",
+    address: str | None = None,
+    n_jobs: int = 1,
 ) -> list[StudyResult]:
-    """Tune every (family, target) pair inside the active MLflow run; see :func:`tune_family`."""
+    """Tune every (family, target) pair inside the active MLflow run, through joblib (module docstring);
+    see :func:`tune_family`. The results come in (target, family) order whatever the backend."""
+    from joblib import Parallel, delayed, parallel_config
+
     from surrogate.models.registry import FAMILIES
 
     families = _check(families, list(FAMILIES), "family")
     targets = _check(targets, list(TARGETS), "target")
-    return [
-        tune_family(family, target, data, n_trials, level=level, seed=seed, progress=progress)
-        for target in targets
-        for family in families
+    check_backend(backend, address, n_jobs)
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("tune_all needs an active MLflow run")
+    pairs = [(family, target) for target in targets for family in families]
+    if backend == "loky" and n_jobs == 1:  # in this process, with progress bars
+        return [
+            tune_family(family, target, data, n_trials, level=level, seed=seed, progress=progress)
+            for family, target in pairs
+        ]
+    experiment = mlflow.get_experiment(active.info.experiment_id).name
+    jobs = [
+        delayed(_tune_elsewhere)(family, target, data, n_trials, level, seed, active.info.run_id, experiment)
+        for family, target in pairs
     ]
+    if backend == "loky":
+        return list(Parallel(n_jobs=n_jobs, backend="loky")(jobs))
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None if address else LocalCluster(n_workers=n_jobs, threads_per_worker=1, dashboard_address=None)
+    client = Client(address) if address else Client(cluster)
+    try:
+        with parallel_config(backend="dask"):
+            return list(Parallel(n_jobs=-1)(jobs))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def check_backend(backend: str, address: str | None, n_jobs: int) -> None:
+    """An :class:`InputError` for a backend, address or job count that cannot work, naming the option."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    if address is not None and backend != "dask":
+        raise InputError("address: a Dask scheduler address needs --backend dask")
+    if address is not None and not address.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+        raise InputError(f"address: {address!r} is not a Dask scheduler address (tcp://host:8786)")
+    if n_jobs < 1:
+        raise InputError(f"n_jobs: {n_jobs} must be 1 or more")
+
+
+def _tune_elsewhere(
+    family: str,
+    target: str,
+    data: pd.DataFrame,
+    n_trials: int,
+    level: float,
+    seed: int,
+    parent_run_id: str,
+    experiment: str,
+) -> StudyResult:
+    """One study in a joblib worker (another process, maybe another machine): the project's MLflow settings,
+    the parent's experiment, the trials under ``parent_run_id``."""
+    configure_mlflow(experiment)
+    return tune_family(
+        family, target, data, n_trials, level=level, seed=seed, progress=False, parent_run_id=parent_run_id
+    )
 
 
 def tune(
@@ -188,6 +263,9 @@ def tune(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     progress: bool = True,
+    backend: str = "loky",
+    address: str | None = None,
+    n_jobs: int = 1,
 ) -> TuneResult:
     """Tune families on a data set (embedded by default) in a parent MLflow run ``tune``; nothing is registered.
 
@@ -200,6 +278,7 @@ def tune(
         raise InputError("trials: give 1 or more trials")
     families = _check(families, list(FAMILIES), "family")
     targets = _check(targets, list(TARGETS), "target")
+    check_backend(backend, address, n_jobs)
     data, source, _ = load_data(data_path)
     configure_mlflow(experiment)
     start = time.perf_counter()
@@ -207,7 +286,19 @@ def tune(
     try:
         mlflow.set_tags({"kind": "tune", "data_source": source})
         mlflow.log_params({"n_trials": n_trials, "families": ",".join(families), "targets": ",".join(targets)})
-        studies = tune_all(data, n_trials, families, targets, level=level, seed=seed, progress=progress)
+        mlflow.set_tags({"tune.backend": backend, "tune.address": address or "local", "tune.n_jobs": n_jobs})
+        studies = tune_all(
+            data,
+            n_trials,
+            families,
+            targets,
+            level=level,
+            seed=seed,
+            progress=progress,
+            backend=backend,
+            address=address,
+            n_jobs=n_jobs,
+        )
         elapsed = time.perf_counter() - start
         mlflow.log_metric("tune_time_s", elapsed)
     except BaseException as exc:

@@ -11,7 +11,7 @@ from surrogate.cli import EXIT_OK, add_json_flag, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``config`` command."""
+    """Add the ``config`` command, and ``token`` (:mod:`surrogate.cli.token`), which belongs with the settings."""
     config = subparsers.add_parser(
         "config",
         help="print the resolved settings (environment, settings file, defaults), secrets masked",
@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_json_flag(config)
     config.set_defaults(func=_config)
+    from surrogate.cli import token
+
+    token.register(subparsers)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -99,6 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument("--data", type=Path, default=None, metavar="FILE", help="measurements (.csv or .parquet)")
     tune.add_argument("--experiment", default=None, help="MLflow experiment name (default llto-surrogate)")
     tune.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    tune.add_argument(
+        "--backend",
+        choices=("loky", "dask"),
+        default="loky",
+        help="joblib backend of the (family, target) studies: loky (local processes, default) or dask (a cluster)",
+    )
+    tune.add_argument(
+        "--address", default=None, metavar="URL", help="Dask scheduler, tcp://host:8786 (with --backend dask)"
+    )
+    tune.add_argument(
+        "--n-jobs", type=int, default=1, metavar="N", help="local processes or local Dask workers (default 1)"
+    )
     add_json_flag(tune)
     add_materials_argument(tune)
     tune.set_defaults(func=_tune)
@@ -309,6 +321,9 @@ def _tune(args: argparse.Namespace) -> int:
         n_trials=args.trials,
         seed=args.seed,
         progress=not args.json,
+        backend=args.backend,
+        address=args.address,
+        n_jobs=args.n_jobs,
     )
     document = result.to_dict()
     if args.json:

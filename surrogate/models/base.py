@@ -373,6 +373,47 @@ def design_frame(designs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
     return design_batch(designs).frame()
 
 
+DESCRIPTOR_NOVELTY_THRESHOLD = 1.0
+"""A buffer or material whose catalogue descriptors lie at least this far from every trained one is *novel*: its
+predictions are flagged as extrapolation with the distance and the nearest trained entry, in every family.
+
+Distance: Euclidean over :data:`surrogate.materials.DESCRIPTOR_FEATURES` in their own units (each flag 0/1;
+``log10_thickness_nm`` and ``log10_ionic_s_cm`` in decades), so one changed flag (another class, a layer that
+does or does not conduct Li), a tenfold thickness or a tenfold conductivity reaches the threshold. The
+descriptors say nothing about composition beyond these: a chemistry with the same descriptors is not novel
+by this measure (its ``material`` is still flagged when the model has no data for it)."""
+
+_DESCRIPTOR_KINDS = {BUFFER: BUFFER_KIND, MATERIAL: MATERIAL_KIND}
+
+
+def descriptor_novelty(column: str, ids: tuple[str, ...], trained: dict[str, tuple[float, ...]]) -> list[str | None]:
+    """Per id (``buffer`` or ``material`` catalogue id): why it is novel in descriptor space, or None.
+
+    ``trained``: id → descriptor vector of the entries the model was trained on (what it carries).
+    Novel: distance to the nearest trained vector ≥ :data:`DESCRIPTOR_NOVELTY_THRESHOLD`.
+    """
+    if not trained:
+        return [None] * len(ids)
+    names = list(trained)
+    table = np.array([trained[n] for n in names], dtype=float)
+    out: list[str | None] = []
+    for entry_id in ids:
+        vector = trained.get(entry_id)
+        if vector is None:
+            vector = CATALOGUE.get(entry_id, _DESCRIPTOR_KINDS[column]).descriptors.vector()
+        distances = np.sqrt(((table - np.asarray(vector, dtype=float)) ** 2).sum(axis=1))
+        nearest = int(np.argmin(distances))
+        if distances[nearest] >= DESCRIPTOR_NOVELTY_THRESHOLD:
+            out.append(
+                f"{column}={entry_id}: descriptors unlike every trained {column} (distance {distances[nearest]:.2f} "
+                f"to the nearest, {names[nearest]}; novel from {DESCRIPTOR_NOVELTY_THRESHOLD:g}, "
+                f"surrogate.models.base.DESCRIPTOR_NOVELTY_THRESHOLD)"
+            )
+        else:
+            out.append(None)
+    return out
+
+
 @dataclass
 class TrainingDomain:
     """The region of design space a target model saw in training.
@@ -389,6 +430,9 @@ class TrainingDomain:
     materials: tuple[str, ...] | None = None
     """Materials in the training data (None: a domain saved before materials existed, the LLTO film only).
     A design of another material is outside the domain."""
+    descriptors: dict[str, dict[str, tuple[float, ...]]] | None = None
+    """``buffer`` / ``material`` → trained id → its catalogue descriptor vector at training time (carried with
+    the model; None: a domain saved before descriptor novelty, which then checks none)."""
 
     @classmethod
     def from_frame(cls, X: pd.DataFrame) -> TrainingDomain:
@@ -410,7 +454,7 @@ class TrainingDomain:
         for key, part in X.groupby(keys, sort=True):
             ranges = {c: (float(part[c].astype(float).min()), float(part[c].astype(float).max())) for c in numeric}
             regions[tuple(key.split("|")) if categorical else ()] = ranges
-        return cls(categorical, regions, materials)
+        return cls(categorical, regions, materials, _trained_descriptors(X, materials))
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_lookup"}  # the lookup is derived, never pickled
@@ -465,19 +509,26 @@ class TrainingDomain:
             flagged = ~known
         if foreign is not None:
             flagged = flagged | foreign
+        novel = self._novel(designs)
+        for column_reasons in novel.values():
+            flagged = flagged | np.array([r is not None for r in column_reasons], dtype=bool)
         if not flagged.any():
             return {}
         out: dict[int, list[str]] = {}
         for i in np.flatnonzero(flagged).tolist():
+            novelty = [reasons[i] for reasons in novel.values() if reasons[i] is not None]
             if foreign is not None and foreign[i]:
                 material = CATEGORIES[MATERIAL][designs.codes[MATERIAL][i]]
                 out[i] = [
                     f"material={material}: no training data for this material (trained on {', '.join(getattr(self, 'materials', None) or (DEFAULT_MATERIAL,))})"
-                ]
+                ] + novelty
+                continue
+            if known[i] and not (numeric and beyond[i].any()):  # inside the ranges, novel descriptors only
+                out[i] = novelty
                 continue
             if not known[i]:
                 combo = ", ".join(f"{c}={CATEGORIES[c][designs.codes[c][i]]}" for c in self.categorical)
-                out[i] = [f"{combo}: no training data for this combination"]
+                out[i] = [f"{combo}: no training data for this combination", *novelty]
                 continue
             r = region[i]
             out[i] = [
@@ -485,7 +536,21 @@ class TrainingDomain:
                 f"[{tables['bounds'][r, j, 0]:g}, {tables['bounds'][r, j, 1]:g}]{tables['where'][r]}"
                 for j, column in enumerate(numeric)
                 if beyond[i, j]
-            ]
+            ] + novelty
+        return out
+
+    def _novel(self, designs: DesignBatch) -> dict[str, list[str | None]]:
+        """Column → per design, why its buffer / material is novel in descriptor space (None: it is not)."""
+        trained = getattr(self, "descriptors", None) or {}
+        out: dict[str, list[str | None]] = {}
+        for column, vectors in trained.items():
+            codes = designs.codes.get(column)
+            if codes is None or not vectors:
+                continue
+            unique, inverse = np.unique(codes, return_inverse=True)
+            reasons = descriptor_novelty(column, tuple(CATEGORIES[column][c] for c in unique), vectors)
+            if any(r is not None for r in reasons):
+                out[column] = [reasons[j] for j in inverse.ravel()]
         return out
 
     def _foreign_materials(self, designs: DesignBatch) -> np.ndarray | None:
@@ -498,6 +563,10 @@ class TrainingDomain:
         foreign = ~np.isin(codes, known)
         return foreign if foreign.any() else None
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("descriptors", None)  # a domain pickled before descriptor novelty
+        self.__dict__.update(state)
+
     def reasons(self, X: pd.DataFrame) -> list[list[str]]:
         """For each row of a canonical design frame, why it lies outside this domain (empty when inside)."""
         found = self.outside(DesignBatch.from_frame(X))
@@ -508,7 +577,24 @@ class TrainingDomain:
             "materials": list(getattr(self, "materials", None) or (DEFAULT_MATERIAL,)),
             "categorical": list(self.categorical),
             "regions": {"|".join(k) or "*": {c: list(r) for c, r in v.items()} for k, v in self.regions.items()},
+            "descriptors": {
+                c: {i: list(v) for i, v in d.items()} for c, d in (getattr(self, "descriptors", None) or {}).items()
+            },
         }
+
+
+def _trained_descriptors(X: pd.DataFrame, materials: tuple[str, ...]) -> dict[str, dict[str, tuple[float, ...]]]:
+    """``buffer`` / ``material`` → trained id → descriptor vector (:data:`DESCRIPTOR_FEATURES`) from the catalogue."""
+    ids = {MATERIAL: materials}
+    if BUFFER in X.columns:
+        ids[BUFFER] = tuple(sorted(set(X[BUFFER].astype(str))))
+    out: dict[str, dict[str, tuple[float, ...]]] = {}
+    for column, entries in ids.items():
+        kind = _DESCRIPTOR_KINDS[column]
+        out[column] = {
+            i: tuple(CATALOGUE.get(i, kind).descriptors.vector().tolist()) for i in entries if (kind, i) in CATALOGUE
+        }
+    return out
 
 
 @lru_cache(maxsize=64)

@@ -42,12 +42,14 @@ data never varied, when a design changes it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from surrogate.design import (
     ANNEAL_TEMP_C,
@@ -85,6 +87,69 @@ a buffer is predicted from similar ones before it has data and its own data can 
 CATEGORICAL_COLUMNS: tuple[str, ...] = (BUFFER, PROTOCOL, MATERIAL)
 """The categorical design columns (everything else is a number)."""
 _KIND = {BUFFER: BUFFER_KIND, MATERIAL: MATERIAL_KIND}
+
+
+HANDLE_UNKNOWN: tuple[str, ...] = ("population", "error")
+"""What every family does with a buffer outside its vocabulary (one it was not trained on and was not given),
+its ``handle_unknown`` parameter (default ``population``, the same in every family):
+
+* ``population``: the buffer is predicted as a new member of the population of buffers. ``physics_gp`` and
+  ``physics``: the group's law parameters with the between-buffer spread (partial pooling,
+  :attr:`surrogate.laws.Law.group_scales`); a one-hot family (gp, trees, torch with ``encoding="onehot"``): the
+  mixture of its predictions for every trained buffer at the same design (mean of the means; variance the
+  mean variance plus the variance of the means); with ``encoding="descriptors"`` or ``"hybrid"`` the buffer's
+  descriptors are its encoding, so it is predicted from them. Either way the training domain flags the design
+  as extrapolation (no data for the buffer; and when its descriptors are unlike the trained buffers', that too).
+* ``error``: :class:`~surrogate.errors.InputError` naming the buffers the model knows (scikit-learn's
+  ``OneHotEncoder(handle_unknown="error")``).
+
+A material the model has no data for is refused by the ML families whatever the policy (one trained material
+is no population)."""
+
+PARAMETER_CONSTRAINTS_COMMON: dict[str, list[Any]] = {
+    "target": [str],
+    "encoding": [StrOptions(set(("onehot", "descriptors", "hybrid")))],
+    "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
+    "random_state": [Interval(Integral, 0, None, closed="left")],
+}
+"""``_parameter_constraints`` entries the ML families share (scikit-learn's declarative parameter validation)."""
+
+
+def validate_params(estimator: BaseEstimator) -> None:
+    """scikit-learn's ``_validate_params`` against the estimator's ``_parameter_constraints``; a violation is an
+    :class:`~surrogate.errors.InputError` (exit 2 on the CLI, 4xx over HTTP) naming the parameter."""
+    try:
+        estimator._validate_params()
+    except InvalidParameterError as exc:
+        raise InputError(str(exc)) from None
+
+
+def predict_with_unknown_buffers(
+    estimator: Any, designs: DesignBatch, return_std: bool, predict: Any
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """``predict(designs, return_std)`` with the :data:`HANDLE_UNKNOWN` policy for buffers a one-hot vocabulary
+    lacks: ``population`` predicts such rows under every trained buffer and returns the mixture's moments."""
+    vocabulary = vocabulary_of(estimator)
+    learned = vocabulary.categories.get(BUFFER, ())
+    if BUFFER not in designs.codes or vocabulary.encoding != "onehot" or len(learned) < 2:
+        return predict(designs, return_std)
+    position, _ = vocabulary._table(BUFFER)
+    unknown = position[designs.codes[BUFFER]] < 0
+    if not unknown.any() or getattr(estimator, "handle_unknown", "population") == "error":
+        return predict(designs, return_std)  # (the encoder refuses an unknown buffer, naming the known ones)
+    means = np.zeros(len(designs))
+    variances = np.zeros(len(designs))
+    known = ~unknown
+    if known.any():
+        answer = predict(designs.take(known), True)
+        means[known], variances[known] = answer[0], np.asarray(answer[1]) ** 2
+    rows = designs.take(unknown)
+    members = [predict(rows.with_codes(buffer=CATEGORIES[BUFFER].index(b)), True) for b in learned]
+    member_means = np.stack([np.asarray(m, float) for m, _ in members])
+    member_variances = np.stack([np.asarray(s, float) ** 2 for _, s in members])
+    means[unknown] = member_means.mean(axis=0)
+    variances[unknown] = member_variances.mean(axis=0) + member_means.var(axis=0, ddof=1)
+    return (means, np.sqrt(variances)) if return_std else means
 
 
 def check_target(target: str) -> str:
@@ -683,8 +748,7 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
         self, designs: DesignBatch, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """:meth:`predict` on validated designs (arrays, no checks): the path :class:`Surrogate` uses."""
-        if not hasattr(self, "estimator_"):
-            raise NotFittedError(f"{type(self.estimator).__name__} is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "estimator_")
         if not return_std:
             return self._estimator_predict(designs)
         mean, std = self._estimator_predict(designs, return_std=True)
@@ -693,6 +757,5 @@ class FreshSampleRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mean (the wrapped estimator's) and, with ``return_std``, the fresh-sample std, natural space."""
-        if not hasattr(self, "estimator_"):
-            raise NotFittedError(f"{type(self.estimator).__name__} is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "estimator_")
         return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)

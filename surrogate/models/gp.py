@@ -21,26 +21,32 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import solve_triangular
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process._gpr import GPR_CHOLESKY_LOWER
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, DesignBatch
 from surrogate.models.features import (
+    PARAMETER_CONSTRAINTS_COMMON,
     Vocabulary,
     canonical_features,
     check_encoding,
     check_y,
+    predict_with_unknown_buffers,
     stratified_subsample,
+    validate_params,
     vocabulary_of,
 )
 
@@ -73,6 +79,7 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
         random_state: int = 0,
         max_iter: int = 100,
         encoding: str = "onehot",
+        handle_unknown: str = "population",
     ) -> None:
         self.target = target
         self.max_points = max_points
@@ -81,10 +88,18 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.max_iter = max_iter
         self.encoding = encoding
+        self.handle_unknown = handle_unknown
+
+    _parameter_constraints: dict = {
+        **PARAMETER_CONSTRAINTS_COMMON,
+        "max_points": [Interval(Integral, 2, None, closed="left")],
+        "n_restarts_optimizer": [Interval(Integral, 0, None, closed="left")],
+        "linear_trend": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> GPSurrogate:
-        if int(self.max_points) < 2:
-            raise InputError(f"max_points: {self.max_points} must be at least 2")
+        validate_params(self)
         frame = canonical_features(X, self.target).reset_index(drop=True)
         values = check_y(y, len(frame))
         self.vocabulary_ = Vocabulary.learn(frame, check_encoding(self.encoding))
@@ -122,16 +137,17 @@ class GPSurrogate(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mean (and predictive std including the white noise) in natural space."""
-        if not hasattr(self, "gp_"):
-            raise NotFittedError("GPSurrogate is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "gp_")
         return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
 
     def predict_batch(
         self, designs: DesignBatch, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """:meth:`predict` on validated designs (arrays, no checks)."""
-        if not hasattr(self, "gp_"):
-            raise NotFittedError("GPSurrogate is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "gp_")
+        return predict_with_unknown_buffers(self, designs, return_std, self._predict_encoded)
+
+    def _predict_encoded(self, designs: DesignBatch, return_std: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         features = vocabulary_of(self).encode(designs, self.target)
         return gp_posterior(self.gp_, self._standardise(features), return_std)
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,8 @@ import pandas as pd
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from surrogate.design import (
@@ -88,13 +90,21 @@ from surrogate.laws import (
 )
 from surrogate.laws import model_to_contract as space_to_contract
 from surrogate.models.base import TARGET_SPACES
-from surrogate.models.features import checked_design_columns
+from surrogate.models.features import HANDLE_UNKNOWN, checked_design_columns, validate_params
 from surrogate.targets import get_target
 
 _JITTER = 1e-8
 
+POOLING_KINDS: tuple[str, ...] = ("partial", "fixed")
+"""How the per-buffer parameters are pooled: ``partial`` (each buffer's parameter = the group's + an offset whose
+scale τ is learned, :attr:`~surrogate.laws.Law.group_scales`) or ``fixed`` (offsets with the law's fixed prior sd
+and no per-buffer activation energies: the model before partial pooling, kept as the benchmarks' baseline)."""
+
 FEATURE_KINDS: tuple[str, ...] = ("smooth", "narrow")
 """The ``features`` a model can see: narrow (anneal windows, a crystallisation step) or smooth only."""
+
+GROUP_SCALE_BOUNDS = (0.01, 5.0)
+"""Bounds of a learned group scale τ (the sd of a per-buffer offset, in the parameter's units)."""
 
 CONSTANT_PRIOR_SD = 3.0
 """Prior sd (natural units) of the constant mean of ``mean="constant"`` (centred on 0)."""
@@ -214,6 +224,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         max_iter: int = 60,
         features: str = "smooth",
         film: FilmCoupling | None = None,
+        pooling: str = "partial",
+        handle_unknown: str = "population",
     ) -> None:
         self.target = target
         self.mean = mean
@@ -223,12 +235,30 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.features = features
         self.film = film
+        self.pooling = pooling
+        self.handle_unknown = handle_unknown
+
+    _parameter_constraints: dict = {
+        "target": [str],
+        "mean": [StrOptions({"physics", "constant"})],
+        "max_points": [Interval(Integral, 2, None, closed="left")],
+        "categories": [dict, None],
+        "reading_sd": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "features": [StrOptions(set(FEATURE_KINDS))],
+        "film": [FilmCoupling, None],
+        "pooling": [StrOptions(set(POOLING_KINDS))],
+        "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
+    }
 
     # -------------------------------------------------------------- encoding
     def _check_params(self) -> None:
+        validate_params(self)
         self._law()  # an undeclared target, or one without a law, is an InputError naming it
         if self.mean not in ("physics", "constant"):
             raise InputError(f"mean: {self.mean!r} must be 'physics' or 'constant'")
+        if self.pooling not in POOLING_KINDS:
+            raise InputError(f"pooling: {self.pooling!r} must be one of {', '.join(POOLING_KINDS)}")
         if self.features not in FEATURE_KINDS:
             raise InputError(f"features: {self.features!r} must be one of {', '.join(FEATURE_KINDS)}")
         if self.film is not None and not (
@@ -250,6 +280,12 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         other = len(vocabulary)  # the slot of a buffer outside the vocabulary
         if BUFFER in frame:
             buffer = np.array([vocabulary.get(b, other) for b in frame[BUFFER].tolist()], dtype=int)
+            if self.handle_unknown == "error" and hasattr(self, "theta_") and (buffer == other).any():
+                unknown = sorted({b for b in frame[BUFFER].tolist() if b not in vocabulary})
+                raise InputError(
+                    f"buffer: {', '.join(unknown)} not in this model's vocabulary; it knows "
+                    f"{', '.join(vocabulary) or 'none'} (handle_unknown='error')"
+                )
         else:
             buffer = np.zeros(n, dtype=int)
         law = {
@@ -276,7 +312,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
     def _law_values(self, theta: np.ndarray, inputs: _Inputs) -> np.ndarray:
         if self.mean == "constant":
             return np.broadcast_to(theta[0], (len(inputs.buffer), theta.shape[1])).copy()
-        return self._law().mean(theta, inputs.law, self.n_slots_)
+        return self._law().mean(theta, inputs.law, self.param_index_)
 
     def _law(self) -> Law:
         return law_of(self.target)
@@ -311,6 +347,12 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             mean += [NARROW_ANNEAL_AMPLITUDE.mean, NARROW_ANNEAL_LENGTH.mean]
             sd += [NARROW_ANNEAL_AMPLITUDE.sd, NARROW_ANNEAL_LENGTH.sd]
             bounds += [HYPER_BOUNDS["amplitude"], NARROW_ANNEAL_LENGTH_BOUNDS]
+        for group in self.pooled_groups_:
+            prior = law.group_scales[group]
+            names.append(f"group_scale_{group}")
+            mean.append(prior.mean)
+            sd.append(prior.sd)
+            bounds.append(GROUP_SCALE_BOUNDS)
         names.append("noise")
         mean.append(noise.mean)
         sd.append(noise.sd)
@@ -394,6 +436,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         narrow = self.features == "narrow" and self.mean == "physics"
         self.narrow_kernel_ = narrow and ANNEAL_TEMP_C in self.gp_inputs_
         self.narrow_law_ = narrow and ANNEAL_TEMP_C in used and bool(self._law().narrow_priors)
+        pooled = self.pooling == "partial" and self.mean == "physics" and self.use_buffer_
         if self.mean == "constant":
             self.param_names_, self.prior_mean_, self.prior_sd_ = (
                 ["constant"],
@@ -402,8 +445,10 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
             )
         else:
             self.param_names_, self.prior_mean_, self.prior_sd_ = self._law().parameters(
-                self.n_slots_, self.narrow_law_, self.film is not None
+                self.n_slots_, self.narrow_law_, self.film is not None, pooled=pooled
             )
+        self.param_index_ = Law.index(self.param_names_)
+        self.pooled_groups_ = tuple(g for g in self._law().group_scales if pooled and g in self.param_index_)
         names, h_mean, h_sd, h_low, h_high = self._hyper_layout()
         self.hyper_names_ = names
         inputs = self._encode(frame)
@@ -412,14 +457,44 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         self.train_reading_variance_ = reading_variance(self.target, values, float(self.reading_sd))
         theta = self.prior_mean_.copy()
         h = h_mean.copy()
+        # ln τ's posterior sd (Laplace; before any data: its hyper-prior's), so a new buffer's offset has the
+        # variance E[τ²] = e^(2 ln τ̂ + 2 s²) of a log-normal τ, not τ̂²: few buffers tell little about τ
+        self.group_scale_ln_sd_ = np.array([self._law().group_scales[g].sd for g in self.pooled_groups_])
+        self.prior_sd_ = self._scaled_prior_sd(h)
         if len(values):
             theta = self._gauss_newton(theta, h, inputs, values)
-            h = self._fit_hyper(theta, h, (h_mean, h_sd, h_low, h_high), inputs, values)
+            h, self.group_scale_ln_sd_ = self._fit_hyper(theta, h, (h_mean, h_sd, h_low, h_high), inputs, values)
+            self.prior_sd_ = self._scaled_prior_sd(h)
             theta = self._gauss_newton(theta, h, inputs, values)
         self.theta_, self.hyper_ = theta, h
         self.noise_std_ = float(np.exp(h[-1]))
         self._condition(inputs, values)
         return self
+
+    def _group_slots(self) -> list[tuple[int, np.ndarray]]:
+        """(position in the hyper-parameters, parameter rows) of each learned group scale."""
+        first = len(self.hyper_names_) - 1 - len(self.pooled_groups_)
+        return [(first + i, self.param_index_[g]) for i, g in enumerate(self.pooled_groups_)]
+
+    def _scaled_prior_sd(self, h: np.ndarray, spread: bool = True) -> np.ndarray:
+        """The parameters' prior sds with each pooled per-buffer offset's sd set from its group scale.
+
+        ``spread``: √E[τ²] = e^(h + s²) with s the posterior sd of ln τ (:attr:`group_scale_ln_sd_`), what
+        the offsets' prior is once τ's uncertainty is integrated out; else τ = e^h (the marginal likelihood's
+        own parameter while it is fitted).
+        """
+        sd = np.array(self.prior_sd_, dtype=float)
+        for i, (position, rows) in enumerate(self._group_slots()):
+            sd[rows] = np.exp(h[position] + (self.group_scale_ln_sd_[i] ** 2 if spread else 0.0))
+        return sd
+
+    def group_scales(self) -> dict[str, float]:
+        """The learned group scale τ of each pooled per-buffer parameter (the sd of a buffer's offset from the
+        group, in the parameter's units); empty without partial pooling."""
+        check_is_fitted(self)
+        return {
+            g: float(np.exp(self.hyper_[p])) for g, (p, _) in zip(self.pooled_groups_, self._group_slots(), strict=True)
+        }
 
     def _objective_theta(self, theta: np.ndarray, factor: Any, inputs: _Inputs, values: np.ndarray) -> float:
         residual = values - self._law_values(theta[:, None], inputs)[:, 0]
@@ -463,12 +538,15 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
         """Hyper-parameters maximising the marginal likelihood of the linearised model times their priors."""
         h_mean, h_sd, h_low, h_high = priors
         law, jac = self._law_and_jacobian(theta, inputs)
-        basis = (jac * self.prior_sd_**2) @ jac.T  # covariance the law's parameter uncertainty adds
         error = values - law - jac @ (self.prior_mean_ - theta)
         n = len(values)
         k_buffer = 1 + int(self.use_buffer_)
+        groups = [(position, jac[:, rows]) for position, rows in self._group_slots()]
 
         def negative_log_posterior(h: np.ndarray) -> tuple[float, np.ndarray]:
+            basis = (
+                jac * self._scaled_prior_sd(h, spread=False) ** 2
+            ) @ jac.T  # covariance the law's parameter uncertainty adds
             shared, per_buffer, scaled, narrow = self._kernel_parts(h, inputs, inputs)
             signal = shared if per_buffer is None else shared + per_buffer
             smooth = signal
@@ -494,6 +572,8 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
                 i = k_buffer + len(scaled)
                 grad[i] = np.sum(w * narrow[0])
                 grad[i + 1] = 0.5 * np.sum(w * narrow[0] * narrow[1])
+            for position, group_jac in groups:  # dC/dlog τ = 2τ² J_g J_gᵀ
+                grad[position] = np.exp(2 * h[position]) * np.sum(group_jac * (w @ group_jac))
             grad[-1] = np.trace(w) * noise
             z = (h - h_mean) / h_sd
             return float(value + 0.5 * z @ z), grad + z / h_sd
@@ -509,7 +589,22 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
                 bounds=list(zip(h_low, h_high, strict=True)),
                 options={"maxiter": int(self.max_iter)},
             )
-        return result.x if np.all(np.isfinite(result.x)) else start
+        fitted = result.x if np.all(np.isfinite(result.x)) else start
+        return fitted, self._group_scale_ln_sd(negative_log_posterior, fitted, h_sd)
+
+    def _group_scale_ln_sd(self, objective: Any, h: np.ndarray, h_sd: np.ndarray) -> np.ndarray:
+        """Laplace posterior sd of each ln τ at the fitted ``h``: 1/√(∂²/∂(ln τ)² of the negative log posterior),
+        by central differences of its analytic gradient; capped at the hyper-prior's sd (the data cannot make
+        τ less certain than its prior)."""
+        out = []
+        for i, (position, _) in enumerate(self._group_slots()):
+            step = np.zeros_like(h)
+            step[position] = 1e-3
+            curvature = (objective(h + step)[1][position] - objective(h - step)[1][position]) / 2e-3
+            prior_sd = h_sd[position]
+            out.append(min(prior_sd, 1.0 / np.sqrt(curvature)) if curvature > 0 else prior_sd)
+            del i
+        return np.array(out)
 
     def _condition(self, inputs: _Inputs, values: np.ndarray) -> None:
         """Store what prediction needs: the Cholesky factor, weights and the law's posterior precision."""
@@ -537,8 +632,7 @@ class PhysicsPriorGP(RegressorMixin, BaseEstimator):
 
     # -------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
-        if not hasattr(self, "theta_"):
-            raise NotFittedError("PhysicsPriorGP is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "theta_")
 
     def posterior(self, X: pd.DataFrame, full_cov: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Latent (noise-free) posterior of the target at the rows of ``X``: mean and covariance (or variance).

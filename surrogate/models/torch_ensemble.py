@@ -23,22 +23,28 @@ predictions. Fitting runs torch on one thread (restored afterwards).
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, DesignBatch
 from surrogate.models.features import (
+    PARAMETER_CONSTRAINTS_COMMON,
     Vocabulary,
     canonical_features,
     check_encoding,
     check_y,
+    predict_with_unknown_buffers,
     stratified_subsample,
+    validate_params,
     vocabulary_of,
 )
 
@@ -97,6 +103,7 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         random_state: int = 0,
         max_rows: int = 600,
         encoding: str = "onehot",
+        handle_unknown: str = "population",
     ) -> None:
         self.target = target
         self.n_members = n_members
@@ -108,13 +115,20 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.max_rows = max_rows
         self.encoding = encoding
+        self.handle_unknown = handle_unknown
+
+    _parameter_constraints: dict = {
+        **PARAMETER_CONSTRAINTS_COMMON,
+        **{
+            name: [Interval(Integral, 1, None, closed="left")]
+            for name in ("n_members", "hidden", "n_layers", "epochs", "max_rows")
+        },
+        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0.0, None, closed="left")],
+    }
 
     def _check_params(self) -> None:
-        for name in ("n_members", "hidden", "n_layers", "epochs", "max_rows"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name}: {getattr(self, name)} must be at least 1")
-        if not float(self.learning_rate) > 0:
-            raise InputError(f"learning_rate: {self.learning_rate} must be > 0")
+        validate_params(self)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> DeepEnsemble:
         self._check_params()
@@ -162,16 +176,17 @@ class DeepEnsemble(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mixture mean (and std: member noise + member disagreement) in natural space."""
-        if not hasattr(self, "network_"):
-            raise NotFittedError("DeepEnsemble is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "network_")
         return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
 
     def predict_batch(
         self, designs: DesignBatch, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """:meth:`predict` on validated designs (arrays, no checks)."""
-        if not hasattr(self, "network_"):
-            raise NotFittedError("DeepEnsemble is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "network_")
+        return predict_with_unknown_buffers(self, designs, return_std, self._predict_encoded)
+
+    def _predict_encoded(self, designs: DesignBatch, return_std: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         features = vocabulary_of(self).encode(designs, self.target)
         inputs = torch.as_tensor((features - self.feature_mean_) / self.feature_scale_, dtype=torch.float32)
         with torch.no_grad():

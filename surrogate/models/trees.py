@@ -13,21 +13,26 @@ makes fits deterministic.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from surrogate.design import CONDUCTIVITY
 from surrogate.errors import InputError
 from surrogate.models.base import FEATURES, DesignBatch
 from surrogate.models.features import (
+    PARAMETER_CONSTRAINTS_COMMON,
     Vocabulary,
     canonical_features,
     check_encoding,
     check_y,
+    predict_with_unknown_buffers,
+    validate_params,
     vocabulary_of,
 )
 
@@ -47,6 +52,7 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
         max_features: float = 1.0,
         random_state: int = 0,
         encoding: str = "onehot",
+        handle_unknown: str = "population",
     ) -> None:
         self.target = target
         self.n_estimators = n_estimators
@@ -54,8 +60,17 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
         self.max_features = max_features
         self.random_state = random_state
         self.encoding = encoding
+        self.handle_unknown = handle_unknown
+
+    _parameter_constraints: dict = {
+        **PARAMETER_CONSTRAINTS_COMMON,
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "min_samples_leaf": [Interval(Integral, 1, None, closed="left")],
+        "max_features": [Interval(Real, 0.0, 1.0, closed="right")],
+    }
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ForestSurrogate:
+        validate_params(self)
         frame = canonical_features(X, self.target)
         values = check_y(y, len(frame))
         if len(values) < 3:
@@ -83,16 +98,17 @@ class ForestSurrogate(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Mean over trees (and std: tree spread + out-of-bag noise) in natural space."""
-        if not hasattr(self, "forest_"):
-            raise NotFittedError("ForestSurrogate is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "forest_")
         return self.predict_batch(DesignBatch.from_frame(canonical_features(X, self.target)), return_std)
 
     def predict_batch(
         self, designs: DesignBatch, return_std: bool = False
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """:meth:`predict` on validated designs (arrays, no checks)."""
-        if not hasattr(self, "forest_"):
-            raise NotFittedError("ForestSurrogate is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self, "forest_")
+        return predict_with_unknown_buffers(self, designs, return_std, self._predict_encoded)
+
+    def _predict_encoded(self, designs: DesignBatch, return_std: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         features = vocabulary_of(self).encode(designs, self.target)
         if not return_std:
             return self.forest_.predict(features)
