@@ -56,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from serving import auth
 from serving.champion import Loaded, ModelHolder
 from serving.metrics import MetricsMiddleware, metrics_endpoint
 from serving.middleware import GuardMiddleware, new_request_id
@@ -535,7 +536,7 @@ class Surrogate:
                 [{"loc": ["observations"], "msg": f"at most {MAX_OBSERVATIONS} rows per call"}],
             )
         rows = pd.DataFrame([o.row() for o in observations])
-        result = self._campaign(campaign).observe(rows, source="observations")
+        result = self._campaign(campaign).observe(rows, source="observations", recorded_by=auth.principal())
         return _json_bytes({"campaign": campaign, **result})  # type: ignore[return-value]
 
     @bentoml.api(route="/campaigns", input_spec=CampaignCreateRequest)
