@@ -272,7 +272,7 @@ _CAPACITY = Target(
         SplitSpec("curve", "leave one buffer × protocol curve out", "curve", False),
         SplitSpec(
             "forward",
-            "forward chaining: train on each curve's first 60/80% of cycles, score the next 20% (a forecast)",
+            "forward chaining: train on each curve's first 40/60/80% of cycles, score the rest (a forecast)",
             "forward",
             True,
             CYCLES,

@@ -126,6 +126,7 @@ def test_failed_experiment_is_recorded_and_avoided(tmp_stores):
         "failed": 1,
         "trials": [s.trial for s in pending],
         "already_recorded": [],
+        "recorded_by": None,
     }
     trial = campaign.study.get_trials()[pending[3].trial]
     assert trial.state.name == "FAIL" and trial.user_attrs["failure_reason"] == "cell shorted"

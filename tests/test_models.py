@@ -129,9 +129,9 @@ def test_physics_unseen_buffer_gets_mean_effect_and_wider_interval(data):
 def test_physics_fade_fits_knee_only_for_the_long_protocol(data):
     X, y = small_xy(data, CAPACITY_RETENTION)
     model = PhysicsBaseline(CAPACITY_RETENTION).fit(X, y)
-    assert "ln_knee_onset@long" in model.params_
-    assert not any(name.endswith("@standard") and "knee" in name for name in model.params_)
-    assert 700 < np.exp(model.params_["ln_knee_onset@long"]) < 1100  # the paper: 'after 900 cycles'
+    assert "ln_knee_onset@sio2/long" in model.params_
+    assert not any("/standard" in name and "knee" in name for name in model.params_)
+    assert 700 < np.exp(model.params_["ln_knee_onset@sio2/long"]) < 1100  # the paper: 'after 900 cycles'
     no_knee = PhysicsBaseline(CAPACITY_RETENTION, knee="never").fit(X, y)
     assert not any("knee" in name for name in no_knee.params_)
     with pytest.raises(InputError, match="knee"):
