@@ -43,12 +43,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
 from surrogate.campaign_core import (
+    CAMPAIGN_FORMAT,
+    CATALOGUE_KEY,
     MAX_SUGGEST_OBSERVATIONS,
     REGION_BINS,
     CampaignCore,
@@ -57,6 +58,8 @@ from surrogate.campaign_core import (
     capped_observations,
     check_client_id,
     check_n,
+    check_seed,
+    new_config,
     space_catalogue,
     warm_start_rows,
 )
@@ -103,10 +106,6 @@ from surrogate.observations import (
 from surrogate.storage import StoredTrial
 from surrogate.suggester import propose_batch, space_filling
 
-CAMPAIGN_FORMAT = 1
-CATALOGUE_KEY = "catalogue"
-"""Key of the configuration holding the declared (non-default) buffers and material of the campaign's space, as
-a materials document (:func:`surrogate.materials.entries_in`); absent in campaigns made before it existed."""
 RETENTIONS = (RATE_RETENTION, CAPACITY_RETENTION)
 OBSERVATION_ATTRS = ("measured", "lease_expired", "failure_reason", SAMPLE_COLUMN)
 """The user attributes of the trials that matching observations reads."""
@@ -210,27 +209,10 @@ class Campaign:
         ``lease_s``: seconds a suggestion stays pending without a result before it goes back to the pool
         (default: ``$SURROGATE_LEASE_S``, else 24 h, read when suggesting).
         """
-        name = check_name(name)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise InputError(f"seed: {seed!r} must be a whole number >= 0")
+        name, seed = check_name(name), check_seed(seed)
         lease = check_lease_s(lease_s) if lease_s is not None else None
         space = space or DesignSpace()
-        objective.check_space(space)
-        rows = warm_start_rows(warm_start, objective, space) if warm_start is not None else pd.DataFrame()
-        config = {
-            "format": CAMPAIGN_FORMAT,
-            "created": now_text(),
-            "space": space.to_dict(),
-            CATALOGUE_KEY: space_catalogue(space),
-            "objective": objective.to_dict(),
-            "seed": int(seed),
-            "warm_start": {
-                "source": warm_start_source,
-                "rows": json.loads(rows.to_json(orient="records")) if not rows.empty else [],
-            },
-        }
-        if lease is not None:
-            config["lease_s"] = lease
+        config, rows = new_config(space, objective, now_text(), warm_start, warm_start_source, seed, lease)
         store = CampaignStore.create(
             name,
             storage,

@@ -48,6 +48,10 @@ REGION_BINS = 8
 MAX_SUGGESTIONS_PER_CALL = 100
 """Designs one suggest call asks for at most."""
 DESIGN_COLUMNS = [BUFFER, ANNEAL_TEMP_C, TEST_TEMP_C]
+CAMPAIGN_FORMAT = 1
+CATALOGUE_KEY = "catalogue"
+"""Key of the configuration holding the declared (non-default) buffers and material of the campaign's space, as
+a materials document (:func:`surrogate.materials.entries_in`); absent in campaigns made before it existed."""
 
 
 @dataclass
@@ -88,6 +92,48 @@ def check_client_id(client_id: Any) -> str | None:
     if not text:
         raise InputError("client_id: must not be empty")
     return text
+
+
+def check_seed(seed: Any) -> int:
+    """A campaign's seed: a whole number >= 0 (not a bool); an :class:`InputError` otherwise."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"seed: {seed!r} must be a whole number >= 0")
+    return int(seed)
+
+
+def new_config(
+    space: DesignSpace,
+    objective: Objective,
+    created: str,
+    warm_start: pd.DataFrame | None = None,
+    warm_start_source: str | None = None,
+    seed: int = 0,
+    lease_s: float | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The configuration of a new campaign (JSON-ready; what its study stores) and its warm-start rows.
+
+    ``created``: the creation time (UTC, ISO 8601); ``warm_start``: a validated measurement frame, of which
+    the rows that inform the objective are kept (:func:`warm_start_rows`); ``seed`` (:func:`check_seed`) and
+    ``lease_s`` (seconds, None: the default when suggesting) are taken as checked. An :class:`InputError` if the
+    objective cannot be served by the space.
+    """
+    objective.check_space(space)
+    rows = warm_start_rows(warm_start, objective, space) if warm_start is not None else pd.DataFrame()
+    config = {
+        "format": CAMPAIGN_FORMAT,
+        "created": created,
+        "space": space.to_dict(),
+        CATALOGUE_KEY: space_catalogue(space),
+        "objective": objective.to_dict(),
+        "seed": int(seed),
+        "warm_start": {
+            "source": warm_start_source,
+            "rows": json.loads(rows.to_json(orient="records")) if not rows.empty else [],
+        },
+    }
+    if lease_s is not None:
+        config["lease_s"] = lease_s
+    return config, rows
 
 
 def distributions(space: DesignSpace, objective: Objective) -> dict[str, Any]:
