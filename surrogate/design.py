@@ -20,17 +20,22 @@ from surrogate import materials as _materials
 from surrogate.errors import InputError
 from surrogate.materials import BUFFER_KIND, CATALOGUE, DEFAULT_MATERIAL, MATERIAL_KIND, alias_key
 from surrogate.parameters import (
+    ANNEAL,
     ANNEAL_TEMP_C,
     AS_DEPOSITED_C,
     BUFFER,
     C_RATE,
+    CATEGORICAL_PARAMETERS,
     CYCLES,
     DEFAULT_PROTOCOL,
     MATERIAL,
     NUMERIC_PARAMETERS,
     PROTOCOL,
     PROTOCOLS,
+    TEST_TEMP,
     TEST_TEMP_C,
+    CategoricalParameter,
+    NumericParameter,
     value_problem,
 )
 from surrogate.targets import (
@@ -69,6 +74,9 @@ __all__ = [
     "RATE_RETENTION",
     "REFERENCE_C_RATE",
     "REFERENCE_CYCLE",
+    "SPACE_CHOICE",
+    "SPACE_RANGES",
+    "SpaceRange",
     "TARGETS",
     "TARGET_UNITS",
     "TEST_TEMP_C",
@@ -154,11 +162,69 @@ def canonical_protocol(value: object) -> str:
 
 
 # ------------------------------------------------------------- design space
+def _checked_buffers(buffers: object) -> tuple[str, ...]:
+    """A space's buffers as canonical ids: a non-empty list, each buffer once; an :class:`InputError` otherwise."""
+    if isinstance(buffers, str) or not isinstance(buffers, (list, tuple)):
+        raise InputError(f"buffers: give a list of buffer ids (e.g. [sio2, lipon]), not {buffers!r}")
+    checked = tuple(canonical_buffer(b) for b in buffers)
+    if not checked:
+        raise InputError("buffers: at least one buffer is required")
+    if len(set(checked)) != len(checked):
+        raise InputError("buffers: each buffer may be listed once")
+    return checked
+
+
 def _finite_number(name: str, value: object) -> float:
     """``value`` as a finite float, or an :class:`InputError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
         raise InputError(f"{name}: {value!r} is not a finite number")
     return float(value)
+
+
+@dataclass(frozen=True)
+class SpaceRange:
+    """A continuous axis of every design space: a declared numeric parameter (:mod:`surrogate.parameters`), the
+    interval a space takes when it gives none (the paper's, in the parameter's unit), and the names of the
+    :class:`DesignSpace` fields of user constraints that narrow it (None: no such constraint)."""
+
+    parameter: NumericParameter
+    default: tuple[float, float]
+    min_field: str | None = None
+    max_field: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The parameter's name, which is also the :class:`DesignSpace` field holding the interval."""
+        return self.parameter.name
+
+    def checked(self, bounds: object, material: str) -> tuple[float, float]:
+        """``bounds`` as (lower, upper) floats within the parameter's plausible range for ``material``; an
+        :class:`InputError` naming the parameter otherwise."""
+        name, unit = self.name, self.parameter.unit
+        if isinstance(bounds, str) or not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            raise InputError(f"{name}: give [lower, upper] in {unit}, not {bounds!r}")
+        low, high = (_finite_number(name, v) for v in bounds)
+        for bound in (low, high):
+            why = value_problem(name, bound, material=material)
+            if why:
+                raise InputError(f"{name}: bound {why}")
+        if not low <= high:
+            raise InputError(f"{name}: lower bound {low:g} {unit} is above upper bound {high:g} {unit}")
+        return low, high
+
+
+SPACE_RANGES: tuple[SpaceRange, ...] = (
+    SpaceRange(ANNEAL, (25.0, 500.0), max_field="max_anneal_temp_c"),
+    SpaceRange(TEST_TEMP, (25.0, 120.0), min_field="min_test_temp_c", max_field="max_test_temp_c"),
+)
+"""The continuous axes of a design space, in order: anneal temperature and test temperature (°C)."""
+SPACE_CHOICE: CategoricalParameter = CATEGORICAL_PARAMETERS[BUFFER]
+"""The categorical axis of a design space: the buffer (any catalogue buffer; the field ``buffers`` lists them)."""
+CONSTRAINT_FIELDS: tuple[str, ...] = tuple(
+    name for axis in SPACE_RANGES for name in (axis.min_field, axis.max_field) if name is not None
+)
+"""The :class:`DesignSpace` fields of user constraints (°C), in the order they are checked."""
+_RANGE_BY_NAME = {axis.name: axis for axis in SPACE_RANGES}
 
 
 @dataclass(frozen=True)
@@ -174,11 +240,14 @@ class DesignSpace:
     ``max_anneal_temp_c`` (for example what a substrate tolerates) and
     ``min_test_temp_c`` / ``max_test_temp_c`` (operating window). The default
     is the paper's space.
+
+    The axes are the declared parameters (:data:`SPACE_CHOICE`, :data:`SPACE_RANGES`): their names, units,
+    default intervals and plausibility checks come from :mod:`surrogate.parameters`.
     """
 
     buffers: tuple[str, ...] = BUFFERS
-    anneal_temp_c: tuple[float, float] = (25.0, 500.0)
-    test_temp_c: tuple[float, float] = (25.0, 120.0)
+    anneal_temp_c: tuple[float, float] = _RANGE_BY_NAME[ANNEAL_TEMP_C].default
+    test_temp_c: tuple[float, float] = _RANGE_BY_NAME[TEST_TEMP_C].default
     max_anneal_temp_c: float | None = None
     min_test_temp_c: float | None = None
     max_test_temp_c: float | None = None
@@ -187,28 +256,11 @@ class DesignSpace:
     material: str = DEFAULT_MATERIAL
 
     def __post_init__(self) -> None:
-        if isinstance(self.buffers, str) or not isinstance(self.buffers, (list, tuple)):
-            raise InputError(f"buffers: give a list of buffer ids (e.g. [sio2, lipon]), not {self.buffers!r}")
-        buffers = tuple(canonical_buffer(b) for b in self.buffers)
-        if not buffers:
-            raise InputError("buffers: at least one buffer is required")
-        if len(set(buffers)) != len(buffers):
-            raise InputError("buffers: each buffer may be listed once")
-        object.__setattr__(self, "buffers", buffers)
+        object.__setattr__(self, "buffers", _checked_buffers(self.buffers))
         object.__setattr__(self, "material", canonical_material(self.material))
-        for name in (ANNEAL_TEMP_C, TEST_TEMP_C):
-            bounds = getattr(self, name)
-            if isinstance(bounds, str) or not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
-                raise InputError(f"{name}: give [lower, upper] in °C, not {bounds!r}")
-            low, high = (_finite_number(name, v) for v in bounds)
-            for bound in (low, high):
-                why = value_problem(name, bound, material=self.material)
-                if why:
-                    raise InputError(f"{name}: bound {why}")
-            if not low <= high:
-                raise InputError(f"{name}: lower bound {low:g} °C is above upper bound {high:g} °C")
-            object.__setattr__(self, name, (low, high))
-        for name in ("max_anneal_temp_c", "min_test_temp_c", "max_test_temp_c"):
+        for axis in SPACE_RANGES:
+            object.__setattr__(self, axis.name, axis.checked(getattr(self, axis.name), self.material))
+        for name in CONSTRAINT_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _finite_number(name, value))
@@ -223,23 +275,25 @@ class DesignSpace:
         if lo > hi:
             raise InputError("min_test_temp_c / max_test_temp_c leave no operating temperature")
 
+    def effective(self, name: str) -> tuple[float, float]:
+        """The interval of axis ``name`` (:data:`SPACE_RANGES`) after the user constraints, in its unit."""
+        axis = _RANGE_BY_NAME[name]
+        low, high = getattr(self, name)
+        if axis.min_field is not None and getattr(self, axis.min_field) is not None:
+            low = max(low, getattr(self, axis.min_field))
+        if axis.max_field is not None and getattr(self, axis.max_field) is not None:
+            high = min(high, getattr(self, axis.max_field))
+        return low, high
+
     @property
     def effective_anneal_temp_c(self) -> tuple[float, float]:
         """Anneal range after user constraints, °C."""
-        low, high = self.anneal_temp_c
-        if self.max_anneal_temp_c is not None:
-            high = min(high, self.max_anneal_temp_c)
-        return low, high
+        return self.effective(ANNEAL_TEMP_C)
 
     @property
     def effective_test_temp_c(self) -> tuple[float, float]:
         """Operating-temperature range after user constraints, °C."""
-        low, high = self.test_temp_c
-        if self.min_test_temp_c is not None:
-            low = max(low, self.min_test_temp_c)
-        if self.max_test_temp_c is not None:
-            high = min(high, self.max_test_temp_c)
-        return low, high
+        return self.effective(TEST_TEMP_C)
 
     def violations(self, design: dict[str, Any]) -> list[str]:
         """Reasons ``design`` lies outside this space (empty when inside)."""
@@ -258,23 +312,22 @@ class DesignSpace:
         else:
             if buffer not in self.buffers:
                 reasons.append(f"{BUFFER}: {buffer!r} is not in this space ({', '.join(self.buffers)})")
-        for name, (low, high) in (
-            (ANNEAL_TEMP_C, self.effective_anneal_temp_c),
-            (TEST_TEMP_C, self.effective_test_temp_c),
-        ):
+        for axis in SPACE_RANGES:
+            name, unit = axis.name, axis.parameter.unit
+            low, high = self.effective(name)
             value = design.get(name)
             if not isinstance(value, (int, float)) or value != value:
-                reasons.append(f"{name}: a number in °C is required")
+                reasons.append(f"{name}: a number in {unit} is required")
             elif not low <= float(value) <= high:
-                reasons.append(f"{name}: {value} °C is outside [{low:g}, {high:g}] °C")
+                reasons.append(f"{name}: {value} {unit} is outside [{low:g}, {high:g}] {unit}")
         return reasons
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the space."""
         data = asdict(self)
         data["buffers"] = list(self.buffers)
-        data["anneal_temp_c"] = list(self.anneal_temp_c)
-        data["test_temp_c"] = list(self.test_temp_c)
+        for axis in SPACE_RANGES:
+            data[axis.name] = list(getattr(self, axis.name))
         return data
 
     @classmethod

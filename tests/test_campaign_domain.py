@@ -4,6 +4,7 @@ memory, and the store's leases (expiry, reclaim, renew, keep_alive) without the 
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -259,3 +260,23 @@ def test_the_stored_campaign_suggests_what_its_core_suggests_for_the_same_state(
     (want,) = expected.to_dict("records")
     assert stored.design["buffer"] == want["buffer"]
     assert [stored.design[k] for k in DESIGN[1:]] == pytest.approx([want[k] for k in DESIGN[1:]])
+
+
+# ----------------------------------------------------------------------------------------------- the space's axes
+def test_the_design_space_axes_are_the_declared_parameters():
+    from surrogate.design import SPACE_CHOICE, SPACE_RANGES
+    from surrogate.parameters import CATEGORICAL_PARAMETERS, NUMERIC_PARAMETERS, value_problem
+
+    assert SPACE_CHOICE is CATEGORICAL_PARAMETERS["buffer"]
+    assert [axis.parameter for axis in SPACE_RANGES] == [
+        NUMERIC_PARAMETERS[n] for n in ("anneal_temp_c", "test_temp_c")
+    ]
+    space = DesignSpace(max_anneal_temp_c=400.0, min_test_temp_c=30.0)
+    assert [space.effective(axis.name) for axis in SPACE_RANGES] == [(25.0, 400.0), (30.0, 120.0)]
+    assert DesignSpace().to_dict()["anneal_temp_c"] == list(SPACE_RANGES[0].default)
+    # a bound is checked by the parameter's one validator, against the space's material
+    why = value_problem("anneal_temp_c", 1350.0, material="llto_film")
+    with pytest.raises(InputError, match=re.escape(f"anneal_temp_c: bound {why}")):
+        DesignSpace(anneal_temp_c=(25.0, 1350.0))
+    assert DesignSpace(anneal_temp_c=(25.0, 1350.0), material="llto_bulk").effective("anneal_temp_c") == (25.0, 1350.0)
+    assert DesignSpace.from_dict(space.to_dict()) == space
