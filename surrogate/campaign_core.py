@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,10 @@ from surrogate.errors import InputError
 from surrogate.materials import entries_in
 from surrogate.objectives import Objective
 from surrogate.observations import RECORDED_BY, SAMPLE_COLUMN
-from surrogate.storage import StoredTrial
 from surrogate.suggester import MIN_FADE_CYCLES, propose_batch, recommend, space_filling
+
+if TYPE_CHECKING:  # a record type only: these modules read no storage
+    from surrogate.storage import StoredTrial
 
 MAX_SUGGEST_OBSERVATIONS = 400
 """Observation rows the suggester is given at most (:func:`capped_observations` above that): its cost grows

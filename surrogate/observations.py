@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,8 +34,10 @@ from surrogate.design import (
 from surrogate.errors import ConflictError, DataValidationError, InputError, Problem
 from surrogate.objectives import Objective
 from surrogate.parameters import CYCLES_PARAMETER
-from surrogate.storage import StoredTrial
 from surrogate.suggester import MATCH_TOLERANCE_C
+
+if TYPE_CHECKING:  # a record type only: these modules read no storage
+    from surrogate.storage import StoredTrial
 
 TRIAL_COLUMN = "trial"
 STATUS_COLUMN = "status"
@@ -53,7 +55,7 @@ MAX_CYCLES = int(CYCLES_PARAMETER.high)
 
 RowProblems = list[tuple[str | None, str]]
 """Problems of one row: (column or None, reason); the row number is added by the caller."""
-DesignOf = Callable[[StoredTrial], dict[str, Any]]
+DesignOf = Callable[["StoredTrial"], dict[str, Any]]
 """The full design of a trial (design variables and the objective's conditions)."""
 
 
@@ -233,7 +235,7 @@ class ObservationChecker:
         return problems
 
 
-Match = Callable[[int | str | None, dict[str, Any], dict[int, StoredTrial], set[int], int, list[Problem]], int | None]
+Match = Callable[[int | str | None, dict[str, Any], dict[int, "StoredTrial"], set[int], int, list[Problem]], int | None]
 """The signature of :meth:`ObservationMatcher.match` (the hook :meth:`ObservationMatcher.resolve` calls per row)."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -47,6 +49,15 @@ def _trial(number: int, state: TrialState, design: dict, value: float | None = N
 
 
 # ----------------------------------------------------------------------------------------------- the core
+def test_the_core_and_the_observation_checks_import_no_storage():
+    code = (
+        "import sys, surrogate.campaign_core, surrogate.observations; "
+        "print(sorted(m for m in ('surrogate.storage', 'surrogate.campaign_store', 'sqlalchemy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_the_core_fills_the_space_until_every_target_is_observed_and_continues_its_sequence():
     core = CampaignCore(DesignSpace(), OBJECTIVE, seed=5)
     first = core.next_designs(pd.DataFrame(), [], [], n_designs=0, n=5)
