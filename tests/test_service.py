@@ -619,7 +619,7 @@ def test_library_errors_map_to_their_status(client, monkeypatch):
 
     _new_campaign("films-conflict")
 
-    def conflict(self, data, source="observations"):
+    def conflict(self, data, source="observations", recorded_by=None):
         raise ConflictError("trial 3 was already observed with another result", trial=3)
 
     monkeypatch.setattr(Campaign, "observe", conflict)

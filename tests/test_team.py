@@ -217,7 +217,7 @@ class Replica:
         """``kill -9`` of ``surrogate serve`` (its workers die with it: ``test_service_server``'s kill test)."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
+        self.process.wait(timeout=60)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
