@@ -47,6 +47,13 @@ segments. Per cycle:
   :data:`OUTLIER_MIN_FRACTION` of the reference capacity). Flagged cycles are kept in the table and
   left out of the retentions.
 
+**Retention above 1.** A real cell often gives a little more than its reference cycle while it settles
+(retention 1.0002 to 1.0023 in the real files of tests/data/raw/cycling). Such cycles are kept as
+measured, neither flagged nor clipped, and :func:`reduce_cycles` (and :func:`rate_retention` for a step
+above the 0.1 C step) warns with a :class:`RetentionAboveOneWarning` naming the file, the cycles and the
+largest value. The schema accepts a fraction up to 1 +
+:data:`~surrogate.targets.FRACTION_ABOVE_ONE_TOLERANCE` (1.01) and refuses more.
+
 A cycle counter that goes *down* (``87`` then ``1``: two files joined, or a restarted test) is an
 error naming the file and the line; so are a missing column, a non-number and a truncated row.
 
@@ -61,6 +68,7 @@ import csv
 import gzip
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +78,7 @@ import pandas as pd
 from surrogate.design import REFERENCE_C_RATE
 from surrogate.errors import InputError
 from surrogate.ingest.formats import MPR_MAGIC, load_mpr
+from surrogate.targets import FRACTION_ABOVE_ONE_TOLERANCE
 
 CYCLE = "cycle_index"
 STEP = "step_index"
@@ -450,6 +459,26 @@ def _is_number(text: str, decimal_comma: bool) -> bool:
 
 
 # ------------------------------------------------------------------ reduction
+class RetentionAboveOneWarning(UserWarning):
+    """A kept retention above 1: the cell gave more than its reference (module docstring)."""
+
+
+def _warn_above_one(name: str, what: str, labels: list[str], values: np.ndarray, against: str) -> None:
+    """Warn that ``what`` is above 1 at ``labels`` (cycles or steps), kept as measured."""
+    if not labels:
+        return
+    largest = int(np.argmax(values))
+    shown = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
+    limit = 1 + FRACTION_ABOVE_ONE_TOLERANCE
+    verdict = "kept as measured" if values[largest] <= limit else f"above {limit:g}, which the schema refuses"
+    warnings.warn(
+        f"{name}: {what} above 1 at {shown} (largest {values[largest]:.6g}, at {labels[largest]}): the cell gave "
+        f"more than {against}; {verdict}",
+        RetentionAboveOneWarning,
+        stacklevel=3,
+    )
+
+
 @dataclass
 class CycleTable:
     """Per-cycle results of one file: a frame with one row per cycle (see :func:`reduce_cycles`)."""
@@ -550,6 +579,15 @@ def reduce_cycles(data: CyclerData, reference_cycle: int | None = None) -> Cycle
             )
     table["flag"] = flags
     table["capacity_retention"] = np.where(flags == "", discharge / reference_capacity, np.nan)
+    if reference is not None:
+        above = (table[CYCLE].to_numpy() > reference) & (table["capacity_retention"].to_numpy() > 1)
+        _warn_above_one(
+            name,
+            "capacity retention",
+            [f"cycle {int(c)}" for c in table[CYCLE].to_numpy()[above]],
+            table["capacity_retention"].to_numpy()[above],
+            f"reference cycle {reference}",
+        )
     columns = [CYCLE, CHARGE_AH, DISCHARGE_AH, "coulombic_efficiency", "capacity_retention", "flag", "first_line"]
     return CycleTable(source=data, frame=table[columns].reset_index(drop=True), reference_cycle=reference)
 
@@ -644,6 +682,14 @@ def rate_retention(table: CycleTable, steps: tuple[RateStep, ...], first_cycle: 
     result = pd.DataFrame(records, columns=["c_rate", "cycles_used", DISCHARGE_AH, "first_cycle"])
     reference = result.loc[np.isclose(result["c_rate"], REFERENCE_C_RATE), DISCHARGE_AH].iloc[0]
     result["rate_retention"] = result[DISCHARGE_AH] / reference
+    above = ~np.isclose(result["c_rate"], REFERENCE_C_RATE) & (result["rate_retention"].to_numpy() > 1)
+    _warn_above_one(
+        name,
+        "rate retention",
+        [f"the {c:g} C step" for c in result["c_rate"][above]],
+        result["rate_retention"].to_numpy()[above],
+        f"its {REFERENCE_C_RATE:g} C step",
+    )
     return result
 
 
@@ -652,6 +698,7 @@ __all__ = [
     "CycleTable",
     "CyclerData",
     "RateStep",
+    "RetentionAboveOneWarning",
     "detect_format",
     "parse_rate_steps",
     "rate_retention",
