@@ -154,13 +154,18 @@ def concurrent_status(url: str, clients: int) -> dict[str, Any]:
     """``clients`` simultaneous ``GET /campaigns/NAME``: answers by status code and the count of 5xx."""
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        statuses = list(pool.map(lambda _: _get(f"{url}/campaigns/{CAMPAIGN}", TOKEN)[0], range(clients)))
-    counts = Counter(statuses)
+        answers = list(pool.map(lambda _: _get(f"{url}/campaigns/{CAMPAIGN}", TOKEN), range(clients)))
+    counts = Counter(status for status, _ in answers)
+    samples = {}  # the first body of each status other than 200, cut to 500 characters
+    for status, body in answers:
+        if status != 200 and str(status) not in samples:
+            samples[str(status)] = body.decode(errors="replace")[:500]
     return {
         "clients": clients,
         "statuses": {str(k): v for k, v in sorted(counts.items())},
         "server_errors": sum(v for k, v in counts.items() if k >= 500),
         "wall_s": round(time.perf_counter() - started, 2),
+        "other_answers": samples,
     }
 
 
