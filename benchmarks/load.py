@@ -227,8 +227,10 @@ def concurrent_status(url: str, clients: int, round_name: str) -> dict[str, Any]
     }
 
 
-def stray_paths(url: str, count: int, connections: int = 4) -> Counter:
-    """``count`` unauthenticated requests to distinct paths over ``connections`` keep-alive connections."""
+def stray_paths(url: str, count: int, connections: int = 4, distinct: bool = True) -> Counter:
+    """``count`` unauthenticated requests over ``connections`` keep-alive connections, half to ``/campaigns/ID``, half
+    to ``/no/such/ID``: with ``distinct`` a new uuid for each, else the same two paths every time (the control)."""
+    fixed = uuid.UUID(int=0)
     host, port = url.removeprefix("http://").split(":")
 
     def run(share: int) -> Counter:
@@ -236,7 +238,8 @@ def stray_paths(url: str, count: int, connections: int = 4) -> Counter:
         connection = http.client.HTTPConnection(host, int(port), timeout=120)
         try:
             for i in range(share):
-                path = f"/campaigns/{uuid.uuid4()}" if i % 2 else f"/no/such/{uuid.uuid4()}"
+                key = uuid.uuid4() if distinct else fixed
+                path = f"/campaigns/{key}" if i % 2 else f"/no/such/{key}"
                 connection.request("GET", path)
                 response = connection.getresponse()
                 response.read()
@@ -247,33 +250,50 @@ def stray_paths(url: str, count: int, connections: int = 4) -> Counter:
 
     total: Counter = Counter()
     with ThreadPoolExecutor(connections) as pool:
-        for seen in pool.map(run, [count // connections] * connections):
+        shares = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
+        for seen in pool.map(run, shares):
             total.update(seen)
     return total
 
 
-def memory_case(home: Path, storage: str, paths: int, baseline: bool) -> dict[str, Any]:
-    """``paths`` distinct unauthenticated paths on a fresh server: workers' RSS (MiB) and ``/metrics`` size (bytes)."""
+def memory_case(home: Path, storage: str, paths: int, baseline: bool, distinct: bool = True) -> dict[str, Any]:
+    """``paths`` unauthenticated requests on a fresh server: workers' RSS (MiB) and ``/metrics`` size (bytes).
+
+    ``distinct``: each to a path of its own (else the same two paths: the control). RSS is also taken after each
+    quarter of the requests (``rss_checkpoints_mib``), so a growth that levels off shows apart from one per path.
+    """
     with serving(home, storage, baseline) as (url, pid):
         workers = _children(pid)
         commands = [_command_line(worker) for worker in workers]
-        stray_paths(url, 400)  # warm-up
+        stray_paths(url, 400, distinct=distinct)  # warm-up
         before = _rss_mib(workers)
         metrics_before = len(_get(f"{url}/metrics", TOKEN)[1])
-        started = time.perf_counter()
-        statuses = stray_paths(url, paths)
-        elapsed = time.perf_counter() - started
+        statuses: Counter = Counter()
+        checkpoints = []
+        elapsed = 0.0
+        for quarter in range(4):
+            share = paths // 4 + (paths % 4 if quarter == 3 else 0)
+            started = time.perf_counter()
+            statuses.update(stray_paths(url, share, distinct=distinct))
+            elapsed += time.perf_counter() - started
+            checkpoints.append([sum(statuses.values()), round(_rss_mib(workers), 1)])
         after = _rss_mib(workers)
         scrape_started = time.perf_counter()
         status, page = _get(f"{url}/metrics", TOKEN, timeout=600)
         scrape_s = time.perf_counter() - scrape_started
+    if baseline:
+        behaviour = "baseline: BentoML metrics on (raw paths)"
+    else:
+        behaviour = "now: own metrics by route template" + ("" if distinct else ", control: the same 2 paths")
     return {
-        "behaviour": "baseline: BentoML metrics on (raw paths)" if baseline else "now: own metrics by route template",
+        "behaviour": behaviour,
+        "distinct_paths": distinct,
         "workers": len(workers),
         "worker_commands": commands,
         "paths": paths,
         "answers": {str(k): v for k, v in sorted(statuses.items())},
         "rss_before_mib": round(before, 1),
+        "rss_checkpoints_mib": checkpoints,
         "rss_after_mib": round(after, 1),
         "rss_ratio": round(after / before, 3),
         "metrics_status": status,
@@ -313,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                     case["postgres_after"] = postgres_connections(args.postgres, storage.rsplit("/", 1)[1])
                     results["cases"]["status"].append(case)
         results["cases"]["paths"] = [memory_case(home, storage, args.paths, baseline=False)]
+        results["cases"]["paths"].append(memory_case(home, storage, args.paths, baseline=False, distinct=False))
         if not args.no_baseline:
             results["cases"]["paths"].append(memory_case(home, storage, args.paths, baseline=True))
     results["uptime_after"] = Path("/proc/loadavg").read_text().strip()
@@ -328,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 def goals(results: dict[str, Any]) -> dict[str, Any]:
     """The issue's goals, each with the measured figure and ``met`` (True/False), from ``results``."""
     status = results["cases"]["status"]
-    now = next(c for c in results["cases"]["paths"] if c["behaviour"].startswith("now"))
+    now = next(c for c in results["cases"]["paths"] if c["behaviour"] == "now: own metrics by route template")
     fivexx = {f"{c['round']} {c['clients']}": c["server_errors"] for c in status}
     return {
         "status_no_5xx": {"measured": fivexx, "met": all(v == 0 for v in fivexx.values())},
@@ -355,7 +376,7 @@ def markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown page."""
     box = results["machine"]
     goal = results["goals"]
-    now = next(c for c in results["cases"]["paths"] if c["behaviour"].startswith("now"))
+    now = next(c for c in results["cases"]["paths"] if c["behaviour"] == "now: own metrics by route template")
     fivexx = ", ".join(f"{k} clients: {v}" for k, v in goal["status_no_5xx"]["measured"].items())
     lines = [
         "# Load cases of the reliability probe (issue 18)",
@@ -411,19 +432,33 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Distinct unauthenticated paths",
         "",
-        "Each on a fresh server, after a warm-up of 400 such paths; half `/campaigns/<uuid>` (401 without a token), "
-        "half `/no/such/<uuid>` (404), over 4 keep-alive connections.",
+        "Each on a fresh server, after a warm-up of 400 such requests; half `/campaigns/<uuid>` (401 without a "
+        "token), half `/no/such/<uuid>` (404), over 4 keep-alive connections. The control sends as many requests "
+        "to the same two paths (uuid 0), so what it gains is per request, not per distinct path.",
         "",
-        "| behaviour | paths | answers | requests/s | workers' RSS before → after, MiB | ratio | "
-        "/metrics bytes before → after | scrape s |",
+        "| behaviour | requests | answers | requests/s | workers' RSS before → after, MiB | ratio | "
+        "/metrics bytes before → after (status) | scrape s |",
         "|---|---:|---|---:|---|---:|---|---:|",
     ]
     for case in results["cases"]["paths"]:
         lines.append(
             f"| {case['behaviour']} | {case['paths']:,} | {case['answers']} | {case['requests_per_s']} | "
             f"{case['rss_before_mib']} → {case['rss_after_mib']} | {case['rss_ratio']} | "
-            f"{case['metrics_bytes_before']:,} → {case['metrics_bytes_after']:,} | {case['metrics_scrape_s']} |"
+            f"{case['metrics_bytes_before']:,} → {case['metrics_bytes_after']:,} ({case['metrics_status']}) | "
+            f"{case['metrics_scrape_s']} |"
         )
+    lines += ["", "Workers' RSS (MiB) after each quarter of the requests (requests sent: MiB):", ""]
+    for case in results["cases"]["paths"]:
+        marks = ", ".join(f"{sent:,}: {mib}" for sent, mib in case["rss_checkpoints_mib"])
+        lines.append(f"- {case['behaviour']}: before {case['rss_before_mib']}; {marks}")
+    failed = [c for c in results["cases"]["paths"] if c["metrics_status"] != 200]
+    for case in failed:
+        lines += [
+            "",
+            f"{case['behaviour']}: `/metrics` answered {case['metrics_status']} after {case['metrics_scrape_s']} s "
+            f"({case['metrics_bytes_after']} bytes: the error, not the page), so its size after is not known; it "
+            f"was {case['metrics_bytes_before']:,} bytes already after the 400 warm-up requests.",
+        ]
     lines += [
         "",
         "The baseline is the same service with BentoML's HTTP metrics switched back on by `BENTOML_CONFIG` (what the "
