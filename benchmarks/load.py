@@ -450,7 +450,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Workers' RSS (MiB) after each quarter of the requests (requests sent: MiB):", ""]
     for case in results["cases"]["paths"]:
         marks = ", ".join(f"{sent:,}: {mib}" for sent, mib in case["rss_checkpoints_mib"])
-        lines.append(f"- {case['behaviour']}: before {case['rss_before_mib']}; {marks}")
+        per_thousand = (case["rss_after_mib"] - case["rss_before_mib"]) / case["paths"] * 1000
+        lines.append(
+            f"- {case['behaviour']}: before {case['rss_before_mib']}; {marks} "
+            f"({per_thousand:.1f} MiB per 1,000 requests)"
+        )
     failed = [c for c in results["cases"]["paths"] if c["metrics_status"] != 200]
     for case in failed:
         lines += [
