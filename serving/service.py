@@ -128,10 +128,13 @@ def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None
 
 
 def _store_refused(exc: Exception) -> bool:
-    """A database-side refusal met mid-request: SQLAlchemy's pool timeout, or a connection-level OperationalError."""
+    """A database-side refusal met mid-request: SQLAlchemy's pool timeout, a connection-level OperationalError, or
+    Optuna's StorageInternalError (which wraps them when ``optuna.load_study`` meets the shortage)."""
+    import optuna
     import sqlalchemy.exc
 
-    return isinstance(exc, (sqlalchemy.exc.TimeoutError, sqlalchemy.exc.OperationalError))
+    refusals = (sqlalchemy.exc.TimeoutError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
+    return isinstance(exc, refusals)
 
 
 def error_answer(exc: Exception) -> JSONResponse:

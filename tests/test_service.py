@@ -638,6 +638,7 @@ def test_library_errors_map_to_their_status(client, monkeypatch):
 def test_a_refusing_campaign_store_is_a_503_with_retry_after(client, monkeypatch):
     """The database refusing clients or a pool that stays empty (the load probe's 500s at 64 concurrent status
     calls) is the service's trouble, not the client's: 503 with Retry-After, never a 500 or a 400."""
+    import optuna
     import sqlalchemy.exc
 
     from surrogate.campaign import Campaign
@@ -646,6 +647,7 @@ def test_a_refusing_campaign_store_is_a_503_with_retry_after(client, monkeypatch
     refusals = [
         sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("FATAL:  sorry, too many clients already")),
         sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached, connection timed out"),
+        optuna.exceptions.StorageInternalError("An exception is raised during the commit."),
     ]
     for refusal in refusals:
 
