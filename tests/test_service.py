@@ -1045,9 +1045,9 @@ def test_every_example_of_the_service_doc_works_as_shown(client):
     }
     fresh = f"films-{uuid.uuid4().hex[:8]}"  # the module's other tests (schemathesis) may have made "films"
     for method, path, body, with_token in calls:
-        # the doc's campaign is "films-http" (the README's CLI session uses "films")
-        path = re.sub(r"/films(-http)?\b", f"/{fresh}", path)
-        body = body and re.sub(r'"films(-http)?"', f'"{fresh}"', body)
+        # the doc's campaign is "films-service" (the README's CLI session uses "films", its HTTP block "films-http")
+        path = re.sub(r"/films(-service)?\b", f"/{fresh}", path)
+        body = body and re.sub(r'"films(-service)?"', f'"{fresh}"', body)
         headers = dict(AUTH) if with_token else {}
         if body is not None:
             headers["content-type"] = "application/json"
