@@ -342,7 +342,7 @@ def load_surrogate(version: str | None = None) -> tuple[SurrogateModel, dict[str
     uri = get_settings().model_uri
     bento_tag = bento_model_tag()
     if uri is None and bento_tag is not None:
-        from _bentoml_impl.frameworks.mlflow import MLFLOW_MODEL_FOLDER
+        from bentoml.mlflow import MLFLOW_MODEL_FOLDER  # the folder bentoml.mlflow.import_model stores into
 
         stored = bentoml.models.get(bento_tag)
         model = tracking.load_champion(stored.path_of(MLFLOW_MODEL_FOLDER))
