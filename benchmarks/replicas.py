@@ -18,6 +18,8 @@ both; the report gives every repeat, the median requests/s per set-up and the ra
 Needs ``wrk`` (``apt-get update && apt-get install -y wrk``). Writes benchmarks/results/replicas.{json,md}::
 
     nice -n 10 .venv/bin/python benchmarks/replicas.py [--duration 10] [--repeats 3] [--connections 16]
+
+``--duration`` is in whole seconds (wrk takes no fractions).
 """
 
 from __future__ import annotations
@@ -66,17 +68,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _decoded(raw: bytes) -> Any:
+    """``raw`` as JSON, or as text when it is not JSON (BentoML's ``/readyz`` answers plain text)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
 def http(url: str, body: dict | None = None, token: str | None = None) -> tuple[int, Any]:
-    """One request; (status, JSON body)."""
+    """One request; (status, body: parsed JSON, else text)."""
     request = urllib.request.Request(url, None if body is None else json.dumps(body).encode())
     request.add_header("content-type", "application/json")
     if token:
         request.add_header("authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
+            return response.status, _decoded(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return exc.code, _decoded(exc.read())
 
 
 @contextlib.contextmanager
@@ -138,8 +148,9 @@ class Replica:
             self.process.wait(timeout=30)
 
 
-def wrk_at_once(targets: list[tuple[str, Path]], connections: int, duration_s: float) -> dict[str, Any]:
-    """One wrk per ``(url, script)``, all at the same time, ``connections`` split evenly; the summed result."""
+def wrk_at_once(targets: list[tuple[str, Path]], connections: int, duration_s: int) -> dict[str, Any]:
+    """One wrk per ``(url, script)``, all at the same time for ``duration_s`` whole seconds (wrk takes no fractions),
+    ``connections`` split evenly; the summed result (requests/s added up, latencies in ms per replica)."""
     share = max(connections // len(targets), 1)
     threads = max(min(2, share), 1)
     processes = [
@@ -169,16 +180,40 @@ def wrk_at_once(targets: list[tuple[str, Path]], connections: int, duration_s: f
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` when it has none)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def memory_gib() -> float:
+    """The machine's memory in GiB (``MemTotal`` of /proc/meminfo)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024**2, 1)
+    return float("nan")
+
+
+def wrk_version() -> str:
+    """The first line of ``wrk -v`` (wrk prints it and exits 1)."""
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    return (done.stdout + done.stderr).strip().splitlines()[0]
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
+    parser.add_argument("--duration", type=int, default=10, help="whole seconds per wrk run (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per set-up and endpoint (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections in all (default 16)")
     args = parser.parse_args()
+    if args.duration < 1 or args.repeats < 1 or args.connections < 2:
+        parser.error("--duration and --repeats must be at least 1, --connections at least 2 (one per replica)")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
     before = uptime()
@@ -254,11 +289,20 @@ def main() -> None:
             "ratio_2_over_1": medians["2"] / medians["1"],
             "errors": sum(r["errors"] for found in per_count.values() for r in found),
         }
+        for count, found in per_count.items():  # latency of the slower replica in each run, median over runs
+            for key in ("p50", "p99"):
+                summary[endpoint][f"median_{key}_ms_{count}"] = statistics.median(
+                    max(r[f"{key}_ms_per_replica"]) for r in found
+                )
     document = {
-        "command": "python benchmarks/replicas.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["nice -n 10 .venv/bin/python benchmarks/replicas.py", *sys.argv[1:]]),
+        "nice": os.nice(0),
         "campaign_store": "postgresql" if store.startswith("postgresql") else "sqlite",
         "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "memory_gib": memory_gib(),
         "python": platform.python_version(),
+        "wrk": wrk_version(),
         "duration_s": args.duration,
         "repeats": args.repeats,
         "connections": args.connections,
@@ -272,21 +316,26 @@ def main() -> None:
     lines = [
         "# Two service replicas against one",
         "",
-        f"Command: `{document['command']}` ({document['cores']} cores, shared; campaign store "
-        f"{document['campaign_store']}). Each replica is `surrogate serve --workers 1`; load from `wrk`, "
-        f"{args.connections} connections in all split over the replicas, {args.duration:g} s per run, "
-        f"{args.repeats} alternating runs per set-up. The model is `surrogate train --models physics` on the "
-        "embedded data set (a reconstruction from the paper, not measurements).",
+        f"Command: `{document['command']}` (niceness {document['nice']}) on {document['cores']} cores "
+        f"({document['cpu']}), {document['memory_gib']} GiB, Python {document['python']}, {document['wrk']}; the "
+        f"machine was shared with a test-suite run. Campaign store: {document['campaign_store']}. Each replica is "
+        f"`surrogate serve --workers 1`; load from `wrk`, {args.connections} connections in all split over the "
+        f"replicas, {args.duration} s per run, {args.repeats} alternating runs per set-up. The served model is "
+        "`surrogate train --models physics` on the embedded data set (a reconstruction of Tan et al. 2021, not "
+        "measurements).",
         "",
         f"Load before: `{before}`; after: `{after}`.",
         "",
-        "| endpoint | 1 replica (req/s, median) | 2 replicas (req/s, median) | ratio 2/1 | errors |",
-        "|---|---|---|---|---|",
+        "| endpoint | 1 replica (req/s, median) | 2 replicas (req/s, median) | ratio 2/1 | p50 / p99 ms, 1 replica | "
+        "p50 / p99 ms, 2 replicas | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for endpoint, entry in summary.items():
         lines.append(
             f"| {endpoint} | {entry['median_requests_per_s_1_replica']:.1f} | "
-            f"{entry['median_requests_per_s_2_replicas']:.1f} | {entry['ratio_2_over_1']:.2f} | {entry['errors']} |"
+            f"{entry['median_requests_per_s_2_replicas']:.1f} | {entry['ratio_2_over_1']:.2f} | "
+            f"{entry['median_p50_ms_1']:.1f} / {entry['median_p99_ms_1']:.1f} | "
+            f"{entry['median_p50_ms_2']:.1f} / {entry['median_p99_ms_2']:.1f} | {entry['errors']} |"
         )
     lines += ["", "Every run (requests/s):", ""]
     for endpoint, per_count in runs.items():
@@ -294,6 +343,9 @@ def main() -> None:
             values = ", ".join(f"{r['requests_per_s']:.1f}" for r in found)
             lines.append(f"- {endpoint}, {count} replica(s): {values}")
     lines += [
+        "",
+        "Latencies: wrk's per replica; the slower replica's in each run, median over the runs. Errors: wrk's "
+        "connect, read, write, timeout and non-2xx/3xx counts, all runs.",
         "",
         "Two replicas share 2 cores with each other and with wrk, so the ratio stays under 2; it says how much a",
         "second process buys on this machine, not on two machines. Absolute requests/s move with the load.",

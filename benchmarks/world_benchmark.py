@@ -122,7 +122,11 @@ def objective_of(name: str):
 
 
 def suggester_sha256() -> str:
-    return hashlib.sha256((ROOT / "surrogate" / "suggester.py").read_bytes()).hexdigest()
+    """sha256 of the suggester's source, found through the imported package (a Dask worker runs a copy of this
+    file elsewhere, so paths relative to it do not hold there)."""
+    import surrogate.suggester
+
+    return hashlib.sha256(Path(surrogate.suggester.__file__).read_bytes()).hexdigest()
 
 
 class Loop:
@@ -352,17 +356,19 @@ def run_many(
     jobs = [delayed(run_method)(m, w, name, seed, value, budget) for m, w, name, seed, value in tasks]
     if backend == "loky":
         return list(Parallel(n_jobs=n_jobs, backend="loky")(jobs))
-    import cloudpickle
     from dask.distributed import Client, LocalCluster
 
-    module = sys.modules[run_method.__module__]
-    if module.__name__ != "__main__":  # imported (tests): send this module's code along, workers need no path to it
-        cloudpickle.register_pickle_by_value(module)
     if address is None:
         cluster = LocalCluster(n_workers=max(n_jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
         cluster, client = None, Client(address)
+    module = sys.modules[run_method.__module__]
+    if module.__name__ != "__main__":
+        # Imported (the tests load this file as module "world_benchmark"): Dask pickles its functions by reference,
+        # and a worker has no path to benchmarks/, so it could not unpickle a task (the run then waited forever).
+        # Client.upload_file ships this file to every worker, present and future, as an importable module.
+        client.upload_file(module.__file__)
     try:
         with parallel_config(backend="dask"):
             return list(Parallel(n_jobs=-1)(jobs))

@@ -119,5 +119,7 @@ class ModelHolder:
         while not self._stop.wait(every_s):
             try:
                 self.check()
+            except InputError as exc:  # no store or no champion yet (nothing trained): expected, one line
+                logger.warning("no @champion to check yet (%s); keeping the current model", exc)
             except Exception:  # the registry is down or the new version is broken: keep serving, try again later
                 logger.exception("checking the registry for a new @champion failed; keeping the current model")

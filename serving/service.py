@@ -41,6 +41,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from functools import partial, wraps
 from http import HTTPStatus
@@ -80,7 +81,14 @@ from serving.timeouts import BodyDeadlineMiddleware, use_header_deadline_protoco
 from serving.upload import ingest_endpoint
 from surrogate.dataset import EMBEDDED_DATA_NOTICE, trained_on_embedded_data
 from surrogate.design import CYCLES, DESIGN_FIELDS, MATERIAL
-from surrogate.errors import BusyError, ConflictError, DataValidationError, InputError, NotFoundError
+from surrogate.errors import (
+    BusyError,
+    ConflictError,
+    DataValidationError,
+    InputError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from surrogate.models.base import DesignBatch, design_batch
 from surrogate.models.base import Surrogate as SurrogateModel
 from surrogate.settings import get_settings
@@ -119,6 +127,16 @@ def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None
     return JSONResponse({"error": message, "detail": detail or [], **extra}, status_code=status)
 
 
+def _store_refused(exc: Exception) -> bool:
+    """A database-side refusal met mid-request: SQLAlchemy's pool timeout, a connection-level OperationalError, or
+    Optuna's StorageInternalError (which wraps them when ``optuna.load_study`` meets the shortage)."""
+    import optuna
+    import sqlalchemy.exc
+
+    refusals = (sqlalchemy.exc.TimeoutError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError)
+    return isinstance(exc, refusals)
+
+
 def error_answer(exc: Exception) -> JSONResponse:
     """The JSON answer for any exception: library and service errors by kind, anything else a logged 500."""
     if isinstance(exc, ServiceError):
@@ -136,6 +154,8 @@ def error_answer(exc: Exception) -> JSONResponse:
         return _error(HTTPStatus.BAD_REQUEST, f"{exc.source}: {len(detail)} problem(s)", detail)
     if isinstance(exc, InputError):
         return _error(HTTPStatus.BAD_REQUEST, str(exc))
+    if _store_refused(exc):  # the database refused a connection or the pool stayed empty: not the client's fault
+        return error_answer(StoreUnavailableError(f"the campaign store is busy or unreachable, retry later ({exc})"))
     request_id = new_request_id()
     logger.error("request %s: unexpected error", request_id, exc_info=exc)
     response = _error(
@@ -322,7 +342,7 @@ def load_surrogate(version: str | None = None) -> tuple[SurrogateModel, dict[str
     uri = get_settings().model_uri
     bento_tag = bento_model_tag()
     if uri is None and bento_tag is not None:
-        from _bentoml_impl.frameworks.mlflow import MLFLOW_MODEL_FOLDER
+        from bentoml.mlflow import MLFLOW_MODEL_FOLDER  # the folder bentoml.mlflow.import_model stores into
 
         stored = bentoml.models.get(bento_tag)
         model = tracking.load_champion(stored.path_of(MLFLOW_MODEL_FOLDER))
@@ -405,6 +425,7 @@ class Surrogate:
         if in_worker:
             die_with_parent()
         self._optuna_storage: Any = None
+        self._optuna_storage_lock = threading.Lock()  # one storage (one connection pool) per worker
         self.holder = ModelHolder(
             load=lambda version: load_surrogate(version) if version else load_surrogate(),
             wrap=_loaded,
@@ -449,12 +470,21 @@ class Surrogate:
 
     # ------------------------------------------------------------ campaigns
     def _storage(self) -> Any:
-        """The Optuna storage of campaigns (``SURROGATE_OPTUNA_STORAGE`` or the local default), opened once."""
-        if self._optuna_storage is None:
-            from surrogate.storage import get_storage
+        """The Optuna storage of campaigns (``SURROGATE_OPTUNA_STORAGE`` or the local default), opened once per
+        worker: concurrent first requests wait for one opening (measured before the lock: 64 concurrent first calls
+        opened a storage each, 67 PostgreSQL connections from 2 workers, and the server refused more clients).
+        A store that cannot be opened is the service's problem, not the client's: 503 with ``Retry-After``."""
+        with self._optuna_storage_lock:
+            if self._optuna_storage is None:
+                from surrogate.storage import get_storage
 
-            self._optuna_storage = get_storage()
-        return self._optuna_storage
+                try:
+                    self._optuna_storage = get_storage()
+                except BusyError:
+                    raise
+                except InputError as exc:
+                    raise StoreUnavailableError(f"the campaign store cannot be opened: {exc}") from None
+            return self._optuna_storage
 
     def _campaign(self, name: str) -> Any:
         """Campaign ``name``; 404 when there is none (the answer never lists the other campaigns)."""

@@ -63,3 +63,8 @@ class BusyError(InputError):
     def __init__(self, message: str, retry_after_s: int = 5) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StoreUnavailableError(BusyError):
+    """The campaign store could not be reached or had no connection to spare (a database that refuses more clients,
+    a pool that stayed empty): nothing was done, retry later. HTTP 503 with ``Retry-After``; CLI exit 2."""

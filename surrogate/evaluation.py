@@ -377,6 +377,58 @@ def _check_level(level: float) -> float:
     return check_level(level)  # one declaration of the allowed levels (surrogate.parameters.LEVEL_BOUNDS)
 
 
+def _run_folds(
+    plan: SplitPlan,
+    entry: dict[str, Any],
+    family_name: str,
+    min_rows: int,
+    target: str,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    meta: pd.DataFrame,
+    params: dict[str, Any],
+    level: float,
+) -> list[pd.DataFrame]:
+    """Fit and score every fold of ``plan`` (each fold's record goes to ``entry["folds"]``); the out-of-fold
+    predictions of the folds that could be fitted."""
+    parts = []
+    folds = plan.folds if plan.folds is not None else LeaveOneGroupOut().split(X, y, plan.groups)
+    for fold, (train, test) in enumerate(folds):
+        group = plan.fold_names[fold] if plan.fold_names is not None else _plain(plan.groups[test[0]])
+        record: dict[str, Any] = {"fold": fold, "group": group, "n_train": int(train.size), "n_test": int(test.size)}
+        entry["folds"].append(record)
+        if train.size < min_rows:
+            record["skipped"] = f"{train.size} training rows; {family_name} needs ≥ {min_rows}"
+            continue
+        try:
+            model = fit_model(family_name, target, X.iloc[train], y[train], meta.iloc[train], params)
+            mean, std = model.predict(X.iloc[test], return_std=True)
+        except InputError as exc:
+            record["skipped"] = f"fit refused the fold's data: {exc}"
+            continue
+        record.update(score_predictions(target, y[test], mean, std, level))
+        parts.append(meta.iloc[test].assign(fold=fold, y=y[test], mean=mean, std=std))
+    return parts
+
+
+def _score_split(plan: SplitPlan, entry: dict[str, Any], target: str, oof: pd.DataFrame, level: float) -> None:
+    """The split's overall scores from its out-of-fold predictions; forecasts also per cut and per protocol."""
+    entry["overall"] = score_predictions(target, oof["y"], oof["mean"], oof["std"], level)
+    if plan.fold_names is not None:  # forecasts: each cut point apart
+        entry["by_cut"] = {
+            name: score_predictions(target, part["y"], part["mean"], part["std"], level)
+            for name, part in zip(
+                plan.fold_names, (oof[oof["fold"] == k] for k in range(len(plan.fold_names))), strict=True
+            )
+            if len(part)
+        }
+    if plan.folds is not None and PROTOCOL in oof.columns:  # forecasts: each protocol's curves apart
+        entry["by_protocol"] = {
+            str(protocol): score_predictions(target, part["y"], part["mean"], part["std"], level)
+            for protocol, part in oof.groupby(PROTOCOL, sort=True)
+        }
+
+
 def cross_validate(
     family_name: str,
     target: str,
@@ -422,49 +474,13 @@ def cross_validate(
         result.splits[plan.name] = entry
         if plan.skipped:
             continue
-        parts = []
-        folds = plan.folds if plan.folds is not None else LeaveOneGroupOut().split(X, y, plan.groups)
-        for fold, (train, test) in enumerate(folds):
-            group = plan.fold_names[fold] if plan.fold_names is not None else _plain(plan.groups[test[0]])
-            record: dict[str, Any] = {
-                "fold": fold,
-                "group": group,
-                "n_train": int(train.size),
-                "n_test": int(test.size),
-            }
-            if train.size < spec.min_rows:
-                record["skipped"] = f"{train.size} training rows; {family_name} needs ≥ {spec.min_rows}"
-                entry["folds"].append(record)
-                continue
-            try:
-                model = fit_model(family_name, target, X.iloc[train], y[train], meta.iloc[train], params)
-                mean, std = model.predict(X.iloc[test], return_std=True)
-            except InputError as exc:
-                record["skipped"] = f"fit refused the fold's data: {exc}"
-                entry["folds"].append(record)
-                continue
-            record.update(score_predictions(target, y[test], mean, std, level))
-            entry["folds"].append(record)
-            parts.append(meta.iloc[test].assign(fold=fold, y=y[test], mean=mean, std=std))
+        parts = _run_folds(plan, entry, family_name, spec.min_rows, target, X, y, meta, params, level)
         if not parts:
             entry["skipped"] = "no fold could be fitted"
             continue
         oof = pd.concat(parts)
         result.predictions[plan.name] = oof
-        entry["overall"] = score_predictions(target, oof["y"], oof["mean"], oof["std"], level)
-        if plan.fold_names is not None:  # forecasts: each cut point apart
-            entry["by_cut"] = {
-                name: score_predictions(target, part["y"], part["mean"], part["std"], level)
-                for name, part in zip(
-                    plan.fold_names, (oof[oof["fold"] == k] for k in range(len(plan.fold_names))), strict=True
-                )
-                if len(part)
-            }
-        if plan.folds is not None and PROTOCOL in oof.columns:  # forecasts: each protocol's curves apart
-            entry["by_protocol"] = {
-                str(protocol): score_predictions(target, part["y"], part["mean"], part["std"], level)
-                for protocol, part in oof.groupby(PROTOCOL, sort=True)
-            }
+        _score_split(plan, entry, target, oof, level)
         if plan.selects:
             selecting.append(entry["overall"][SELECTION_METRIC])
             coverages.append(entry["overall"]["coverage"])

@@ -181,6 +181,26 @@ def _design_fields(row: pd.Series) -> dict[str, Any]:
     return fields
 
 
+def _write_cycling(out: Path, sample: str, rows: pd.DataFrame) -> dict[str, Any]:
+    """One sample's cycle-life rows as a battery-archive time series under ``out/cycling``; its manifest entry."""
+    rows = rows.sort_values(CYCLES)
+    cycles = rows[CYCLES].to_numpy(int)
+    if not np.array_equal(cycles, np.arange(1, len(rows) + 1)):
+        raise InputError(f"data: sample {sample}: cycling rows must be cycles 1, 2, ... without gaps")
+    c_rate = _number(rows[C_RATE].iloc[0]) if C_RATE in rows else None
+    c_rates = np.full(len(rows), c_rate or 0.1)
+    discharge = rows[CAPACITY_RETENTION].to_numpy(float) * NOMINAL_CAPACITY_AH
+    name = f"{sample}_timeseries.csv"
+    write_battery_archive(out / "cycling" / name, discharge, c_rates, float(rows[TEST_TEMP_C].iloc[0]))
+    entry = {"file": f"cycling/{name}", EXPERIMENT: "cycling", **_design_fields(rows.iloc[0])}
+    entry[PROTOCOL] = (
+        str(rows[PROTOCOL].iloc[0]) if PROTOCOL in rows and pd.notna(rows[PROTOCOL].iloc[0]) else "standard"
+    )
+    if c_rate is not None:
+        entry[C_RATE] = c_rate
+    return entry
+
+
 def write_raw_lab(
     out_dir: str | Path,
     data: pd.DataFrame | None = None,
@@ -234,22 +254,7 @@ def write_raw_lab(
             {"file": f"cycling/{name}", EXPERIMENT: "rate", **_design_fields(rows.iloc[0]), "c_rate_steps": steps}
         )
     for sample, rows in data[data[EXPERIMENT] == "cycling"].groupby(SAMPLE_ID, sort=True):
-        rows = rows.sort_values(CYCLES)
-        cycles = rows[CYCLES].to_numpy(int)
-        if not np.array_equal(cycles, np.arange(1, len(rows) + 1)):
-            raise InputError(f"data: sample {sample}: cycling rows must be cycles 1, 2, ... without gaps")
-        c_rate = _number(rows[C_RATE].iloc[0]) if C_RATE in rows else None
-        c_rates = np.full(len(rows), c_rate or 0.1)
-        discharge = rows[CAPACITY_RETENTION].to_numpy(float) * NOMINAL_CAPACITY_AH
-        name = f"{sample}_timeseries.csv"
-        write_battery_archive(out / "cycling" / name, discharge, c_rates, float(rows[TEST_TEMP_C].iloc[0]))
-        entry = {"file": f"cycling/{name}", EXPERIMENT: "cycling", **_design_fields(rows.iloc[0])}
-        entry[PROTOCOL] = (
-            str(rows[PROTOCOL].iloc[0]) if PROTOCOL in rows and pd.notna(rows[PROTOCOL].iloc[0]) else "standard"
-        )
-        if c_rate is not None:
-            entry[C_RATE] = c_rate
-        entries.append(entry)
+        entries.append(_write_cycling(out, str(sample), rows))
     if not entries:
         raise InputError("data: no conductivity, rate or cycling rows to write")
     defaults = {"thickness_nm": THICKNESS_NM, "diameter_mm": DIAMETER_MM, "circuit": DEFAULT_CIRCUIT}

@@ -211,6 +211,32 @@ def parse_descriptors(where: str, data: Any) -> Descriptors:
     )
 
 
+def _lab_numbers(kind: str, lab: Any, where: str) -> dict[str, Any]:
+    """A buffer entry's virtual-lab numbers (``rate_30c``, ``retention_100``: fractions or LabParameters names)."""
+    if kind != BUFFER_KIND and lab:
+        raise InputError(f"{where}.lab: virtual-lab numbers belong to buffer entries only")
+    if not isinstance(lab, dict) or set(lab) - {"rate_30c", "retention_100"}:
+        raise InputError(f"{where}.lab: give rate_30c and retention_100 (a fraction, or a LabParameters name)")
+    for key, value in lab.items():
+        if not isinstance(value, str):
+            number = _number(f"{where}.lab.{key}", value)
+            assert number is not None
+            if not 0.0 < number < 1.0:
+                raise InputError(f"{where}.lab.{key}: {number:g} must be a fraction between 0 and 1")
+    return lab
+
+
+def _temperature_bounds(kind: str, data: dict[str, Any], where: str) -> dict[str, tuple[float, float]]:
+    """A material entry's own plausible anneal and test temperature ranges (°C)."""
+    bounds = {}
+    for name in ("anneal_temp_c", "test_temp_c"):
+        if data.get(name) is not None:
+            if kind != MATERIAL_KIND:
+                raise InputError(f"{where}.{name}: temperature ranges belong to material entries only")
+            bounds[name] = _range(f"{where}.{name}", data[name])
+    return bounds
+
+
 def parse_entry(kind: str, data: Any, where: str) -> Material:
     """One :class:`Material` from a mapping of a materials file; :class:`InputError` naming ``where``."""
     if not isinstance(data, dict):
@@ -236,23 +262,8 @@ def parse_entry(kind: str, data: Any, where: str) -> Material:
     source = data.get("source", "")
     if not isinstance(source, str):
         raise InputError(f"{where}.source: give a text")
-    lab = data.get("lab") or {}
-    if kind != BUFFER_KIND and lab:
-        raise InputError(f"{where}.lab: virtual-lab numbers belong to buffer entries only")
-    if not isinstance(lab, dict) or set(lab) - {"rate_30c", "retention_100"}:
-        raise InputError(f"{where}.lab: give rate_30c and retention_100 (a fraction, or a LabParameters name)")
-    for key, value in lab.items():
-        if not isinstance(value, str):
-            number = _number(f"{where}.lab.{key}", value)
-            assert number is not None
-            if not 0.0 < number < 1.0:
-                raise InputError(f"{where}.lab.{key}: {number:g} must be a fraction between 0 and 1")
-    bounds = {}
-    for name in ("anneal_temp_c", "test_temp_c"):
-        if data.get(name) is not None:
-            if kind != MATERIAL_KIND:
-                raise InputError(f"{where}.{name}: temperature ranges belong to material entries only")
-            bounds[name] = _range(f"{where}.{name}", data[name])
+    lab = _lab_numbers(kind, data.get("lab") or {}, where)
+    bounds = _temperature_bounds(kind, data, where)
     return Material(
         id=material_id,
         kind=kind,

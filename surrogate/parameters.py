@@ -200,21 +200,29 @@ def value_problem(
         return hint
     below = value <= low if (parameter.low_open and low == parameter.low) else value < low
     if below or value > high:
-        if column == C_RATE and value <= 0:
-            return f"c_rate must be > 0 C; got {_fmt(value)}"
-        if column == CYCLES and value < 1:
-            return f"cycles must be >= 1; got {_fmt(value)}"
-        if hint:
-            return hint
-        if column == ANNEAL_TEMP_C:
-            return (
-                f"{_fmt(value)} °C is not a plausible anneal temperature ({_fmt(low)} to {_fmt(high)} °C; "
-                f"as-deposited is {_fmt(AS_DEPOSITED_C)})"
-            )
-        if column == TEST_TEMP_C:
-            return f"{_fmt(value)} °C is outside any plausible operating temperature ({_fmt(low)} to {_fmt(high)} °C)"
-        return f"{_fmt(value)} is outside the allowed range {parameter.bounds_text(low, high)}"
+        return _out_of_range(parameter, column, value, (low, high), hint)
     return None
+
+
+def _out_of_range(
+    parameter: NumericParameter, column: str, value: float, bounds: tuple[float, float], hint: str | None
+) -> str:
+    """The reason a value outside ``bounds`` (the bounds in force) is refused, in the parameter's own words."""
+    low, high = bounds
+    if column == C_RATE and value <= 0:
+        return f"c_rate must be > 0 C; got {_fmt(value)}"
+    if column == CYCLES and value < 1:
+        return f"cycles must be >= 1; got {_fmt(value)}"
+    if hint:
+        return hint
+    if column == ANNEAL_TEMP_C:
+        return (
+            f"{_fmt(value)} °C is not a plausible anneal temperature ({_fmt(low)} to {_fmt(high)} °C; "
+            f"as-deposited is {_fmt(AS_DEPOSITED_C)})"
+        )
+    if column == TEST_TEMP_C:
+        return f"{_fmt(value)} °C is outside any plausible operating temperature ({_fmt(low)} to {_fmt(high)} °C)"
+    return f"{_fmt(value)} is outside the allowed range {parameter.bounds_text(low, high)}"
 
 
 def value_warning(column: str, value: float) -> str | None:

@@ -173,6 +173,73 @@ def check_search(
         )
 
 
+def _search_study(
+    store: optuna.storages.BaseStorage,
+    study_name: str,
+    objectives: list[Objective],
+    space: DesignSpace,
+    seed: int,
+    model_label: str | None,
+) -> optuna.Study:
+    """The search's study (resumed when ``study_name`` exists with the same objectives), labelled for
+    optuna-dashboard: user attrs ``kind``, ``objectives``, ``units``, ``space``, ``model``; metric names."""
+    names = [o.name for o in objectives]
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        directions=["maximize"] * len(objectives),
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        load_if_exists=True,
+    )
+    previous = study.user_attrs.get("objectives")
+    if previous is not None and previous != names:
+        raise InputError(f"study {study_name!r} exists with other objectives ({previous}); pick another name")
+    if study.user_attrs.get("kind", STUDY_KIND) != STUDY_KIND:
+        raise InputError(f"study {study_name!r} is a {study.user_attrs['kind']}, not a search; pick another name")
+    study.set_user_attr("kind", STUDY_KIND)
+    study.set_user_attr("objectives", names)
+    study.set_user_attr("units", [o.unit for o in objectives])
+    study.set_user_attr("space", space.to_dict())
+    if model_label:
+        study.set_user_attr("model", model_label)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard shows
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{o.name} ({o.unit})" for o in objectives])
+    return study
+
+
+def _front_rows(
+    study: optuna.Study, feasible: list[optuna.trial.FrozenTrial], objectives: list[Objective], top: int
+) -> list[dict[str, Any]]:
+    """The designs of both fronts, each labelled (``front``), a design on both listed once, as supported;
+    one objective: the ``top`` best of each; several: the Pareto sets."""
+    supported = [t for t in feasible if not t.user_attrs.get("extrapolation", False)]
+    if len(objectives) == 1:
+        fronts = [
+            (SUPPORTED, sorted(supported, key=lambda t: t.values[0], reverse=True)),
+            (PROMISING, sorted(feasible, key=lambda t: t.values[0], reverse=True)),
+        ]
+    else:
+        best = {t.number for t in study.best_trials}  # Optuna's Pareto front (feasible trials only)
+        fronts = [(SUPPORTED, _pareto(supported)), (PROMISING, [t for t in _pareto(feasible) if t.number in best])]
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, int, int]] = set()
+    for label, chosen in fronts:
+        shown = 0
+        for trial in chosen:
+            design = {BUFFER: trial.params[BUFFER], ANNEAL_TEMP_C: trial.params[ANNEAL_TEMP_C]}
+            design[TEST_TEMP_C] = trial.params.get(TEST_TEMP_C, objectives[0].test_temp_c)
+            key = (design[BUFFER], round(design[ANNEAL_TEMP_C]), round(design[TEST_TEMP_C]))
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(design | {"trial": trial.number, "front": label})
+            shown += 1
+            if len(objectives) == 1 and shown >= top:
+                break
+    return rows
+
+
 def run_search(
     surrogate: Surrogate,
     objectives: list[Objective],
@@ -204,28 +271,7 @@ def run_search(
     storage_label = "in-memory" if isinstance(storage, optuna.storages.BaseStorage) else resolve_storage_url(storage)
     names = [o.name for o in objectives]
     study_name = study_name or f"{STUDY_PREFIX}{'+'.join(names)}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}"
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        directions=["maximize"] * len(objectives),
-        sampler=sampler,
-        load_if_exists=True,
-    )
-    previous = study.user_attrs.get("objectives")
-    if previous is not None and previous != names:
-        raise InputError(f"study {study_name!r} exists with other objectives ({previous}); pick another name")
-    if study.user_attrs.get("kind", STUDY_KIND) != STUDY_KIND:
-        raise InputError(f"study {study_name!r} is a {study.user_attrs['kind']}, not a search; pick another name")
-    study.set_user_attr("kind", STUDY_KIND)
-    study.set_user_attr("objectives", names)
-    study.set_user_attr("units", [o.unit for o in objectives])
-    study.set_user_attr("space", space.to_dict())
-    if model_label:
-        study.set_user_attr("model", model_label)
-    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard shows
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([f"{o.name} ({o.unit})" for o in objectives])
+    study = _search_study(store, study_name, objectives, space, seed, model_label)
     free_temp = any(o.test_temp_c is None for o in objectives)
 
     def objective_fn(trial: optuna.Trial) -> list[float]:
@@ -253,29 +299,7 @@ def run_search(
     feasible = [t for t in complete if all(v <= 0 for v in t.constraints.values())]
     if not feasible:
         raise InputError("search: no feasible design found; loosen the constraints or run more trials")
-    supported = [t for t in feasible if not t.user_attrs.get("extrapolation", False)]
-    if len(objectives) == 1:
-        fronts = [
-            (SUPPORTED, sorted(supported, key=lambda t: t.values[0], reverse=True)),
-            (PROMISING, sorted(feasible, key=lambda t: t.values[0], reverse=True)),
-        ]
-    else:
-        best = {t.number for t in study.best_trials}  # Optuna's Pareto front (feasible trials only)
-        fronts = [(SUPPORTED, _pareto(supported)), (PROMISING, [t for t in _pareto(feasible) if t.number in best])]
-    rows, seen = [], set()
-    for label, chosen in fronts:
-        shown = 0
-        for trial in chosen:
-            design = {BUFFER: trial.params[BUFFER], ANNEAL_TEMP_C: trial.params[ANNEAL_TEMP_C]}
-            design[TEST_TEMP_C] = trial.params.get(TEST_TEMP_C, objectives[0].test_temp_c)
-            key = (design[BUFFER], round(design[ANNEAL_TEMP_C]), round(design[TEST_TEMP_C]))
-            if key in seen:
-                continue
-            seen.add(key)
-            rows.append(design | {"trial": trial.number, "front": label})
-            shown += 1
-            if len(objectives) == 1 and shown >= top:
-                break
+    rows = _front_rows(study, feasible, objectives, top)
     designs = evaluate(surrogate, objectives, pd.DataFrame(rows), level)
     trials = pd.DataFrame(
         [

@@ -22,7 +22,7 @@ import json
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -213,6 +213,58 @@ def _insert(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
         connection.execute(sqlalchemy.insert(table), rows[start : start + INSERT_CHUNK_ROWS])
 
 
+def _finish_trials(
+    connection: Any, study_id: int, finish: list[Finish], now: datetime, value_row: Callable[[int, float], dict]
+) -> None:
+    """Inside the write transaction: finish pending trials (their attributes, value, then state), or raise
+    :class:`~surrogate.errors.ConflictError` when one is missing, already finished, or finished meanwhile."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    from surrogate.errors import ConflictError
+
+    running = optuna.trial.TrialState.RUNNING
+    trials = models.TrialModel.__table__
+    values = models.TrialValueModel.__table__
+    user_attrs = models.TrialUserAttributeModel.__table__
+    by_number = {f.number: f for f in finish}
+    found = connection.execute(
+        sqlalchemy.select(trials.c.number, trials.c.trial_id, trials.c.state).where(
+            trials.c.study_id == study_id, trials.c.number.in_(list(by_number))
+        )
+    ).all()
+    ids = {number: trial_id for number, trial_id, _ in found}
+    for number in by_number:
+        if number not in ids:
+            raise ConflictError(f"trial {number}: no such trial in the study", trial=number)
+    for number, _, state in found:
+        if state != running:
+            raise ConflictError(f"trial {number}: already {state.name.lower()}, not pending", trial=number)
+    keys = sorted({key for f in finish for key in f.user_attrs})
+    connection.execute(
+        sqlalchemy.delete(user_attrs).where(user_attrs.c.trial_id.in_(list(ids.values())), user_attrs.c.key.in_(keys))
+    )
+    _insert(
+        connection,
+        user_attrs,
+        [
+            {"trial_id": ids[f.number], "key": key, "value_json": json.dumps(value)}
+            for f in finish
+            for key, value in f.user_attrs.items()
+        ],
+    )
+    _insert(connection, values, [value_row(ids[f.number], f.value) for f in finish if f.value is not None])
+    for state in {f.state for f in finish}:  # the state last
+        chosen = [ids[f.number] for f in finish if f.state == state]
+        done = connection.execute(
+            sqlalchemy.update(trials)
+            .where(trials.c.trial_id.in_(chosen), trials.c.state == running)
+            .values(state=state, datetime_complete=now)
+        )
+        if done.rowcount != len(chosen):
+            raise ConflictError("another writer finished some of these trials at the same time; retry")
+
+
 def _write_trials_rdb(
     storage: optuna.storages.RDBStorage,
     study_id: int,
@@ -223,9 +275,6 @@ def _write_trials_rdb(
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
 
-    from surrogate.errors import ConflictError
-
-    running = optuna.trial.TrialState.RUNNING
     trials = models.TrialModel.__table__
     values = models.TrialValueModel.__table__
     params = models.TrialParamModel.__table__
@@ -251,44 +300,7 @@ def _write_trials_rdb(
             sqlalchemy.update(studies).where(studies.c.study_id == study_id).values(study_name=studies.c.study_name)
         )
         if finish:
-            by_number = {f.number: f for f in finish}
-            found = connection.execute(
-                sqlalchemy.select(trials.c.number, trials.c.trial_id, trials.c.state).where(
-                    trials.c.study_id == study_id, trials.c.number.in_(list(by_number))
-                )
-            ).all()
-            ids = {number: trial_id for number, trial_id, _ in found}
-            for number in by_number:
-                if number not in ids:
-                    raise ConflictError(f"trial {number}: no such trial in the study", trial=number)
-            for number, _, state in found:
-                if state != running:
-                    raise ConflictError(f"trial {number}: already {state.name.lower()}, not pending", trial=number)
-            keys = sorted({key for f in finish for key in f.user_attrs})
-            connection.execute(
-                sqlalchemy.delete(user_attrs).where(
-                    user_attrs.c.trial_id.in_(list(ids.values())), user_attrs.c.key.in_(keys)
-                )
-            )
-            _insert(
-                connection,
-                user_attrs,
-                [
-                    {"trial_id": ids[f.number], "key": key, "value_json": json.dumps(value)}
-                    for f in finish
-                    for key, value in f.user_attrs.items()
-                ],
-            )
-            _insert(connection, values, [value_row(ids[f.number], f.value) for f in finish if f.value is not None])
-            for state in {f.state for f in finish}:  # the state last
-                chosen = [ids[f.number] for f in finish if f.state == state]
-                done = connection.execute(
-                    sqlalchemy.update(trials)
-                    .where(trials.c.trial_id.in_(chosen), trials.c.state == running)
-                    .values(state=state, datetime_complete=now)
-                )
-                if done.rowcount != len(chosen):
-                    raise ConflictError("another writer finished some of these trials at the same time; retry")
+            _finish_trials(connection, study_id, finish, now, value_row)
         if not new:
             return []
         base = connection.execute(

@@ -94,7 +94,7 @@ def test_kill_9_marks_the_running_trial_failed_and_the_study_resumes(pg_url, stu
         time.sleep(0.1)
     time.sleep(0.3)  # past the running trial's first heartbeat
     os.kill(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=10)
+    worker.wait(timeout=60)
     completed = {t.number: t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
     assert len(completed) >= 3
     time.sleep(4.5)  # past the grace period
@@ -157,7 +157,7 @@ def test_concurrent_status_calls_never_exhaust_the_pool_and_busy_is_a_clean_503(
     time.sleep(0.6)  # the suggestions' leases ran out: a status must take the lock to reclaim them
     small_pool = optuna.storages.RDBStorage(
         database_url(pg_url),
-        engine_kwargs={"pool_size": 2, "max_overflow": 0, "pool_timeout": 20, "pool_pre_ping": True},
+        engine_kwargs={"pool_size": 2, "max_overflow": 0, "pool_timeout": 60, "pool_pre_ping": True},
     )
     instance = types.SimpleNamespace(_storage=lambda: small_pool)
     instance._campaign = lambda name: service.Surrogate.inner._campaign(instance, name)
@@ -181,7 +181,7 @@ def test_concurrent_status_calls_never_exhaust_the_pool_and_busy_is_a_clean_503(
     holder = threading.Thread(target=hold)
     holder.start()
     try:
-        assert held.wait(timeout=30)
+        assert held.wait(timeout=60)
         results: list[tuple[int, str | None]] = [(0, None)] * 32
         threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, answer(study_name))) for i in range(32)]
         for t in threads:
@@ -191,7 +191,7 @@ def test_concurrent_status_calls_never_exhaust_the_pool_and_busy_is_a_clean_503(
             t.join(timeout=120)
     finally:
         release.set()
-        holder.join(timeout=30)
+        holder.join(timeout=60)
     assert other_answer == (200, None)
     assert {code for code, _ in results} <= {200, 503}, results
     assert all(retry == str(storage_module.LOCK_RETRY_AFTER_S) for code, retry in results if code == 503)

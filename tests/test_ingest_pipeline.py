@@ -239,19 +239,20 @@ def test_sweeps_of_one_mpr_file_become_one_row_each(tmp_path):
     assert "row 3, column 'file': peis.mpr sweep 1 is listed already (entry 2)" in text
 
 
-def test_a_real_cell_above_its_reference_cycle_is_refused_naming_file_and_cycle(tmp_path):
-    """A real GCPL .mpr whose later cycles give 0.01% more than the first: the schema takes fractions 0 to 1,
-    so the rows are refused, each problem naming the entry, the file and the cycle; a later reference passes."""
+def test_a_real_cell_slightly_above_its_reference_cycle_is_kept_with_a_warning(tmp_path):
+    """A real GCPL .mpr whose later cycles give 0.01% more than the first: within the documented tolerance
+    (targets.FRACTION_ABOVE_ONE_TOLERANCE) the values are kept as measured, with a warning naming the file;
+    a later reference cycle also works."""
+    from surrogate.ingest.cycling import RetentionAboveOneWarning
+
     shutil.copy(RAW / "cycling" / "gcpl.issue_149.mpr", tmp_path / "gcpl.mpr")
     cell = {"file": "gcpl.mpr", "experiment": "cycling", "buffer": "none", "anneal_temp_c": 300, "test_temp_c": 25}
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(yaml.safe_dump({"files": [cell]}))
-    with pytest.raises(DataValidationError) as caught:
-        ingest(manifest)
-    assert caught.value.source == "manifest.yaml"
-    first = str(caught.value.problems[0])
-    assert first.startswith("row 1, column 'file': gcpl.mpr: cycles = 2 (counted from the reference cycle): ")
-    assert "capacity_retention 1.00009 is above 1" in first and "state a later reference_cycle" in first
+    with pytest.warns(RetentionAboveOneWarning, match="gcpl.mpr: capacity retention above 1"):
+        rows = ingest(manifest).rows
+    assert rows["cycles"].tolist() == [1, 2, 3, 4]
+    assert rows["capacity_retention"].max() == pytest.approx(1.000175, abs=5e-6)
     manifest.write_text(yaml.safe_dump({"files": [{**cell, "reference_cycle": 3}]}))
     rows = ingest(manifest).rows
     assert rows["cycles"].tolist() == [1, 2]

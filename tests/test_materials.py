@@ -244,7 +244,7 @@ def test_fifth_buffer_end_to_end_with_a_materials_file_and_data_only(
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with urllib.request.urlopen(request, timeout=60) as answer:
             assert answer.status == 200
             prediction = json.loads(answer.read())["predictions"][0]
     finally:
@@ -327,12 +327,24 @@ def test_estimators_store_the_vocabulary_they_learned(paper_data) -> None:
 
 
 def test_one_hot_model_refuses_a_buffer_it_never_saw_naming_the_known_ones(paper_data) -> None:
+    """handle_unknown='error' refuses, naming the known buffers; the default ('population') answers with the
+    mixture over the trained buffers, no sharper than the spread between them."""
     from surrogate.models.base import design_batch
 
-    model = _fit("trees", paper_data[paper_data[BUFFER] != "lipon"])
+    without_lipon = paper_data[paper_data[BUFFER] != "lipon"]
     design = design_batch([{"buffer": "lipon", "anneal_temp_c": 300, "test_temp_c": 25, "c_rate": 10}])
+    strict = _fit("trees", without_lipon, handle_unknown="error")
     with pytest.raises(InputError, match="lipon not in this model's training data; it knows none, llto_ncm, sio2"):
-        model.predict_batch(design, return_std=True)
+        strict.predict_batch(design, return_std=True)
+    mean, std = _fit("trees", without_lipon).predict_batch(design, return_std=True)
+    members = [
+        strict.predict_batch(
+            design_batch([{"buffer": b, "anneal_temp_c": 300, "test_temp_c": 25, "c_rate": 10}]), return_std=True
+        )[0][0]
+        for b in ("none", "llto_ncm", "sio2")
+    ]
+    assert mean[0] == pytest.approx(np.mean(members))
+    assert std[0] >= np.std(members)
 
 
 def test_descriptor_model_predicts_an_unseen_buffer_flagged_as_extrapolation(paper_data, catalogue) -> None:
@@ -442,8 +454,10 @@ def test_a_bundle_saved_before_this_change_loads_and_predicts_the_same(catalogue
         lower, mean, upper = (out[f"{target}_{part}"].to_numpy(float) for part in ("lower", "mean", "upper"))
         assert np.all((lower < mean) & (mean < upper))
     use_materials(EXAMPLE)
-    with pytest.raises(InputError, match="al2o3 not in this model's training data; it knows none, llto_ncm"):
-        old.predict([{"buffer": "al2o3", "anneal_temp_c": 300, "test_temp_c": 40, "c_rate": 10}])
+    # A buffer the old bundle never saw gets today's one policy (handle_unknown='population'): an answer, flagged.
+    unseen = old.predict([{"buffer": "al2o3", "anneal_temp_c": 300, "test_temp_c": 40, "c_rate": 10}])
+    assert unseen.loc[0, "extrapolation"]
+    assert any("buffer=al2o3" in reason for reason in unseen.loc[0, "extrapolation_reasons"])
     with pytest.raises(InputError, match="material: llto_bulk not in this model's training data; it knows llto_film"):
         old.predict([{"buffer": "none", "anneal_temp_c": 300, "test_temp_c": 40, "material": "llto_bulk"}])
 

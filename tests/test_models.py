@@ -297,7 +297,7 @@ def test_families_take_an_encoding_and_learn_their_vocabulary(data, name: str) -
     assert "buffer_class_oxide" in names and not any(n.startswith("material_") for n in names)  # one material
     mean, std = model.predict(X.iloc[:5], return_std=True)
     assert np.all(np.isfinite(mean)) and np.all(std > 0)
-    with pytest.raises(InputError, match="encoding: 'ordinal' is not one of onehot, descriptors"):
+    with pytest.raises(InputError, match="'encoding' parameter of .* must be a str among .*Got 'ordinal'"):
         make_model(name, RATE_RETENTION, encoding="ordinal", **params).fit(X, y)
 
 

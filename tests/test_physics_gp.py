@@ -80,6 +80,7 @@ def test_params_round_trip_and_clone():
         "features": "smooth",
         "film": None,
         "pooling": "partial",
+        "handle_unknown": "population",
     }
     copy = clone(model)
     assert copy.get_params() == params and copy is not model

@@ -15,7 +15,7 @@ import pytest
 from serving.metrics import REQUESTS, method_label, metrics_registry, route_template
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-TOKEN = "metrics-token"
+TOKEN = "s3cret-token"  # as tests/test_service.py: one app per process (conftest.surrogate_asgi_app) reads it once
 
 
 def test_route_template_keeps_routes_and_folds_the_rest():

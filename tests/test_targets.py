@@ -226,7 +226,7 @@ def test_fade_plan_has_forward_chaining_scored_on_later_cycles() -> None:
     data = load_default_dataset()
     X, y, meta = training_xy(data, CAPACITY_RETENTION)
     forward = next(p for p in split_plans(X, meta, CAPACITY_RETENTION) if p.name == "forward")
-    assert forward.folds is not None and len(forward.folds) == 2
+    assert forward.folds is not None and forward.fold_names == ["cut 40%", "cut 60%", "cut 80%"]
     cycles = meta["cycles"].to_numpy(float)
     curves = (meta["buffer"] + meta["protocol"]).to_numpy()
     for train, test in forward.folds:

@@ -244,49 +244,65 @@ def format_train_report(document: dict[str, Any]) -> str:
     if document.get("selection_rule"):
         lines.append(f"champion rule: {document['selection_rule']}")
     for target, entry in document["targets"].items():
-        lines.append(f"\n{target} [{entry['space']}], CV: {entry['cv_scheme']}")
-        lines.append(f"  {'family':10s} {'RMSE':>8s} {'MAE':>8s} {'R²':>8s} {'coverage':>9s}")
-        for family, scores in entry["families"].items():
-            mark = "  <- champion" if family == entry["champion"] else ""
-            lines.append(
-                f"  {family:10s} {_score(scores.get('rmse')):>8s} {_score(scores.get('mae')):>8s} "
-                f"{_score(scores.get('r2')):>8s} {_score(scores.get('coverage')):>9s}{mark}"
-            )
-        for family, reason in entry["skipped"].items():
-            lines.append(f"  {family:10s} skipped: {reason}")
-        if entry.get("champion_reason"):
-            lines.append(f"  champion {entry['champion']}: {entry['champion_reason']}")
-        if entry.get("sample_variance"):
-            variance = entry["sample_variance"]
-            lines.append(f"  fresh-sample spread {variance['between_variance'] ** 0.5:.3g} ({variance['source']})")
-        if entry["champion"] is None:
-            lines.append("  no champion: no family could be trained for this target")
-    if document["activation_energies"]:
-        lines.append("\nActivation energy per anneal state (physics baseline; σ·T form, and σ form where fitted):")
-        for row in document["activation_energies"]:
-            state = "as-deposited" if row[ANNEAL_TEMP_C] <= 25.0 else f"annealed {row[ANNEAL_TEMP_C]:g} °C"
-            sigma_form = (
-                f"; σ form {row['ea_sigma_ev']:.3f} ± {row['ea_sigma_se_ev']:.3f} eV"
-                if row.get("ea_sigma_ev") is not None and row.get("ea_sigma_se_ev") is not None
-                else ""
-            )
-            lines.append(f"  {state:18s} Ea = {row['ea_ev']:.3f} ± {row['ea_se_ev']:.3f} eV (σ·T form){sigma_form}")
+        lines += _target_lines(target, entry)
+    lines += _activation_energy_lines(document["activation_energies"])
     if document.get("kept"):
         lines.append("\nKept from the earlier champion (this data has too few rows of them):")
-        for target, origin in document["kept"].items():
-            lines.append(f"  {target}: the model of {origin}")
+        lines += [f"  {target}: the model of {origin}" for target, origin in document["kept"].items()]
     for target, warning in (document.get("coverage_warnings") or {}).items():
         lines.append(f"\nWARNING ({target}): {warning}")
     if document.get("tuned_params"):
         lines.append("\nTuned hyper-parameters (Optuna, best CV RMSE):")
-        for key, params in document["tuned_params"].items():
-            lines.append(f"  {key}: {params}")
+        lines += [f"  {key}: {params}" for key, params in document["tuned_params"].items()]
     lines.append(f"\ntrain time: {document['train_time_s']:.1f} s")
+    lines += _registration_lines(document)
+    return "\n".join(lines)
+
+
+def _target_lines(target: str, entry: dict[str, Any]) -> list[str]:
+    """One target's block of the report: every family's CV scores, the champion and why."""
+    lines = [f"\n{target} [{entry['space']}], CV: {entry['cv_scheme']}"]
+    lines.append(f"  {'family':10s} {'RMSE':>8s} {'MAE':>8s} {'R²':>8s} {'coverage':>9s}")
+    for family, scores in entry["families"].items():
+        mark = "  <- champion" if family == entry["champion"] else ""
+        lines.append(
+            f"  {family:10s} {_score(scores.get('rmse')):>8s} {_score(scores.get('mae')):>8s} "
+            f"{_score(scores.get('r2')):>8s} {_score(scores.get('coverage')):>9s}{mark}"
+        )
+    lines += [f"  {family:10s} skipped: {reason}" for family, reason in entry["skipped"].items()]
+    if entry.get("champion_reason"):
+        lines.append(f"  champion {entry['champion']}: {entry['champion_reason']}")
+    if entry.get("sample_variance"):
+        variance = entry["sample_variance"]
+        lines.append(f"  fresh-sample spread {variance['between_variance'] ** 0.5:.3g} ({variance['source']})")
+    if entry["champion"] is None:
+        lines.append("  no champion: no family could be trained for this target")
+    return lines
+
+
+def _activation_energy_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The Arrhenius fits per anneal state (eV), σ·T form and σ form where fitted."""
+    if not rows:
+        return []
+    lines = ["\nActivation energy per anneal state (physics baseline; σ·T form, and σ form where fitted):"]
+    for row in rows:
+        state = "as-deposited" if row[ANNEAL_TEMP_C] <= 25.0 else f"annealed {row[ANNEAL_TEMP_C]:g} °C"
+        sigma_form = (
+            f"; σ form {row['ea_sigma_ev']:.3f} ± {row['ea_sigma_se_ev']:.3f} eV"
+            if row.get("ea_sigma_ev") is not None and row.get("ea_sigma_se_ev") is not None
+            else ""
+        )
+        lines.append(f"  {state:18s} Ea = {row['ea_ev']:.3f} ± {row['ea_se_ev']:.3f} eV (σ·T form){sigma_form}")
+    return lines
+
+
+def _registration_lines(document: dict[str, Any]) -> list[str]:
+    """Which version was registered, whether it became the champion, the MLflow run and where to see it."""
     model = document["registered_model"]
     if model.get("promoted", True):
-        lines.append(f"registered: {model['name']} version {model['version']} (alias {model['alias']})")
+        lines = [f"registered: {model['name']} version {model['version']} (alias {model['alias']})"]
     else:
-        lines.append(f"registered: {model['name']} version {model['version']}, not the champion")
+        lines = [f"registered: {model['name']} version {model['version']}, not the champion"]
     if model.get("promotion"):
         lines.append(f"champion: {model['promotion']}")
     lines.append(
@@ -301,7 +317,7 @@ def format_train_report(document: dict[str, Any]) -> str:
         lines.append(f"open the UI with: surrogate ui   (then {url})")
     else:
         lines.append("open the UI with: surrogate ui")
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------- tune

@@ -47,6 +47,13 @@ segments. Per cycle:
   :data:`OUTLIER_MIN_FRACTION` of the reference capacity). Flagged cycles are kept in the table and
   left out of the retentions.
 
+**Retention above 1.** A real cell often gives a little more than its reference cycle while it settles
+(retention 1.0002 to 1.0023 in the real files of tests/data/raw/cycling). Such cycles are kept as
+measured, neither flagged nor clipped, and :func:`reduce_cycles` (and :func:`rate_retention` for a step
+above the 0.1 C step) warns with a :class:`RetentionAboveOneWarning` naming the file, the cycles and the
+largest value. The schema accepts a fraction up to 1 +
+:data:`~surrogate.targets.FRACTION_ABOVE_ONE_TOLERANCE` (1.01) and refuses more.
+
 A cycle counter that goes *down* (``87`` then ``1``: two files joined, or a restarted test) is an
 error naming the file and the line; so are a missing column, a non-number and a truncated row.
 
@@ -61,6 +68,7 @@ import csv
 import gzip
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +78,7 @@ import pandas as pd
 from surrogate.design import REFERENCE_C_RATE
 from surrogate.errors import InputError
 from surrogate.ingest.formats import MPR_MAGIC, load_mpr
+from surrogate.targets import FRACTION_ABOVE_ONE_TOLERANCE
 
 CYCLE = "cycle_index"
 STEP = "step_index"
@@ -316,6 +325,34 @@ def read_cycler(path: str | Path, fmt: str | None = None) -> CyclerData:
     spec = _FORMATS[detected]
     per_cycle = detected == "battery_archive" and all(k in positions for k in _BATTERY_ARCHIVE_CYCLE_DATA)
     per_cycle = per_cycle and "current (a)" not in positions
+    layout = _layout(path, spec, positions, header_index, decimal_comma=delimiter != ",")
+    frame = _data_rows(path, lines[header_index + 1 :], header_index + 1, delimiter, layout)
+    if frame.empty:
+        raise InputError(f"{path.name}: a {spec.display} header but no data rows")
+    return _checked(path, detected, frame, per_cycle)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a text export keeps what the reader uses: (field position, scale) of each canonical column, the
+    single capacity column with the state or current column that splits it, and the last field a row needs."""
+
+    used: dict[str, tuple[int, float]]
+    state_position: int | None
+    capacity: tuple[int, float] | None
+    current_position: int | None
+    decimal_comma: bool
+
+    @property
+    def needed(self) -> int:
+        positions = [p for p, _ in self.used.values()]
+        positions += [p for p in (self.state_position, self.current_position) if p is not None]
+        return max(positions + [self.capacity[0] if self.capacity else 0])
+
+
+def _layout(
+    path: Path, spec: CyclerFormat, positions: dict[str, int], header_index: int, decimal_comma: bool
+) -> _Layout:
     used: dict[str, tuple[int, float]] = {}
     for column in spec.columns:
         for name, scale in column.names:
@@ -330,16 +367,30 @@ def read_cycler(path: str | Path, fmt: str | None = None) -> CyclerData:
             f"{path.name}: line {header_index + 1}: a {spec.display} with one capacity column needs a State "
             "column (C = charge, D = discharge) or a current column to tell charge from discharge"
         )
-    decimal_comma = delimiter != ","
-    needed = max(
-        [p for p, _ in used.values()]
-        + [p for p in (state_position, current_position) if p is not None]
-        + [capacity[0] if capacity else 0]
-    )
+    return _Layout(used, state_position, capacity, current_position, decimal_comma)
+
+
+def _row_values(fields: list[str], layout: _Layout) -> dict[str, float]:
+    """One data row's canonical values; ValueError when a used field is not a number."""
+    values = {name: _number(fields[pos], layout.decimal_comma) * scale for name, (pos, scale) in layout.used.items()}
+    if layout.capacity is not None:
+        amount = _number(fields[layout.capacity[0]], layout.decimal_comma) * layout.capacity[1]
+        if layout.state_position is not None:
+            state = fields[layout.state_position].strip().upper()[:1]
+        else:
+            current = _number(fields[layout.current_position], layout.decimal_comma)
+            state = "C" if current > 0 else "D" if current < 0 else "R"
+        values[CHARGE_AH] = amount if state == "C" else math.nan
+        values[DISCHARGE_AH] = amount if state == "D" else math.nan
+    return values
+
+
+def _data_rows(path: Path, lines: list[str], first_index: int, delimiter: str, layout: _Layout) -> pd.DataFrame:
+    """The data lines (``lines[0]`` is file line ``first_index + 1``) as canonical columns plus ``line``."""
     rows: dict[str, list[float]] = {name: [] for name in (CYCLE, STEP, CHARGE_AH, DISCHARGE_AH)}
     line_numbers: list[int] = []
-    for index in range(header_index + 1, len(lines)):
-        line = lines[index]
+    needed = layout.needed
+    for index, line in enumerate(lines, start=first_index):
         if not line.strip():
             continue
         fields = _split(line, delimiter)
@@ -349,31 +400,20 @@ def read_cycler(path: str | Path, fmt: str | None = None) -> CyclerData:
                 f"field {needed + 1}: the file is truncated or the row is broken"
             )
         try:
-            values = {name: _number(fields[pos], decimal_comma) * scale for name, (pos, scale) in used.items()}
-            if capacity is not None:
-                amount = _number(fields[capacity[0]], decimal_comma) * capacity[1]
-                if state_position is not None:
-                    state = fields[state_position].strip().upper()[:1]
-                else:
-                    current = _number(fields[current_position], decimal_comma)
-                    state = "C" if current > 0 else "D" if current < 0 else "R"
-                values[CHARGE_AH] = amount if state == "C" else math.nan
-                values[DISCHARGE_AH] = amount if state == "D" else math.nan
+            values = _row_values(fields, layout)
         except ValueError:
-            positions_used = {name: pos for name, (pos, _) in used.items()}
-            if capacity is not None:
-                positions_used["capacity"] = capacity[0]
-            bad = next(n for n, pos in positions_used.items() if not _is_number(fields[pos], decimal_comma))
+            positions_used = {name: pos for name, (pos, _) in layout.used.items()}
+            if layout.capacity is not None:
+                positions_used["capacity"] = layout.capacity[0]
+            bad = next(n for n, pos in positions_used.items() if not _is_number(fields[pos], layout.decimal_comma))
             shown = fields[positions_used[bad]].strip()[:40]
             raise InputError(f"{path.name}: line {index + 1}: column {bad!r}: {shown!r} is not a number") from None
         for name in rows:
             rows[name].append(values.get(name, 0.0 if name == STEP else math.nan))
         line_numbers.append(index + 1)
-    if not line_numbers:
-        raise InputError(f"{path.name}: a {spec.display} header but no data rows")
     frame = pd.DataFrame(rows)
     frame["line"] = line_numbers
-    return _checked(path, detected, frame, per_cycle)
+    return frame
 
 
 def _checked(path: Path, detected: str, frame: pd.DataFrame, per_cycle: bool = False) -> CyclerData:
@@ -450,6 +490,26 @@ def _is_number(text: str, decimal_comma: bool) -> bool:
 
 
 # ------------------------------------------------------------------ reduction
+class RetentionAboveOneWarning(UserWarning):
+    """A kept retention above 1: the cell gave more than its reference (module docstring)."""
+
+
+def _warn_above_one(name: str, what: str, labels: list[str], values: np.ndarray, against: str) -> None:
+    """Warn that ``what`` is above 1 at ``labels`` (cycles or steps), kept as measured."""
+    if not labels:
+        return
+    largest = int(np.argmax(values))
+    shown = ", ".join(labels[:10]) + (f", ... ({len(labels)} in all)" if len(labels) > 10 else "")
+    limit = 1 + FRACTION_ABOVE_ONE_TOLERANCE
+    verdict = "kept as measured" if values[largest] <= limit else f"above {limit:g}, which the schema refuses"
+    warnings.warn(
+        f"{name}: {what} above 1 at {shown} (largest {values[largest]:.6g}, at {labels[largest]}): the cell gave "
+        f"more than {against}; {verdict}",
+        RetentionAboveOneWarning,
+        stacklevel=3,
+    )
+
+
 @dataclass
 class CycleTable:
     """Per-cycle results of one file: a frame with one row per cycle (see :func:`reduce_cycles`)."""
@@ -550,6 +610,15 @@ def reduce_cycles(data: CyclerData, reference_cycle: int | None = None) -> Cycle
             )
     table["flag"] = flags
     table["capacity_retention"] = np.where(flags == "", discharge / reference_capacity, np.nan)
+    if reference is not None:
+        above = (table[CYCLE].to_numpy() > reference) & (table["capacity_retention"].to_numpy() > 1)
+        _warn_above_one(
+            name,
+            "capacity retention",
+            [f"cycle {int(c)}" for c in table[CYCLE].to_numpy()[above]],
+            table["capacity_retention"].to_numpy()[above],
+            f"reference cycle {reference}",
+        )
     columns = [CYCLE, CHARGE_AH, DISCHARGE_AH, "coulombic_efficiency", "capacity_retention", "flag", "first_line"]
     return CycleTable(source=data, frame=table[columns].reset_index(drop=True), reference_cycle=reference)
 
@@ -644,6 +713,14 @@ def rate_retention(table: CycleTable, steps: tuple[RateStep, ...], first_cycle: 
     result = pd.DataFrame(records, columns=["c_rate", "cycles_used", DISCHARGE_AH, "first_cycle"])
     reference = result.loc[np.isclose(result["c_rate"], REFERENCE_C_RATE), DISCHARGE_AH].iloc[0]
     result["rate_retention"] = result[DISCHARGE_AH] / reference
+    above = ~np.isclose(result["c_rate"], REFERENCE_C_RATE) & (result["rate_retention"].to_numpy() > 1)
+    _warn_above_one(
+        name,
+        "rate retention",
+        [f"the {c:g} C step" for c in result["c_rate"][above]],
+        result["rate_retention"].to_numpy()[above],
+        f"its {REFERENCE_C_RATE:g} C step",
+    )
     return result
 
 
@@ -652,6 +729,7 @@ __all__ = [
     "CycleTable",
     "CyclerData",
     "RateStep",
+    "RetentionAboveOneWarning",
     "detect_format",
     "parse_rate_steps",
     "rate_retention",

@@ -337,6 +337,20 @@ _LOCATORS: dict[str, Callable[[list[str], str], _Table]] = {
 
 
 # ------------------------------------------------------------------ rows
+def _row_numbers(table: _Table, cells: list[str], row: int, problems: list[Problem]) -> list[float] | None:
+    """Frequency, Z' and Z'' of one data row; None after adding a problem for each cell that is not a number."""
+    numbers = []
+    for column, name in zip(table.columns, table.names, strict=True):
+        cell = cells[column].strip()
+        if table.decimal_comma:
+            cell = cell.replace(",", ".")
+        number = _to_float(cell)
+        if number is None:
+            problems.append(Problem(row, name, f"{cell!r} is not a finite number"))
+        numbers.append(number)
+    return None if None in numbers else numbers  # type: ignore[return-value]
+
+
 def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Every data row parsed and checked; every problem (line, column, reason) reported at once.
 
@@ -362,16 +376,8 @@ def _parse_rows(table: _Table, source: str) -> tuple[np.ndarray, np.ndarray, np.
             reason = f"{len(cells)} fields where the first data row has {expected_fields}"
             problems.append(Problem(row, None, reason + (": the file looks truncated" if truncated else "")))
             continue
-        numbers = []
-        for column, name in zip(table.columns, table.names, strict=True):
-            cell = cells[column].strip()
-            if table.decimal_comma:
-                cell = cell.replace(",", ".")
-            number = _to_float(cell)
-            if number is None:
-                problems.append(Problem(row, name, f"{cell!r} is not a finite number"))
-            numbers.append(number)
-        if None in numbers:
+        numbers = _row_numbers(table, cells, row, problems)
+        if numbers is None:
             continue
         frequency, real, imag = numbers
         if frequency <= 0:  # type: ignore[operator]

@@ -234,144 +234,188 @@ def _whole(value: Any) -> int:
     return int(number)
 
 
-def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[Problem]) -> ManifestEntry | None:
-    """One entry, or None after adding its problems to ``problems``."""
-    found: list[Problem] = []
+class _EntryCheck:
+    """The checks of one manifest entry, one method per field or group of fields; each adds its problems to
+    ``found`` and returns the checked value (None when missing or refused)."""
 
-    def problem(field: str | None, reason: str) -> None:
-        found.append(Problem(row, field, reason))
+    def __init__(self, record: dict[str, Any], row: int) -> None:
+        self.record = record
+        self.row = row
+        self.get = {k: (None if _blank(v) else v) for k, v in record.items()}
+        self.found: list[Problem] = []
 
-    for key in record:
-        if key not in FIELDS:
-            close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(FIELDS)}"
-            problem(key, f"unknown field {key!r}{hint}")
-    get = {k: (None if _blank(v) else v) for k, v in record.items()}
+    def problem(self, field: str | None, reason: str) -> None:
+        self.found.append(Problem(self.row, field, reason))
 
-    file_path = None
-    if get.get(FILE) is None:
-        problem(FILE, "missing: every entry names its raw file")
-    else:
-        file_path = (folder / str(get[FILE]).strip()).resolve()
+    def unknown_fields(self) -> None:
+        for key in self.record:
+            if key not in FIELDS:
+                close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(FIELDS)}"
+                self.problem(key, f"unknown field {key!r}{hint}")
+
+    def file(self, folder: Path) -> Path | None:
+        if self.get.get(FILE) is None:
+            self.problem(FILE, "missing: every entry names its raw file")
+            return None
+        file_path = (folder / str(self.get[FILE]).strip()).resolve()
         if not file_path.is_file():
-            problem(FILE, f"{get[FILE]}: no such file (looked in {folder})")
+            self.problem(FILE, f"{self.get[FILE]}: no such file (looked in {folder})")
+        return file_path
 
-    experiment = str(get.get(EXPERIMENT) or "").strip().lower()
-    if not experiment:
-        problem(EXPERIMENT, f"missing: say what the file measured ({', '.join(EXPERIMENTS)})")
-    elif experiment not in EXPERIMENTS:
-        problem(EXPERIMENT, f"{get[EXPERIMENT]!r} is not one of {', '.join(EXPERIMENTS)}")
+    def experiment(self) -> str:
+        experiment = str(self.get.get(EXPERIMENT) or "").strip().lower()
+        if not experiment:
+            self.problem(EXPERIMENT, f"missing: say what the file measured ({', '.join(EXPERIMENTS)})")
+        elif experiment not in EXPERIMENTS:
+            self.problem(EXPERIMENT, f"{self.get[EXPERIMENT]!r} is not one of {', '.join(EXPERIMENTS)}")
+        return experiment
 
-    buffer = material = None
-    if get.get(BUFFER) is None:
-        problem(BUFFER, "missing: the buffer layer ('none' for a bare film)")
-    else:
+    def buffer(self) -> str | None:
+        if self.get.get(BUFFER) is None:
+            self.problem(BUFFER, "missing: the buffer layer ('none' for a bare film)")
+            return None
         try:
-            buffer = canonical_buffer(get[BUFFER])
+            return canonical_buffer(self.get[BUFFER])
         except InputError as exc:
-            problem(BUFFER, str(exc))
-    try:
-        material = canonical_material(get.get(MATERIAL))
-    except InputError as exc:
-        problem(MATERIAL, str(exc))
+            self.problem(BUFFER, str(exc))
+            return None
 
-    temps: dict[str, float] = {}
-    for column in (ANNEAL_TEMP_C, TEST_TEMP_C):
-        if get.get(column) is None:
-            problem(column, "missing (°C)")
-            continue
+    def material(self) -> str | None:
         try:
-            value = _number(get[column])
-        except (TypeError, ValueError):
-            problem(column, f"{get[column]!r} is not a number (°C)")
-            continue
-        why = parameters.value_problem(column, value, material=material)
-        if why:
-            problem(column, why)
-        else:
-            temps[column] = value
+            return canonical_material(self.get.get(MATERIAL))
+        except InputError as exc:
+            self.problem(MATERIAL, str(exc))
+            return None
 
-    thickness = area = None
-    circuit = str(get.get(CIRCUIT) or DEFAULT_CIRCUIT).strip()
-    if experiment == "conductivity":
-        if get.get(THICKNESS_NM) is None:
-            problem(THICKNESS_NM, "missing: σ = thickness / (R_bulk · area) needs the film thickness (nm)")
-        else:
+    def temperatures(self, material: str | None) -> dict[str, float]:
+        temps: dict[str, float] = {}
+        for column in (ANNEAL_TEMP_C, TEST_TEMP_C):
+            if self.get.get(column) is None:
+                self.problem(column, "missing (°C)")
+                continue
             try:
-                thickness = _range(get[THICKNESS_NM], THICKNESS_NM, THICKNESS_BOUNDS_NM, "nm")
-            except ValueError as exc:
-                problem(THICKNESS_NM, str(exc))
-        has_area, has_diameter = get.get(AREA_MM2) is not None, get.get(DIAMETER_MM) is not None
+                value = _number(self.get[column])
+            except (TypeError, ValueError):
+                self.problem(column, f"{self.get[column]!r} is not a number (°C)")
+                continue
+            why = parameters.value_problem(column, value, material=material)
+            if why:
+                self.problem(column, why)
+            else:
+                temps[column] = value
+        return temps
+
+    def thickness(self) -> tuple[float, float] | None:
+        if self.get.get(THICKNESS_NM) is None:
+            self.problem(THICKNESS_NM, "missing: σ = thickness / (R_bulk · area) needs the film thickness (nm)")
+            return None
+        try:
+            return _range(self.get[THICKNESS_NM], THICKNESS_NM, THICKNESS_BOUNDS_NM, "nm")
+        except ValueError as exc:
+            self.problem(THICKNESS_NM, str(exc))
+            return None
+
+    def area(self) -> tuple[float, float] | None:
+        """The electrode area (mm²), given as an area or a diameter (mm), not both."""
+        has_area, has_diameter = self.get.get(AREA_MM2) is not None, self.get.get(DIAMETER_MM) is not None
         if has_area == has_diameter:
             reason = "give one of them, not both" if has_area else "missing: σ needs the electrode area"
-            problem(AREA_MM2, f"{AREA_MM2} or {DIAMETER_MM}: {reason}")
-        else:
-            try:
-                if has_area:
-                    area = _range(get[AREA_MM2], AREA_MM2, AREA_BOUNDS_MM2, "mm²")
-                else:
-                    low, high = _range(get[DIAMETER_MM], DIAMETER_MM, DIAMETER_BOUNDS_MM, "mm")
-                    area = (math.pi * low**2 / 4.0, math.pi * high**2 / 4.0)
-            except ValueError as exc:
-                problem(AREA_MM2 if has_area else DIAMETER_MM, str(exc))
-
-    steps: tuple[RateStep, ...] = ()
-    if experiment == "rate":
-        if get.get(C_RATE_STEPS) is None:
-            problem(C_RATE_STEPS, "missing: a rate test needs its steps as C-rate:cycles, e.g. '0.1:5 1:5 5:5'")
-        else:
-            try:
-                steps = parse_rate_steps(str(get[C_RATE_STEPS]))
-            except InputError as exc:
-                problem(C_RATE_STEPS, str(exc).removeprefix(f"{C_RATE_STEPS}: "))
-
-    integers: dict[str, int | None] = {}
-    for column in (FIRST_CYCLE, REFERENCE_CYCLE, TRIAL, SWEEP):
-        integers[column] = None
-        if get.get(column) is not None:
-            try:
-                integers[column] = _whole(get[column])
-            except (TypeError, ValueError):
-                what = {TRIAL: "a trial number", SWEEP: "a sweep number"}.get(column, "a cycle number")
-                problem(column, f"{get[column]!r} is not {what} (a whole number >= 0)")
-
-    c_rate = None
-    if get.get(C_RATE) is not None:
+            self.problem(AREA_MM2, f"{AREA_MM2} or {DIAMETER_MM}: {reason}")
+            return None
         try:
-            c_rate = _number(get[C_RATE])
-            why = parameters.value_problem(C_RATE, c_rate)
-            if why:
-                problem(C_RATE, why)
-        except (TypeError, ValueError):
-            problem(C_RATE, f"{get[C_RATE]!r} is not a number (C)")
-    protocol = DEFAULT_PROTOCOL
-    if get.get(PROTOCOL) is not None:
+            if has_area:
+                return _range(self.get[AREA_MM2], AREA_MM2, AREA_BOUNDS_MM2, "mm²")
+            low, high = _range(self.get[DIAMETER_MM], DIAMETER_MM, DIAMETER_BOUNDS_MM, "mm")
+            return (math.pi * low**2 / 4.0, math.pi * high**2 / 4.0)
+        except ValueError as exc:
+            self.problem(AREA_MM2 if has_area else DIAMETER_MM, str(exc))
+            return None
+
+    def rate_steps(self) -> tuple[RateStep, ...]:
+        if self.get.get(C_RATE_STEPS) is None:
+            self.problem(C_RATE_STEPS, "missing: a rate test needs its steps as C-rate:cycles, e.g. '0.1:5 1:5 5:5'")
+            return ()
         try:
-            protocol = canonical_protocol(get[PROTOCOL])
+            return parse_rate_steps(str(self.get[C_RATE_STEPS]))
         except InputError as exc:
-            problem(PROTOCOL, str(exc))
-    fmt = None
-    if get.get(FORMAT) is not None:
-        fmt = str(get[FORMAT]).strip().lower()
-        if experiment in ("rate", "cycling") and fmt not in FORMATS:
-            problem(FORMAT, f"{fmt!r} is not a cycler format this reader knows ({', '.join(FORMATS)})")
+            self.problem(C_RATE_STEPS, str(exc).removeprefix(f"{C_RATE_STEPS}: "))
+            return ()
 
-    problems.extend(found)
-    if found or file_path is None or buffer is None or material is None:
+    def integers(self) -> dict[str, int | None]:
+        integers: dict[str, int | None] = {}
+        for column in (FIRST_CYCLE, REFERENCE_CYCLE, TRIAL, SWEEP):
+            integers[column] = None
+            if self.get.get(column) is not None:
+                try:
+                    integers[column] = _whole(self.get[column])
+                except (TypeError, ValueError):
+                    what = {TRIAL: "a trial number", SWEEP: "a sweep number"}.get(column, "a cycle number")
+                    self.problem(column, f"{self.get[column]!r} is not {what} (a whole number >= 0)")
+        return integers
+
+    def c_rate(self) -> float | None:
+        if self.get.get(C_RATE) is None:
+            return None
+        try:
+            c_rate = _number(self.get[C_RATE])
+        except (TypeError, ValueError):
+            self.problem(C_RATE, f"{self.get[C_RATE]!r} is not a number (C)")
+            return None
+        why = parameters.value_problem(C_RATE, c_rate)
+        if why:
+            self.problem(C_RATE, why)
+        return c_rate
+
+    def protocol(self) -> str:
+        if self.get.get(PROTOCOL) is None:
+            return DEFAULT_PROTOCOL
+        try:
+            return canonical_protocol(self.get[PROTOCOL])
+        except InputError as exc:
+            self.problem(PROTOCOL, str(exc))
+            return DEFAULT_PROTOCOL
+
+    def format(self, experiment: str) -> str | None:
+        if self.get.get(FORMAT) is None:
+            return None
+        fmt = str(self.get[FORMAT]).strip().lower()
+        if experiment in ("rate", "cycling") and fmt not in FORMATS:
+            self.problem(FORMAT, f"{fmt!r} is not a cycler format this reader knows ({', '.join(FORMATS)})")
+        return fmt
+
+
+def _check_entry(record: dict[str, Any], row: int, folder: Path, problems: list[Problem]) -> ManifestEntry | None:
+    """One entry, or None after adding its problems to ``problems``."""
+    check = _EntryCheck(record, row)
+    check.unknown_fields()
+    file_path = check.file(folder)
+    experiment = check.experiment()
+    buffer = check.buffer()
+    material = check.material()
+    temps = check.temperatures(material)
+    thickness = check.thickness() if experiment == "conductivity" else None
+    area = check.area() if experiment == "conductivity" else None
+    steps = check.rate_steps() if experiment == "rate" else ()
+    integers = check.integers()
+    c_rate = check.c_rate()
+    protocol = check.protocol()
+    fmt = check.format(experiment)
+    problems.extend(check.found)
+    if check.found or file_path is None or buffer is None or material is None:
         return None
-    sample_id = str(get.get(SAMPLE_ID) or file_path.name.split(".")[0]).strip()
     return ManifestEntry(
         row=row,
         file=file_path,
         experiment=experiment,
-        sample_id=sample_id,
+        sample_id=str(check.get.get(SAMPLE_ID) or file_path.name.split(".")[0]).strip(),
         buffer=buffer,
         material=material,
         anneal_temp_c=temps[ANNEAL_TEMP_C],
         test_temp_c=temps[TEST_TEMP_C],
         thickness_nm=thickness,
         area_mm2=area,
-        circuit=circuit,
+        circuit=str(check.get.get(CIRCUIT) or DEFAULT_CIRCUIT).strip(),
         sweep=integers[SWEEP],
         c_rate_steps=steps,
         first_cycle=integers[FIRST_CYCLE],

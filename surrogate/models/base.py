@@ -304,6 +304,39 @@ def _category_column(column: str, values: Any, n: int, problems: list[tuple[int,
     return np.array([mapping[v] for v in objects.tolist()], dtype=np.intp)
 
 
+def _numeric_column(
+    column: str, raw: Any, default: float | None, material_ids: np.ndarray, problems: list[tuple[int, str]]
+) -> np.ndarray:
+    """One numeric design column as floats (blanks take ``default`` when there is one); its problems are added
+    to ``problems`` as (design index, reason), bounds checked per material by :func:`parameters.value_problem`."""
+    n = len(material_ids)
+    try:
+        values, absent = _as_numbers(raw)
+    except OverflowError:
+        problems.append((0, f"{column}: a value is far too large to be a number of {column}"))
+        return np.full(n, np.nan)
+    if default is not None and absent.any():
+        values = np.where(absent, default, values)
+        absent = np.zeros(n, dtype=bool)
+    finite = np.isfinite(values)
+    if not finite.all():
+        shown = raw.tolist() if isinstance(raw, pd.Series) else raw
+        for i in np.flatnonzero(np.isnan(values)):
+            what = "missing (required)" if absent[i] else f"{shown[i]!r} is not a number"
+            problems.append((i, f"{column}: {what}"))
+        for i in np.flatnonzero(np.isinf(values)):
+            problems.append((i, f"{column}: must be finite, got {values[i]}"))
+    suspect = finite & _suspect(column, np.where(finite, values, 0.0))
+    if suspect.any():
+        pairs = dict.fromkeys(zip(values[suspect].tolist(), material_ids[suspect].tolist(), strict=True))
+        for value, material in pairs:
+            why = parameters.value_problem(column, float(value), material=material)
+            if why:
+                rows = np.flatnonzero((values == value) & (material_ids == material))
+                problems += [(i, f"{column}: {why}") for i in rows]
+    return values
+
+
 def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any]) -> DesignBatch:
     """Validated canonical designs as arrays: every contract field present, defaults filled, ids canonical.
 
@@ -330,33 +363,8 @@ def design_batch(designs: pd.DataFrame | list[dict[str, Any]] | Mapping[str, Any
     for column in _NUMERIC_FIELDS:
         if column not in raw:
             numbers[column] = np.full(n, defaults[column])
-            continue
-        try:
-            values, absent = _as_numbers(raw[column])
-        except OverflowError:
-            problems.append((0, f"{column}: a value is far too large to be a number of {column}"))
-            numbers[column] = np.full(n, np.nan)
-            continue
-        if column in defaults and absent.any():
-            values = np.where(absent, defaults[column], values)
-            absent = np.zeros(n, dtype=bool)
-        finite = np.isfinite(values)
-        if not finite.all():
-            shown = raw[column].tolist() if isinstance(raw[column], pd.Series) else raw[column]
-            for i in np.flatnonzero(np.isnan(values)):
-                what = "missing (required)" if absent[i] else f"{shown[i]!r} is not a number"
-                problems.append((i, f"{column}: {what}"))
-            for i in np.flatnonzero(np.isinf(values)):
-                problems.append((i, f"{column}: must be finite, got {values[i]}"))
-        suspect = finite & _suspect(column, np.where(finite, values, 0.0))
-        if suspect.any():
-            pairs = dict.fromkeys(zip(values[suspect].tolist(), material_ids[suspect].tolist(), strict=True))
-            for value, material in pairs:
-                why = parameters.value_problem(column, float(value), material=material)
-                if why:
-                    rows = np.flatnonzero((values == value) & (material_ids == material))
-                    problems += [(i, f"{column}: {why}") for i in rows]
-        numbers[column] = values
+        else:
+            numbers[column] = _numeric_column(column, raw[column], defaults.get(column), material_ids, problems)
     if problems:
         problems.sort(key=lambda p: p[0])
         shown = [f"design {i + 1}: {why}" for i, why in problems[:20]]

@@ -30,7 +30,6 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process._gpr import GPR_CHOLESKY_LOWER
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
@@ -172,7 +171,7 @@ def gp_posterior(
         mean = np.squeeze(mean, axis=1)
     if not return_std:
         return mean
-    v = solve_triangular(gp.L_, k_trans.T, lower=GPR_CHOLESKY_LOWER, check_finite=False)
+    v = solve_triangular(gp.L_, k_trans.T, lower=True, check_finite=False)  # L_ is the lower Cholesky factor
     variance = gp.kernel_.diag(z).copy()
     variance -= np.einsum("ij,ji->i", v.T, v)
     negative = variance < 0
