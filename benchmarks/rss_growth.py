@@ -21,13 +21,20 @@ Services:
   :func:`serving.timeouts.use_header_deadline_protocol`), ``freeze`` (the ``gc.freeze()`` in the service's
   ``__init__``), joined by ``+``.
 
-Each variant runs as given and, with ``--arena``, again with ``MALLOC_ARENA_MAX`` (default 2) in the server's
-environment (the workers inherit it; the script checks their ``/proc/PID/environ``). Writes
-``benchmarks/results/rss_growth.json`` and ``rss_growth.md``; memory in MiB. The machine is shared, so read the
-ratios (after/before, and each variant's growth against ``ours``), not the absolute figures. Usage::
+Each variant runs with each of ``--settings`` (the service itself unchanged; :data:`SETTINGS`): ``as-is``;
+``arena2`` (``MALLOC_ARENA_MAX=2``), ``arena2-trim`` (and ``MALLOC_TRIM_THRESHOLD_=131072``), ``otel-sdk-off``
+(``OTEL_SDK_DISABLED=true``) in the server's environment (the workers inherit it; the script checks their
+``/proc/PID/environ``); ``untraced`` and ``timeout5``, a BentoML configuration file (``BENTOML_CONFIG``) that
+excludes every URL from BentoML's OpenTelemetry middleware (``tracing.excluded_urls: '.*'``) or sets the traffic
+timeout to 5 s. After its requests the minimal service answers ``POST /probe`` with one worker's timers still
+scheduled on its event loop (by callback) and the OpenTelemetry SDK spans alive in it: what the memory holds.
+
+Writes ``benchmarks/results/<--output>.json`` and ``.md`` (default ``rss_growth``); memory in MiB. The machine is
+shared, so read the ratios (after/before, and each row's growth against ``ours`` as-is), not the absolute
+figures. Usage::
 
     nice -n 10 .venv/bin/python benchmarks/rss_growth.py [--requests 20000] [--variants ours,minimal]
-        [--arena 2] [--idle 15]
+        [--settings as-is,arena2,untraced] [--idle 15] [--output rss_growth]
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,8 +63,14 @@ MEMORY_GOAL_RATIO = 1.10
 """Issue 18's goal: after 20,000 requests the workers' resident memory at most 10 % above before."""
 ABLATIONS = ("metrics", "deadline", "guard", "header", "freeze")
 DEFAULT_VARIANTS = "ours,minimal"
+DEFAULT_SETTINGS = "as-is,arena2,untraced"
 
-MINIMAL_SERVICE = '''"""A minimal BentoML service: one API returning a constant, 2 workers, our service's options."""
+MINIMAL_SERVICE = '''"""A minimal BentoML service: one API returning a constant, 2 workers, our service's options; and a probe."""
+
+import asyncio
+import collections
+import gc
+import os
 
 import bentoml
 
@@ -72,6 +86,20 @@ class Minimal:
     @bentoml.api
     def constant(self) -> dict:
         return {"answer": 42}
+
+    @bentoml.api
+    async def probe(self) -> dict:
+        """This worker's timers still scheduled on its event loop (by callback) and OpenTelemetry spans alive."""
+        from opentelemetry.sdk.trace import Span
+
+        loop = asyncio.get_running_loop()
+        timers = collections.Counter(
+            getattr(getattr(h, "_callback", None), "__qualname__", "other")
+            for h in getattr(loop, "_scheduled", [])
+            if not h.cancelled()
+        )
+        spans = sum(isinstance(o, Span) for o in gc.get_objects())
+        return {"pid": os.getpid(), "scheduled_timers": dict(timers), "live_spans": spans}
 '''
 
 ABLATED_SERVICE = '''"""Our service with parts switched off (RSS_GROWTH_OFF, names joined by +): a throwaway wrapper, not the product."""
@@ -134,9 +162,36 @@ def slope_per_1000(points: list[tuple[int, float]]) -> float:
     return 1000 * sxy / sxx
 
 
+SETTINGS: dict[str, str] = {
+    "as-is": "nothing added",
+    "arena2": "MALLOC_ARENA_MAX=2 in the server's environment",
+    "arena2-trim": "MALLOC_ARENA_MAX=2 and MALLOC_TRIM_THRESHOLD_=131072 in the server's environment",
+    "untraced": "BENTOML_CONFIG: services.NAME.tracing.excluded_urls: '.*' (OpenTelemetry skips every request)",
+    "otel-sdk-off": "OTEL_SDK_DISABLED=true in the server's environment (no-op tracer)",
+    "timeout5": "BENTOML_CONFIG: services.NAME.traffic.timeout: 5 (BentoML's per-request timer lives 5 s, not 60)",
+}
+"""What each setting adds to a server (the service unchanged); NAME is the service's BentoML name."""
+
+
+def _setting_env(home: Path, setting: str, service_name: str) -> dict[str, str]:
+    """The environment variables of ``setting`` (a BentoML configuration file written into ``home`` if needed)."""
+    if setting == "arena2":
+        return {"MALLOC_ARENA_MAX": "2"}
+    if setting == "arena2-trim":
+        return {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    if setting == "otel-sdk-off":
+        return {"OTEL_SDK_DISABLED": "true"}
+    if setting in ("untraced", "timeout5"):
+        inner = "tracing:\n      excluded_urls: '.*'" if setting == "untraced" else "traffic:\n      timeout: 5"
+        config = home / f"bentoml-{service_name}-{setting}.yaml"
+        config.write_text(f"services:\n  {service_name}:\n    {inner}\n")
+        return {"BENTOML_CONFIG": str(config)}
+    return {}
+
+
 @contextlib.contextmanager
-def server(home: Path, service: str, off: str, arena: int | None) -> Iterator[tuple[str, int, list[str]]]:
-    """A fresh 2-worker server of ``service`` (``ours`` or ``minimal``); (url, server pid, command)."""
+def server(home: Path, service: str, off: str, setting: str) -> Iterator[tuple[str, int, list[str], dict[str, str]]]:
+    """A fresh 2-worker server of ``service`` (``ours`` or ``minimal``) with ``setting``; (url, pid, command, env added)."""
     env = dict(
         os.environ,
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
@@ -148,10 +203,15 @@ def server(home: Path, service: str, off: str, arena: int | None) -> Iterator[tu
         SURROGATE_WORKERS="2",
         PYTHONPATH=os.pathsep.join([str(home), str(ROOT)]),
     )
-    for name in ("SURROGATE_MODEL_URI", "MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_", "BENTOML_CONFIG"):
+    for name in (
+        "SURROGATE_MODEL_URI",
+        "BENTOML_CONFIG",
+        "OTEL_SDK_DISABLED",
+        *(k for k in env if k.startswith("MALLOC_")),
+    ):
         env.pop(name, None)
-    if arena is not None:
-        env["MALLOC_ARENA_MAX"] = str(arena)
+    added = _setting_env(home, setting, "rss-minimal" if service == "minimal" else "llto-surrogate")
+    env.update(added)
     port = _free_port()
     bentoml = [sys.executable, "-m", "bentoml", "serve"]
     where = ["--host", "127.0.0.1", "--port", str(port)]
@@ -161,10 +221,11 @@ def server(home: Path, service: str, off: str, arena: int | None) -> Iterator[tu
     elif off:
         (home / "rss_ablated.py").write_text(ABLATED_SERVICE)
         env["RSS_GROWTH_OFF"] = off
+        added["RSS_GROWTH_OFF"] = off
         command = [*bentoml, "rss_ablated:Surrogate", *where]
     else:
         command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
-    log = open(home / f"server-{service}-{off or 'all'}-{arena}.log", "w")  # noqa: SIM115
+    log = open(home / f"server-{service}-{off or 'all'}-{setting}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     url = f"http://127.0.0.1:{port}"
@@ -179,7 +240,7 @@ def server(home: Path, service: str, off: str, arena: int | None) -> Iterator[tu
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start in 240 s")
             time.sleep(0.5)
-        yield url, process.pid, command
+        yield url, process.pid, command, added
     finally:
         process.terminate()
         try:
@@ -189,10 +250,20 @@ def server(home: Path, service: str, off: str, arena: int | None) -> Iterator[tu
             process.wait()
 
 
-def run_variant(home: Path, name: str, requests: int, arena: int | None, idle_s: float) -> dict[str, Any]:
+def _probe(url: str) -> dict[str, Any] | None:
+    """The minimal service's ``/probe`` answer (one worker's scheduled timers and live spans), or None."""
+    request = urllib.request.Request(f"{url}/probe", data=b"{}", headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def run_variant(home: Path, name: str, setting: str, requests: int, idle_s: float) -> dict[str, Any]:
     """One variant on a fresh server: idle drift, then ``requests`` requests; memory in MiB, growth per 1,000."""
     service, _, off = name.partition("-without-")
-    with server(home, service, off, arena) as (url, pid, command):
+    with server(home, service, off, setting) as (url, pid, command, added):
         workers = _children(pid)
         time.sleep(2)  # let the workers finish starting (the first /healthz answered)
         idle_before = _memory_kib(workers)
@@ -213,17 +284,20 @@ def run_variant(home: Path, name: str, requests: int, arena: int | None, idle_s:
             for key in points:
                 points[key].append((sent, round(memory[key] / 1024, 2)))
         elapsed = time.perf_counter() - started
-        arena_seen = sorted({_environ(w).get("MALLOC_ARENA_MAX", "unset") for w in workers})
+        probe = _probe(url) if service == "minimal" else None
+        environs = [_environ(w) for w in workers]
     rss, anon = points["VmRSS"], points["RssAnon"]
     return {
         "variant": name,
-        "malloc_arena_max": arena,
-        "malloc_arena_max_in_workers": arena_seen,
+        "setting": setting,
+        "setting_added": added,
+        "setting_in_workers": all(all(e.get(k) == v for k, v in added.items()) for e in environs),
         "command": " ".join(command[1:] if command[0] == sys.executable else command),
         "workers": len(workers),
         "requests": sent,
         "answers": dict(sorted(answers.items())),
         "requests_per_s": round(sent / elapsed, 1),
+        "elapsed_s": round(elapsed, 1),
         "idle_s": idle_s,
         "idle_growth_mib": {k: round((idle_after[k] - idle_before[k]) / 1024, 2) for k in idle_before},
         "rss_points_mib": rss,
@@ -232,27 +306,40 @@ def run_variant(home: Path, name: str, requests: int, arena: int | None, idle_s:
         "anon_ratio": round(anon[-1][1] / anon[0][1], 3),
         "rss_growth_mib_per_1000": round(slope_per_1000(rss), 3),
         "anon_growth_mib_per_1000": round(slope_per_1000(anon), 3),
+        "probe_after": probe,
     }
 
 
-def _variants(text: str) -> list[str]:
+def _names(text: str, allowed: Any) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     for name in names:
-        service, _, off = name.partition("-without-")
-        if service not in ("ours", "minimal") or (
-            off and (service != "ours" or not set(off.split("+")) <= set(ABLATIONS))
-        ):
-            raise argparse.ArgumentTypeError(
-                f"{name!r}: a variant is ours, minimal or ours-without-X[+Y] with X, Y among {', '.join(ABLATIONS)}"
-            )
+        if not allowed(name):
+            raise argparse.ArgumentTypeError(f"{name!r} is not allowed here")
     return names
+
+
+def _is_variant(name: str) -> bool:
+    service, _, off = name.partition("-without-")
+    if not off:
+        return service in ("ours", "minimal")
+    return service == "ours" and set(off.split("+")) <= set(ABLATIONS)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000, help="requests per variant (default 20000)")
-    parser.add_argument("--variants", type=_variants, default=_variants(DEFAULT_VARIANTS), help="comma-separated")
-    parser.add_argument("--arena", type=int, default=None, help="also run each variant with this MALLOC_ARENA_MAX")
+    parser.add_argument(
+        "--variants",
+        type=lambda t: _names(t, _is_variant),
+        default=_names(DEFAULT_VARIANTS, _is_variant),
+        help=f"comma-separated: ours, minimal, ours-without-X[+Y] (X among {', '.join(ABLATIONS)}); default {DEFAULT_VARIANTS}",
+    )
+    parser.add_argument(
+        "--settings",
+        type=lambda t: _names(t, SETTINGS.__contains__),
+        default=_names(DEFAULT_SETTINGS, SETTINGS.__contains__),
+        help=f"comma-separated, each variant runs with each: {', '.join(SETTINGS)}; default {DEFAULT_SETTINGS}",
+    )
     parser.add_argument("--idle", type=float, default=15.0, help="seconds of the idle control (default 15)")
     parser.add_argument("--output", default="rss_growth", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
@@ -261,42 +348,36 @@ def main(argv: list[str] | None = None) -> int:
     command = "nice -n 10 .venv/bin/python benchmarks/rss_growth.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    results: dict[str, Any] = {"command": command.strip(), "nice": os.nice(0), "machine": machine()}
-    results["glibc"] = os.confstr("CS_GNU_LIBC_VERSION")
     import bentoml
+    import opentelemetry.sdk.version
     import uvicorn
 
-    results["versions"] = {"bentoml": bentoml.__version__, "uvicorn": uvicorn.__version__}
-    results["loadavg_before"] = Path("/proc/loadavg").read_text().strip()
-    results["variants"] = []
+    results: dict[str, Any] = {
+        "command": command.strip(),
+        "nice": os.nice(0),
+        "machine": machine(),
+        "glibc": os.confstr("CS_GNU_LIBC_VERSION"),
+        "versions": {
+            "bentoml": bentoml.__version__,
+            "uvicorn": uvicorn.__version__,
+            "opentelemetry-sdk": opentelemetry.sdk.version.__version__,
+        },
+        "settings": {k: SETTINGS[k] for k in args.settings},
+        "loadavg_before": Path("/proc/loadavg").read_text().strip(),
+        "variants": [],
+    }
     with tempfile.TemporaryDirectory(prefix="rss-growth-") as folder:
         for name in args.variants:
-            for arena in (None, args.arena) if args.arena is not None else (None,):
-                result = run_variant(Path(folder), name, args.requests, arena, args.idle)
-                print(
-                    json.dumps(
-                        {
-                            k: result[k]
-                            for k in (
-                                "variant",
-                                "malloc_arena_max",
-                                "rss_growth_mib_per_1000",
-                                "anon_growth_mib_per_1000",
-                                "rss_ratio",
-                            )
-                        }
-                    ),
-                    flush=True,
-                )
+            for setting in args.settings:
+                result = run_variant(Path(folder), name, setting, args.requests, args.idle)
+                keys = ("variant", "setting", "rss_growth_mib_per_1000", "rss_ratio", "probe_after")
+                print(json.dumps({k: result[k] for k in keys}), flush=True)
                 results["variants"].append(result)
     results["loadavg_after"] = Path("/proc/loadavg").read_text().strip()
-    reference = next((v for v in results["variants"] if v["variant"] == "ours" and v["malloc_arena_max"] is None), None)
+    reference = next((v for v in results["variants"] if (v["variant"], v["setting"]) == ("ours", "as-is")), None)
     for result in results["variants"]:
-        result["growth_vs_ours"] = (
-            round(result["rss_growth_mib_per_1000"] / reference["rss_growth_mib_per_1000"], 3)
-            if reference and reference["rss_growth_mib_per_1000"]
-            else None
-        )
+        base = reference["rss_growth_mib_per_1000"] if reference else 0
+        result["growth_vs_ours_as_is"] = round(result["rss_growth_mib_per_1000"] / base, 3) if base else None
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / f"{args.output}.md").write_text(markdown(results))
@@ -307,12 +388,12 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown page."""
     box = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
     lines = [
         "# Workers' memory growth per request: our service vs a minimal BentoML service (issue 18)",
         "",
         f"Made by `{results['command']}` (niceness {results['nice']}) on {box['cores']} cores ({box['cpu']}), "
-        f"{box['memory_gib']} GiB, Python {box['python']}, {results['glibc']}, BentoML "
-        f"{results['versions']['bentoml']}, uvicorn {results['versions']['uvicorn']}; the machine was shared. "
+        f"{box['memory_gib']} GiB, Python {box['python']}, {results['glibc']}, {versions}; the machine was shared. "
         f"Load average (1, 5, 15 min, /proc/loadavg) before: {results['loadavg_before']}; after: "
         f"{results['loadavg_after']}.",
         "",
@@ -321,28 +402,45 @@ def markdown(results: dict[str, Any]) -> str:
         "is summed over both workers: `VmRSS` (resident) and `RssAnon` (its anonymous part: heap and malloc "
         "arenas). Growth per 1,000 requests: the least-squares slope over before and each quarter. `ours` runs "
         "without a model, so nothing here comes from the embedded data set (a reconstruction of Tan et al. 2021, "
-        "not measurements). The goal of issue 18 is an after/before ratio of at most "
-        f"{MEMORY_GOAL_RATIO:.2f} after 20,000 requests.",
+        "not measurements). Issue 18's goal: an RSS ratio (after/before) of at most "
+        f"{MEMORY_GOAL_RATIO:.2f} after 20,000 requests. Read the ratios: the machine is shared.",
         "",
-        "| variant | MALLOC_ARENA_MAX (in workers) | requests | answers | req/s | idle growth MiB (RSS) "
-        "| RSS before → after MiB | RSS ratio | RSS MiB / 1,000 req | anon MiB / 1,000 req | growth vs ours |",
-        "|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|",
+        "Settings (the services unchanged):",
+        "",
+        *(f"- `{k}`: {v}" for k, v in results["settings"].items()),
+        "",
+        "| variant | setting | in workers' env | requests | answers | req/s | idle growth, RSS MiB "
+        "| RSS before → after, MiB | RSS ratio | RSS MiB / 1,000 req | anon MiB / 1,000 req | growth vs ours as-is |",
+        "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for v in results["variants"]:
-        arena = f"{v['malloc_arena_max'] or 'unset'} ({', '.join(v['malloc_arena_max_in_workers'])})"
         lines.append(
-            f"| {v['variant']} | {arena} | {v['requests']:,} | {v['answers']} | {v['requests_per_s']} "
-            f"| {v['idle_growth_mib']['VmRSS']} in {v['idle_s']:g} s | {v['rss_points_mib'][0][1]} → "
-            f"{v['rss_points_mib'][-1][1]} | {v['rss_ratio']} | {v['rss_growth_mib_per_1000']} "
-            f"| {v['anon_growth_mib_per_1000']} | {v['growth_vs_ours']} |"
+            f"| {v['variant']} | {v['setting']} | {'yes' if v['setting_in_workers'] else 'NO'} | {v['requests']:,} "
+            f"| {v['answers']} | {v['requests_per_s']} | {v['idle_growth_mib']['VmRSS']} in {v['idle_s']:g} s "
+            f"| {v['rss_points_mib'][0][1]} → {v['rss_points_mib'][-1][1]} | {v['rss_ratio']} "
+            f"| {v['rss_growth_mib_per_1000']} | {v['anon_growth_mib_per_1000']} | {v['growth_vs_ours_as_is']} |"
         )
+    probes = [v for v in results["variants"] if v.get("probe_after")]
+    if probes:
+        lines += [
+            "",
+            "The minimal service's `/probe` right after the requests (one worker: the timers still scheduled on its "
+            "event loop, by callback, and the OpenTelemetry SDK spans alive):",
+            "",
+        ]
+        for v in probes:
+            probe = v["probe_after"]
+            lines.append(
+                f"- {v['variant']}, {v['setting']}: timers {probe['scheduled_timers']}, live spans "
+                f"{probe['live_spans']:,} (worker {probe['pid']})"
+            )
     lines += ["", "RSS (MiB) at each checkpoint (requests sent: MiB):", ""]
     for v in results["variants"]:
         points = ", ".join(f"{n:,}: {m}" for n, m in v["rss_points_mib"])
-        lines.append(f"- {v['variant']}, MALLOC_ARENA_MAX {v['malloc_arena_max'] or 'unset'}: {points}")
+        lines.append(f"- {v['variant']}, {v['setting']}: {points}")
     lines += ["", "Commands of the servers:", ""]
     for v in results["variants"]:
-        lines.append(f"- {v['variant']}, MALLOC_ARENA_MAX {v['malloc_arena_max'] or 'unset'}: `{v['command']}`")
+        lines.append(f"- {v['variant']}, {v['setting']}: `{v['command']}` with {v['setting_added'] or 'nothing added'}")
     return "\n".join(lines) + "\n"
 
 
