@@ -26,7 +26,9 @@ Each variant runs with each of ``--settings`` (the service itself unchanged; :da
 (``OTEL_SDK_DISABLED=true``) in the server's environment (the workers inherit it; the script checks their
 ``/proc/PID/environ``); ``untraced`` and ``timeout5``, a BentoML configuration file (``BENTOML_CONFIG``) that
 excludes every URL from BentoML's OpenTelemetry middleware (``tracing.excluded_urls: '.*'``) or sets the traffic
-timeout to 5 s. After its requests the minimal service answers ``POST /probe`` with one worker's timers still
+timeout to 5 s; ``untraced-decorator``, the same exclusion as an argument of the service's
+``@bentoml.service`` (for ours through the wrapper module: the one-line change proposed for serving/service.py).
+After its requests the minimal service answers ``POST /probe`` with one worker's timers still
 scheduled on its event loop (by callback) and the OpenTelemetry SDK spans alive in it: what the memory holds.
 
 Writes ``benchmarks/results/<--output>.json`` and ``.md`` (default ``rss_growth``); memory in MiB. The machine is
@@ -34,7 +36,11 @@ shared, so read the ratios (after/before, and each row's growth against ``ours``
 figures. Usage::
 
     nice -n 10 .venv/bin/python benchmarks/rss_growth.py [--requests 20000] [--variants ours,minimal]
-        [--settings as-is,arena2,untraced] [--idle 15] [--output rss_growth]
+        [--settings as-is,arena2,untraced-decorator] [--idle 15] [--rest 0] [--output rss_growth]
+
+``--rest S`` (e.g. 70, more than the 60 s traffic timeout): after the requests, S seconds without any, then the
+same requests again; whether the second batch grows the workers further tells a bounded retention (memory
+reused once BentoML's timers of the first batch have fired) from a leak.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ MEMORY_GOAL_RATIO = 1.10
 """Issue 18's goal: after 20,000 requests the workers' resident memory at most 10 % above before."""
 ABLATIONS = ("metrics", "deadline", "guard", "header", "freeze")
 DEFAULT_VARIANTS = "ours,minimal"
-DEFAULT_SETTINGS = "as-is,arena2,untraced"
+DEFAULT_SETTINGS = "as-is,arena2,untraced-decorator"
 
 MINIMAL_SERVICE = '''"""A minimal BentoML service: one API returning a constant, 2 workers, our service's options; and a probe."""
 
@@ -74,6 +80,8 @@ import os
 
 import bentoml
 
+EXCLUDED = os.environ.get("RSS_GROWTH_TRACING_EXCLUDED")
+
 
 @bentoml.service(
     name="rss-minimal",
@@ -81,6 +89,7 @@ import bentoml
     traffic={"timeout": 60, "concurrency": 256},
     logging={"access": {"enabled": False}},
     metrics={"enabled": False, "namespace": "bentoml_service"},
+    **({"tracing": {"excluded_urls": EXCLUDED}} if EXCLUDED else {}),
 )
 class Minimal:
     @bentoml.api
@@ -122,6 +131,15 @@ def add_asgi_middleware(self, middleware_cls, **options):
 
 
 bentoml.Service.add_asgi_middleware = add_asgi_middleware
+EXCLUDED = os.environ.get("RSS_GROWTH_TRACING_EXCLUDED")
+if EXCLUDED:  # what a tracing={"excluded_urls": ...} argument in serving/service.py's @bentoml.service would do
+    original_service = bentoml.service
+
+    def service(*args, **options):
+        options.setdefault("tracing", {"excluded_urls": EXCLUDED})
+        return original_service(*args, **options)
+
+    bentoml.service = service
 if "freeze" in OFF:
     gc.freeze = lambda: None
 
@@ -168,6 +186,8 @@ SETTINGS: dict[str, str] = {
     "arena2-trim": "MALLOC_ARENA_MAX=2 and MALLOC_TRIM_THRESHOLD_=131072 in the server's environment",
     "untraced": "BENTOML_CONFIG: services.NAME.tracing.excluded_urls: '.*' (OpenTelemetry skips every request)",
     "otel-sdk-off": "OTEL_SDK_DISABLED=true in the server's environment (no-op tracer)",
+    "untraced-decorator": "tracing={'excluded_urls': '.*'} added to the service's @bentoml.service (ours: by the "
+    "wrapper module, as the proposed one-line change to serving/service.py would)",
     "timeout5": "BENTOML_CONFIG: services.NAME.traffic.timeout: 5 (BentoML's per-request timer lives 5 s, not 60)",
 }
 """What each setting adds to a server (the service unchanged); NAME is the service's BentoML name."""
@@ -181,6 +201,8 @@ def _setting_env(home: Path, setting: str, service_name: str) -> dict[str, str]:
         return {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "131072"}
     if setting == "otel-sdk-off":
         return {"OTEL_SDK_DISABLED": "true"}
+    if setting == "untraced-decorator":
+        return {"RSS_GROWTH_TRACING_EXCLUDED": ".*"}
     if setting in ("untraced", "timeout5"):
         inner = "tracing:\n      excluded_urls: '.*'" if setting == "untraced" else "traffic:\n      timeout: 5"
         config = home / f"bentoml-{service_name}-{setting}.yaml"
@@ -218,10 +240,11 @@ def server(home: Path, service: str, off: str, setting: str) -> Iterator[tuple[s
     if service == "minimal":
         (home / "rss_minimal.py").write_text(MINIMAL_SERVICE)
         command = [*bentoml, "rss_minimal:Minimal", *where]
-    elif off:
+    elif off or setting == "untraced-decorator":
         (home / "rss_ablated.py").write_text(ABLATED_SERVICE)
-        env["RSS_GROWTH_OFF"] = off
-        added["RSS_GROWTH_OFF"] = off
+        if off:
+            env["RSS_GROWTH_OFF"] = off
+            added["RSS_GROWTH_OFF"] = off
         command = [*bentoml, "rss_ablated:Surrogate", *where]
     else:
         command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
@@ -260,8 +283,13 @@ def _probe(url: str) -> dict[str, Any] | None:
         return None
 
 
-def run_variant(home: Path, name: str, setting: str, requests: int, idle_s: float) -> dict[str, Any]:
-    """One variant on a fresh server: idle drift, then ``requests`` requests; memory in MiB, growth per 1,000."""
+def run_variant(
+    home: Path, name: str, setting: str, requests: int, idle_s: float, rest_s: float = 0.0
+) -> dict[str, Any]:
+    """One variant on a fresh server: idle drift, then ``requests`` requests; memory in MiB, growth per 1,000.
+
+    With ``rest_s``: then ``rest_s`` seconds without requests and the same ``requests`` again (``second_batch``).
+    """
     service, _, off = name.partition("-without-")
     with server(home, service, off, setting) as (url, pid, command, added):
         workers = _children(pid)
@@ -285,6 +313,19 @@ def run_variant(home: Path, name: str, setting: str, requests: int, idle_s: floa
                 points[key].append((sent, round(memory[key] / 1024, 2)))
         elapsed = time.perf_counter() - started
         probe = _probe(url) if service == "minimal" else None
+        second: dict[str, Any] | None = None
+        if rest_s:  # the same requests again after the BentoML timers of the first batch have fired
+            time.sleep(rest_s)
+            rested = _memory_kib(workers)["VmRSS"] / 1024
+            stray_paths(url, requests, distinct=False)
+            again = _memory_kib(workers)["VmRSS"] / 1024
+            second = {
+                "rest_s": rest_s,
+                "rss_after_rest_mib": round(rested, 2),
+                "rss_after_second_batch_mib": round(again, 2),
+                "second_batch_ratio_to_first_after": round(again / (points["VmRSS"][-1][1]), 3),
+                "probe_after_rest_and_second_batch": _probe(url) if service == "minimal" else None,
+            }
         environs = [_environ(w) for w in workers]
     rss, anon = points["VmRSS"], points["RssAnon"]
     return {
@@ -307,6 +348,7 @@ def run_variant(home: Path, name: str, setting: str, requests: int, idle_s: floa
         "rss_growth_mib_per_1000": round(slope_per_1000(rss), 3),
         "anon_growth_mib_per_1000": round(slope_per_1000(anon), 3),
         "probe_after": probe,
+        "second_batch": second,
     }
 
 
@@ -341,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, each variant runs with each: {', '.join(SETTINGS)}; default {DEFAULT_SETTINGS}",
     )
     parser.add_argument("--idle", type=float, default=15.0, help="seconds of the idle control (default 15)")
+    parser.add_argument(
+        "--rest",
+        type=float,
+        default=0.0,
+        help="then wait this many seconds (more than the traffic timeout, 60 s) and send the requests again",
+    )
     parser.add_argument("--output", default="rss_growth", help="results file stem in benchmarks/results")
     args = parser.parse_args(argv)
     if args.requests < 16:
@@ -369,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rss-growth-") as folder:
         for name in args.variants:
             for setting in args.settings:
-                result = run_variant(Path(folder), name, setting, args.requests, args.idle)
+                result = run_variant(Path(folder), name, setting, args.requests, args.idle, args.rest)
                 keys = ("variant", "setting", "rss_growth_mib_per_1000", "rss_ratio", "probe_after")
                 print(json.dumps({k: result[k] for k in keys}), flush=True)
                 results["variants"].append(result)
@@ -433,6 +481,26 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"- {v['variant']}, {v['setting']}: timers {probe['scheduled_timers']}, live spans "
                 f"{probe['live_spans']:,} (worker {probe['pid']})"
+            )
+    seconds = [v for v in results["variants"] if v.get("second_batch")]
+    if seconds:
+        lines += [
+            "",
+            "Second batch: after the requests, a rest without requests, then the same requests again (RSS, MiB):",
+            "",
+        ]
+        for v in seconds:
+            b = v["second_batch"]
+            probe = b["probe_after_rest_and_second_batch"]
+            lines.append(
+                f"- {v['variant']}, {v['setting']}: after the first batch {v['rss_points_mib'][-1][1]}, after "
+                f"{b['rest_s']:g} s of rest {b['rss_after_rest_mib']}, after the second batch "
+                f"{b['rss_after_second_batch_mib']} (second/first {b['second_batch_ratio_to_first_after']})"
+                + (
+                    f"; probe then: timers {probe['scheduled_timers']}, live spans {probe['live_spans']:,}"
+                    if probe
+                    else ""
+                )
             )
     lines += ["", "RSS (MiB) at each checkpoint (requests sent: MiB):", ""]
     for v in results["variants"]:
