@@ -414,6 +414,11 @@ def _loaded(model: SurrogateModel, info: dict[str, Any]) -> Loaded:
     # BentoML's own HTTP metrics label every raw path (one series per path, kept for ever): off, and with them
     # BentoML's /metrics route; the service serves its own, labelled by route template (serving.metrics).
     metrics={"enabled": False, "namespace": "bentoml_service"},
+    # BentoML records an OpenTelemetry span for every request (no exporter is configured here) and its timeout
+    # middleware keeps each request's context, span included, alive for traffic.timeout (60 s): about 4.9 KiB
+    # per request, 5 MiB per 1,000 (benchmarks/results/rss_growth.md). No URL is traced; to trace, set
+    # services.llto-surrogate.tracing.excluded_urls in BENTOML_CONFIG.
+    tracing={"excluded_urls": ".*"},
 )
 class Surrogate:
     """LLTO thin-film battery surrogate: predictions with intervals, campaigns and search over HTTP."""

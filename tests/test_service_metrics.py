@@ -78,6 +78,15 @@ def test_thousands_of_distinct_unauthenticated_paths_add_no_series(client):
     assert counted >= 1050
 
 
+def test_no_url_is_traced_so_no_span_outlives_its_request():
+    """BentoML keeps each traced request's span alive for its 60 s timeout (benchmarks/rss_growth.py: ~5 MiB per
+    1,000 requests); the service excludes every URL from BentoML's OpenTelemetry middleware."""
+    import serving.service as service
+
+    excluded = service.Surrogate.config["tracing"]["excluded_urls"]
+    assert all(re.fullmatch(excluded, path) for path in ("/predict", "/campaigns/x", "/readyz", "/metrics"))
+
+
 def test_bentomls_own_metrics_are_off(client):
     import serving.service as service
 
