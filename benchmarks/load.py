@@ -183,20 +183,30 @@ def serving(home: Path, storage: str, baseline: bool) -> Iterator[tuple[str, int
         env["BENTOML_CONFIG"] = str(config)
     port = _free_port()
     command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
-    log = open(home / f"server-{'baseline' if baseline else 'now'}.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    log = home / f"server-{'baseline' if baseline else 'now'}.log"
+    with running_server(command, env, home, log, port) as (url, pid):
+        yield url, pid
+
+
+@contextlib.contextmanager
+def running_server(
+    command: list[str], env: dict[str, str], home: Path, log: Path, port: int, limit_s: float = 240
+) -> Iterator[tuple[str, int]]:
+    """Start ``command`` (a server on 127.0.0.1:``port``, output to ``log``), wait until ``/healthz`` answers 200
+    (at most ``limit_s``), yield (url, server pid); terminate it afterwards (kill after 30 s)."""
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, env=env, cwd=home, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + limit_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited {process.returncode}")
+                raise RuntimeError(f"server exited {process.returncode}; see {log}")
             with contextlib.suppress(OSError):
                 if _get(f"{url}/healthz", timeout=5)[0] == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not start in 180 s")
+                raise RuntimeError(f"server did not start in {limit_s:.0f} s; see {log}")
             time.sleep(0.5)
         yield url, process.pid
     finally:
@@ -205,6 +215,7 @@ def serving(home: Path, storage: str, baseline: bool) -> Iterator[tuple[str, int
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def concurrent_status(url: str, clients: int, round_name: str) -> dict[str, Any]:

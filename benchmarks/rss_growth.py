@@ -49,7 +49,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import _children, _free_port, _get, machine, stray_paths  # noqa: E402
+from benchmarks.load import _children, _free_port, machine, running_server, stray_paths  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TOKEN = "rss-token"
@@ -248,29 +247,9 @@ def server(home: Path, service: str, off: str, setting: str) -> Iterator[tuple[s
         command = [*bentoml, "rss_ablated:Surrogate", *where]
     else:
         command = [str(Path(sys.executable).parent / "surrogate"), "serve", "--port", str(port), "--workers", "2"]
-    log = open(home / f"server-{service}-{off or 'all'}-{setting}.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited {process.returncode}; see {log.name}")
-            with contextlib.suppress(OSError):
-                if _get(f"{url}/healthz", timeout=5)[0] == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start in 240 s")
-            time.sleep(0.5)
-        yield url, process.pid, command, added
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    log = home / f"server-{service}-{off or 'all'}-{setting}.log"
+    with running_server(command, env, home, log, port) as (url, pid):
+        yield url, pid, command, added
 
 
 def _probe(url: str) -> dict[str, Any] | None:
